@@ -1,0 +1,2 @@
+-- PostGIS gives airports their geography points and radius search.
+CREATE EXTENSION IF NOT EXISTS postgis;

@@ -1,0 +1,169 @@
+//! Typed settings from command-line flags and `INSIKT_*` environment variables.
+//!
+//! Every flag has an environment variable and a default that works on a
+//! developer's machine (see `scripts/services.sh`), so `insikt` alone serves.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// insikt: where the demand for new courses is, by city (and nearby airport),
+/// age group and advertising channel.
+#[derive(Debug, Parser)]
+#[command(name = "insikt", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default when no command is given).
+    Serve,
+    /// Apply the embedded database migrations, creating the database if needed.
+    Migrate,
+}
+
+/// Settings shared by every command; each is a global flag with an env var.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    #[arg(
+        long,
+        env = "INSIKT_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// PostgreSQL connection URL; the database is created by `migrate` if missing.
+    #[arg(
+        long,
+        env = "INSIKT_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/insikt",
+        global = true
+    )]
+    pub database_url: String,
+
+    /// Maximum number of pooled PostgreSQL connections.
+    #[arg(long, env = "INSIKT_DB_POOL_SIZE", default_value_t = 16, global = true)]
+    pub db_pool_size: usize,
+
+    /// Kafka bootstrap servers (comma-separated host:port).
+    #[arg(
+        long,
+        env = "INSIKT_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
+    pub kafka_brokers: String,
+
+    /// Key that signs confirmation links; a random one (with a warning) when unset,
+    /// which invalidates outstanding links on restart.
+    #[arg(long, env = "INSIKT_SECRET", hide_env_values = true, global = true)]
+    pub secret: Option<String>,
+
+    /// Bearer token required by the admin endpoints; they answer 403 when unset.
+    #[arg(
+        long,
+        env = "INSIKT_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_token: Option<String>,
+
+    /// Name of this instance among several (default: hostname-pid).
+    #[arg(long, env = "INSIKT_INSTANCE_ID", global = true)]
+    pub instance_id: Option<String>,
+
+    /// Tracing filter, e.g. `info` or `insikt=debug,warp=info`.
+    #[arg(
+        long = "log",
+        env = "INSIKT_LOG",
+        default_value = "info,warp=warn",
+        global = true
+    )]
+    pub log_filter: String,
+
+    /// Largest accepted request body in bytes (10,000 citizens need about 70 MB).
+    #[arg(long, env = "INSIKT_BODY_LIMIT", default_value_t = 100 * 1024 * 1024, global = true)]
+    pub body_limit: u64,
+
+    /// How long to wait for in-flight requests on SIGTERM/SIGINT, in seconds.
+    #[arg(
+        long,
+        env = "INSIKT_SHUTDOWN_TIMEOUT",
+        default_value_t = 30,
+        global = true
+    )]
+    pub shutdown_timeout_secs: u64,
+
+    /// Do not migrate on start; serve even when PostgreSQL is down.
+    #[arg(long, env = "INSIKT_NO_MIGRATE", global = true)]
+    pub no_migrate: bool,
+
+    /// Directory for archived (expired, unconsumed) stream data.
+    #[arg(
+        long,
+        env = "INSIKT_ARCHIVE_DIR",
+        default_value = "archive",
+        global = true
+    )]
+    pub archive_dir: PathBuf,
+}
+
+impl Config {
+    /// The configured instance id, or `hostname-pid`.
+    pub fn instance_id(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(|| {
+            format!(
+                "{}-{}",
+                gethostname::gethostname().to_string_lossy(),
+                std::process::id()
+            )
+        })
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    /// Settings from `INSIKT_*` variables and defaults alone (no flags).
+    pub fn from_env() -> Self {
+        Cli::parse_from(["insikt"]).config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_work_before_and_after_the_command() {
+        let cli = Cli::parse_from(["insikt", "--listen", "0.0.0.0:9000", "migrate"]);
+        assert_eq!(cli.config.listen.port(), 9000);
+        assert!(matches!(cli.command, Some(Command::Migrate)));
+        let cli = Cli::parse_from(["insikt", "serve", "--no-migrate"]);
+        assert!(cli.config.no_migrate);
+    }
+
+    #[test]
+    fn instance_id_defaults_to_host_and_pid() {
+        let mut config = Config::from_env();
+        config.instance_id = None;
+        assert!(config
+            .instance_id()
+            .ends_with(&format!("-{}", std::process::id())));
+    }
+}

@@ -1,0 +1,151 @@
+//! Builds the service from its configuration and runs it: pool, Kafka
+//! clients, HTTP server, and the shutdown order.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::config::{Cli, Command, Config};
+use crate::db::{self, DbError, MigrationReport};
+use crate::http;
+use crate::kafka::{Cluster, KafkaClientError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Kafka(#[from] KafkaClientError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("could not generate a random secret: {0}")]
+    Random(String),
+}
+
+/// Runs the command the command line asked for.
+pub async fn run(cli: Cli) -> Result<(), StartupError> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::build(cli.config).await?;
+            app.run_until(shutdown_signal()).await;
+            Ok(())
+        }
+        Command::Migrate => {
+            let report = migrate(&cli.config).await?;
+            if report.applied.is_empty() {
+                println!("database is up to date");
+            }
+            for migration in &report.applied {
+                println!("applied {migration}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Creates the database if needed and applies the embedded migrations.
+pub async fn migrate(config: &Config) -> Result<MigrationReport, StartupError> {
+    let report = db::migrate(&config.database_url).await?;
+    tracing::info!(
+        created_database = report.created_database,
+        applied = report.applied.len(),
+        "migrations done"
+    );
+    Ok(report)
+}
+
+/// The service, bound to its address and ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    state: http::State,
+}
+
+impl Application {
+    /// Migrates (unless `no_migrate`), builds the clients and binds the listener.
+    pub async fn build(mut config: Config) -> Result<Self, StartupError> {
+        if !config.no_migrate {
+            migrate(&config).await?;
+        }
+        if config.secret.is_none() {
+            tracing::warn!(
+                "INSIKT_SECRET is unset: using a random signing key; \
+                 confirmation links will not survive a restart"
+            );
+            config.secret = Some(random_secret()?);
+        }
+        let instance_id = config.instance_id();
+        let pool = db::pool(&config.database_url, config.db_pool_size)?;
+        let kafka = Cluster::connect(&config.kafka_brokers, &format!("insikt-{instance_id}"))?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartupError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        Ok(Self {
+            listener,
+            state: http::State {
+                config: Arc::new(config),
+                pool,
+                kafka,
+            },
+        })
+    }
+
+    /// The bound address (tests bind port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish
+    /// for up to the configured shutdown timeout.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let addr = self.local_addr();
+        let timeout = self.state.config.shutdown_timeout();
+        let stopping = Arc::new(Notify::new());
+        let notify = Arc::clone(&stopping);
+        let server = warp::serve(http::router(&self.state))
+            .incoming(self.listener)
+            .graceful(async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing in-flight requests");
+                notify.notify_one();
+            })
+            .run();
+        tracing::info!(%addr, instance = %self.state.config.instance_id(), "insikt listening");
+        tokio::select! {
+            () = server => tracing::info!("server stopped"),
+            () = async {
+                stopping.notified().await;
+                tokio::time::sleep(timeout).await;
+            } => tracing::warn!(?timeout, "shutdown timed out; dropping open connections"),
+        }
+        self.state.pool.close();
+    }
+}
+
+fn random_secret() -> Result<String, StartupError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| StartupError::Random(e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,298 @@
+//! Black-box test harness: each test gets its own database (cloned from a
+//! migrated template, so tests run in parallel) and the real application on a
+//! free port, talking to the real PostgreSQL and Kafka started by
+//! `scripts/services.sh`.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::Path;
+use std::time::Duration;
+
+use insikt::config::Config;
+use insikt::startup::Application;
+use serde_json::Value;
+use tokio::sync::{oneshot, OnceCell};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+
+/// The admin token every test app is configured with.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// Where test databases are created: `INSIKT_TEST_DATABASE_URL` or the local
+/// default, pointing at the maintenance database.
+pub fn admin_url() -> String {
+    std::env::var("INSIKT_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// `admin_url` with another database name.
+pub fn database_url(name: &str) -> String {
+    let admin = admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+pub async fn admin_client() -> tokio_postgres::Client {
+    connect(&admin_url()).await
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url} (is scripts/services.sh up?): {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// FNV-1a over the migration files, so a changed migration gets a new template.
+fn migrations_fingerprint() -> u64 {
+    let mut entries: Vec<_> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"))
+            .expect("migrations directory")
+            .map(|e| e.expect("migration entry").path())
+            .collect();
+    entries.sort();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for path in entries {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        for byte in name.bytes().chain(std::fs::read(&path).unwrap()) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+
+/// The migrated template database, created once across all test processes.
+async fn template() -> &'static str {
+    TEMPLATE
+        .get_or_init(|| async {
+            let fingerprint = migrations_fingerprint();
+            let name = format!("insikt_tpl_{fingerprint:016x}");
+            let admin = admin_client().await;
+            // Serialise template creation across concurrently running test binaries.
+            let lock_key = (fingerprint >> 1) as i64;
+            admin
+                .execute("SELECT pg_advisory_lock($1)", &[&lock_key])
+                .await
+                .unwrap();
+            let exists = admin
+                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+                .await
+                .unwrap()
+                .is_some();
+            if !exists {
+                let building = format!("{name}_building");
+                admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+                    .await
+                    .unwrap();
+                insikt::db::migrate(&database_url(&building))
+                    .await
+                    .expect("migrating the template");
+                // Renaming makes the template appear only once complete.
+                retry_in_use(
+                    &admin,
+                    &format!("ALTER DATABASE {building} RENAME TO {name}"),
+                )
+                .await;
+            }
+            admin
+                .execute("SELECT pg_advisory_unlock($1)", &[&lock_key])
+                .await
+                .unwrap();
+            name
+        })
+        .await
+}
+
+/// Runs DDL, retrying while a just-closed connection to its database lingers.
+async fn retry_in_use(client: &tokio_postgres::Client, sql: &str) {
+    for _ in 0..100 {
+        match client.batch_execute(sql).await {
+            Ok(()) => return,
+            Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("database still in use after 10 s");
+}
+
+/// A fresh, migrated database; dropped when the guard is.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let template = template().await;
+        let name = format!("insikt_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = admin_client().await;
+        retry_in_use(
+            &admin,
+            &format!("CREATE DATABASE {name} TEMPLATE {template}"),
+        )
+        .await;
+        let url = database_url(&name);
+        Self { name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if std::env::var_os("INSIKT_TEST_KEEP_DB").is_some() {
+            eprintln!("keeping test database {}", self.name);
+            return;
+        }
+        let name = self.name.clone();
+        // Drop runs outside any runtime we may block, so use a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok((client, connection)) = tokio_postgres::connect(&admin_url(), NoTls).await
+                {
+                    tokio::spawn(connection);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The configuration a test app starts from: its own database, port 0, known tokens.
+pub fn test_config(database: &TestDatabase) -> Config {
+    let mut config = Config::from_env();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.database_url = database.url.clone();
+    config.no_migrate = true; // the template is migrated
+    config.admin_token = Some(ADMIN_TOKEN.to_owned());
+    config.secret = Some("test-secret".to_owned());
+    config.instance_id = Some(format!("test-{}", &database.name[12..20]));
+    config.shutdown_timeout_secs = 5;
+    config
+}
+
+/// The real application serving on a free port; stopped and its database
+/// dropped when this is dropped.
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub client: reqwest::Client,
+    pub database: TestDatabase,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts the app with a configuration adjusted by `adjust`.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let database = TestDatabase::create().await;
+        let mut config = test_config(&database);
+        adjust(&mut config);
+        let app = Application::build(config)
+            .await
+            .expect("application starts");
+        let addr = app.local_addr();
+        let (shutdown, stop) = oneshot::channel();
+        let server = tokio::spawn(app.run_until(async {
+            let _ = stop.await;
+        }));
+        Self {
+            addr,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap(),
+            database,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.request(method, path).json(body).send().await.unwrap()
+    }
+
+    /// A connection to this app's database, to check what was (not) written.
+    pub async fn db(&self) -> tokio_postgres::Client {
+        connect(&self.database.url).await
+    }
+
+    /// Stops the server and waits for it to finish in-flight requests.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// Status and JSON body of a response.
+pub async fn json(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, body)
+}
+
+/// Asserts the error envelope and returns its code.
+pub fn error_code(body: &Value) -> &str {
+    let error = body
+        .get("error")
+        .unwrap_or_else(|| panic!("no error envelope: {body}"));
+    assert!(
+        error["message"].is_string(),
+        "error without message: {body}"
+    );
+    error["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error without code: {body}"))
+}

@@ -1,0 +1,244 @@
+//! The foundation's behaviour, black-box: health, readiness, the route table's
+//! OPTIONS/405/404 answers, request ids, migrations and the CLI.
+
+mod common;
+
+use std::process::Command;
+
+use common::{error_code, json, TestApp, TestDatabase};
+use insikt::http::routes::ROUTES;
+use reqwest::Method;
+
+/// A concrete path for a route pattern (parameters filled with `1`).
+fn concrete(pattern: &str) -> String {
+    pattern
+        .split('/')
+        .map(|s| if s.starts_with('{') { "1" } else { s })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[tokio::test]
+async fn healthz_says_up() {
+    let app = TestApp::spawn().await;
+    let (status, body) = json(app.get("/healthz").await).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["status"], "up");
+}
+
+#[tokio::test]
+async fn readyz_is_ready_with_postgres_and_kafka() {
+    let app = TestApp::spawn().await;
+    let (status, body) = json(app.get("/readyz").await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["checks"]["postgres"], "ok");
+    assert_eq!(body["data"]["checks"]["kafka"], "ok");
+}
+
+#[tokio::test]
+async fn readyz_names_postgres_when_the_database_is_unreachable() {
+    let app = TestApp::spawn_with(|config| {
+        config.database_url = "postgres://postgres@127.0.0.1:1/nowhere".to_owned();
+    })
+    .await;
+    let (status, body) = json(app.get("/readyz").await).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(error_code(&body), "not_ready");
+    assert_eq!(body["error"]["fields"]["postgres"], "unavailable");
+    assert_eq!(body["error"]["fields"]["kafka"], "ok");
+    let text = body.to_string();
+    assert!(
+        !text.contains("127.0.0.1:1"),
+        "leaks connection details: {text}"
+    );
+    // The process itself is still alive.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
+#[tokio::test]
+async fn readyz_names_kafka_when_the_broker_is_unreachable() {
+    let app = TestApp::spawn_with(|config| {
+        config.kafka_brokers = "127.0.0.1:1".to_owned();
+    })
+    .await;
+    let (status, body) = json(app.get("/readyz").await).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["fields"]["kafka"], "unavailable");
+    assert_eq!(body["error"]["fields"]["postgres"], "ok");
+}
+
+#[tokio::test]
+async fn every_route_answers_options_with_exactly_its_methods() {
+    let app = TestApp::spawn().await;
+    for route in ROUTES {
+        let path = concrete(route.pattern);
+        let response = app.request(Method::OPTIONS, &path).send().await.unwrap();
+        assert!(
+            matches!(response.status().as_u16(), 200 | 204),
+            "OPTIONS {path}: {}",
+            response.status()
+        );
+        let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+        let mut listed: Vec<&str> = allow.split(", ").collect();
+        listed.sort_unstable();
+        let mut expected: Vec<&str> = route.methods.iter().map(Method::as_str).collect();
+        expected.push("OPTIONS");
+        expected.sort_unstable();
+        assert_eq!(listed, expected, "Allow of {path}");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_method_is_405_with_allow_and_an_error_body() {
+    let app = TestApp::spawn().await;
+    for route in ROUTES {
+        let path = concrete(route.pattern);
+        let wrong = [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ]
+        .into_iter()
+        .find(|m| !route.methods.contains(m))
+        .expect("some method is not served");
+        let response = app.request(wrong.clone(), &path).send().await.unwrap();
+        assert_eq!(
+            response.headers()["allow"],
+            route.allow().as_str(),
+            "{wrong} {path}"
+        );
+        let (status, body) = json(response).await;
+        assert_eq!(status, 405, "{wrong} {path}");
+        assert_eq!(error_code(&body), "method_not_allowed");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_path_is_404_with_an_error_body() {
+    let app = TestApp::spawn().await;
+    for method in [Method::GET, Method::POST, Method::OPTIONS] {
+        let (status, body) =
+            json(app.request(method, "/no/such/thing").send().await.unwrap()).await;
+        assert_eq!(status, 404);
+        assert_eq!(error_code(&body), "not_found");
+    }
+    let (status, _) = json(app.get("/healthz/").await).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_or_generated() {
+    let app = TestApp::spawn().await;
+    let given = app
+        .request(Method::GET, "/healthz")
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "trace-me-42");
+    let generated = app.get("/healthz").await;
+    let id = generated.headers()["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+}
+
+fn insikt() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_insikt"));
+    command.env("INSIKT_LOG", "warn");
+    command
+}
+
+#[tokio::test]
+async fn migrate_creates_the_database_and_twice_is_a_no_op() {
+    let name = format!("insikt_test_{}", uuid::Uuid::new_v4().simple());
+    let guard = TestDatabase {
+        name: name.clone(),
+        url: common::database_url(&name),
+    };
+    let first = insikt()
+        .arg("migrate")
+        .env("INSIKT_DATABASE_URL", &guard.url)
+        .output()
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(stdout.contains("applied V1__postgis"), "{stdout}");
+
+    let second = insikt()
+        .arg("migrate")
+        .env("INSIKT_DATABASE_URL", &guard.url)
+        .output()
+        .unwrap();
+    assert!(second.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout).trim(),
+        "database is up to date"
+    );
+
+    let client = common::connect(&guard.url).await;
+    let postgis: String = client
+        .query_one(
+            "SELECT extversion FROM pg_extension WHERE extname = 'postgis'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(postgis.starts_with('3'), "{postgis}");
+}
+
+#[test]
+fn help_documents_every_environment_variable() {
+    let output = insikt().arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for variable in [
+        "INSIKT_LISTEN",
+        "INSIKT_DATABASE_URL",
+        "INSIKT_KAFKA_BROKERS",
+        "INSIKT_SECRET",
+        "INSIKT_ADMIN_TOKEN",
+        "INSIKT_INSTANCE_ID",
+        "INSIKT_LOG",
+        "INSIKT_BODY_LIMIT",
+        "INSIKT_NO_MIGRATE",
+    ] {
+        assert!(help.contains(variable), "--help lacks {variable}:\n{help}");
+    }
+    assert!(help.contains("migrate"));
+}
+
+#[tokio::test]
+async fn serve_without_migrate_starts_while_postgres_is_down_and_stops_on_sigterm() {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_insikt"))
+        .args(["serve", "--no-migrate", "--listen", "127.0.0.1:0"])
+        .env(
+            "INSIKT_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:1/nowhere",
+        )
+        .env("INSIKT_LOG", "info")
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The process comes up; then SIGTERM ends it cleanly.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(child.try_wait().unwrap().is_none(), "exited early");
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .expect("stops within 10 s")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
