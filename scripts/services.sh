@@ -1,0 +1,484 @@
+#!/usr/bin/env bash
+# Start/stop the local services insikt needs for development, tests and CI:
+#   - PostgreSQL 15 + PostGIS on 127.0.0.1:5432 (user postgres, no password)
+#   - a single-node Apache Kafka broker (KRaft) on 127.0.0.1:9092
+#
+# Usage: scripts/services.sh up|down|status
+#
+# Runs as root on Debian 12 without systemd (pg_ctlcluster and a plain
+# background JVM instead of service units). Safe to run repeatedly: `up` when
+# everything already runs only checks it. Works on a fresh machine: installs
+# missing Debian packages and fetches Kafka's jars from Maven Central
+# (scripts/kafka/pom.xml), the only places our machines can download from.
+#
+# Runtime state (Kafka jars, data, logs, pid file) lives outside the work tree
+# in $INSIKT_SERVICES_DIR (default /var/lib/insikt-dev), so every clone of the
+# repo on the machine (e.g. CI's fresh clone) shares one broker and one cache.
+set -euo pipefail
+
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# --- PostgreSQL settings ------------------------------------------------------
+PG_VERSION=15
+PG_CLUSTER=main
+PG_PORT=5432
+PG_HOST=127.0.0.1
+PG_DB=insikt
+PG_CONF_DIR="/etc/postgresql/${PG_VERSION}/${PG_CLUSTER}"
+PG_PACKAGES=("postgresql-${PG_VERSION}" "postgresql-${PG_VERSION}-postgis-3")
+
+# --- Kafka settings -----------------------------------------------------------
+STATE_DIR="${INSIKT_SERVICES_DIR:-/var/lib/insikt-dev}"
+KAFKA_DIR="${STATE_DIR}/kafka"
+KAFKA_LIBS="${KAFKA_DIR}/libs"
+KAFKA_DATA="${KAFKA_DIR}/data"
+KAFKA_LOGS="${KAFKA_DIR}/logs"
+KAFKA_CONF="${KAFKA_DIR}/server.properties"
+KAFKA_LOG4J="${KAFKA_DIR}/log4j2.properties"
+KAFKA_TOOLS_LOG4J="${KAFKA_DIR}/tools-log4j2.properties"
+KAFKA_PID="${KAFKA_DIR}/kafka.pid"
+KAFKA_POM="${REPO_DIR}/scripts/kafka/pom.xml"
+KAFKA_HOST=127.0.0.1
+KAFKA_PORT=9092
+KAFKA_CONTROLLER_PORT=9093
+# Fixed cluster id (base64 of the 16 bytes "InsiktDevKafkaID"): formatting is
+# reproducible and the id tells at a glance which data dir this is.
+KAFKA_CLUSTER_ID=SW5zaWt0RGV2S2Fma2FJRA
+KAFKA_START_TIMEOUT=120
+KAFKA_STOP_TIMEOUT=60
+
+export DEBIAN_FRONTEND=noninteractive
+
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ============================================================================
+# Debian packages
+# ============================================================================
+APT_UPDATED=0
+
+pkg_installed() {
+  [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == "install ok installed" ]]
+}
+
+# apt_install PKG...: install the packages that are missing, `apt-get update`
+# at most once per run (the package lists may be absent on a fresh machine).
+apt_install() {
+  local missing=() p
+  for p in "$@"; do pkg_installed "$p" || missing+=("$p"); done
+  ((${#missing[@]})) || return 0
+  if ((!APT_UPDATED)); then
+    log "apt-get update"
+    apt-get update -qq
+    APT_UPDATED=1
+  fi
+  log "installing: ${missing[*]}"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ============================================================================
+# PostgreSQL
+# ============================================================================
+pg_running() {
+  # pg_ctlcluster status: 0 = running, 3 = stopped, 4 = no such cluster.
+  pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" status >/dev/null 2>&1
+}
+
+pg_psql() {
+  PGOPTIONS='-c client_min_messages=warning' psql -X -q -v ON_ERROR_STOP=1 -h "$PG_HOST" -p "$PG_PORT" -U postgres "$@"
+}
+
+# write_if_changed FILE: replace FILE with stdin if the content differs.
+# Returns 0 if the file changed, 1 if it was already up to date.
+write_if_changed() {
+  local file=$1 tmp
+  tmp="$(mktemp "${file}.XXXXXX")"
+  cat >"$tmp"
+  if [[ -f "$file" ]] && cmp -s "$tmp" "$file"; then
+    rm -f "$tmp"
+    return 1
+  fi
+  mv -f "$tmp" "$file"
+  return 0
+}
+
+pg_up() {
+  local changed_restart=0 changed_reload=0 started=0 installed=0
+
+  local p
+  for p in "${PG_PACKAGES[@]}"; do pkg_installed "$p" || installed=1; done
+  apt_install "${PG_PACKAGES[@]}"
+
+  # Debian's postinst normally creates "15 main"; recreate it if it was
+  # dropped or never made (e.g. create_main_cluster=false).
+  if [[ ! -f "${PG_CONF_DIR}/postgresql.conf" ]]; then
+    log "creating cluster ${PG_VERSION}/${PG_CLUSTER}"
+    pg_createcluster -p "$PG_PORT" "$PG_VERSION" "$PG_CLUSTER" >/dev/null
+  fi
+
+  # Dev settings in conf.d (Debian's postgresql.conf includes that dir), so
+  # the packaged postgresql.conf stays untouched. These need a restart.
+  # max_connections: integration tests create one database per test and run
+  # them in parallel, each with its own pool.
+  mkdir -p "${PG_CONF_DIR}/conf.d"
+  if write_if_changed "${PG_CONF_DIR}/conf.d/90-insikt-dev.conf" <<EOF
+# Managed by insikt scripts/services.sh (development/CI settings).
+listen_addresses = '127.0.0.1,::1'
+port = ${PG_PORT}
+max_connections = 300
+shared_buffers = 256MB
+EOF
+  then changed_restart=1; fi
+
+  # pg_hba.conf is first-match: a managed block at the top gives password-less
+  # (trust) access over the socket and loopback TCP, so the default URL
+  # postgres://postgres@127.0.0.1:5432/insikt works. Loopback only.
+  local hba="${PG_CONF_DIR}/pg_hba.conf"
+  if {
+    cat <<'EOF'
+# BEGIN insikt-dev (managed by scripts/services.sh; local development only)
+local   all             all                                     trust
+host    all             all             127.0.0.1/32            trust
+host    all             all             ::1/128                 trust
+local   replication     all                                     trust
+host    replication     all             127.0.0.1/32            trust
+host    replication     all             ::1/128                 trust
+# END insikt-dev
+EOF
+    sed '/^# BEGIN insikt-dev/,/^# END insikt-dev/d' "$hba"
+  } | write_if_changed "$hba"; then
+    chown postgres:postgres "$hba"
+    chmod 640 "$hba"
+    changed_reload=1
+  fi
+  chown postgres:postgres "${PG_CONF_DIR}/conf.d/90-insikt-dev.conf"
+
+  if pg_running; then
+    if ((changed_restart)); then
+      log "restarting PostgreSQL to apply settings"
+      pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" restart -m fast
+      started=1
+    elif ((changed_reload)); then
+      pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" reload
+    fi
+  else
+    log "starting PostgreSQL ${PG_VERSION}/${PG_CLUSTER}"
+    pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start
+    started=1
+  fi
+
+  local i
+  for ((i = 0; i < 60; i++)); do
+    pg_isready -q -h "$PG_HOST" -p "$PG_PORT" && break
+    sleep 1
+  done
+  pg_isready -q -h "$PG_HOST" -p "$PG_PORT" || {
+    tail -n 30 "/var/log/postgresql/postgresql-${PG_VERSION}-${PG_CLUSTER}.log" >&2 || true
+    die "PostgreSQL does not answer on ${PG_HOST}:${PG_PORT}"
+  }
+
+  # The application database of the default DATABASE_URL.
+  if [[ "$(pg_psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '${PG_DB}'")" != 1 ]]; then
+    log "creating database ${PG_DB}"
+    pg_psql -d postgres -c "CREATE DATABASE ${PG_DB}"
+  fi
+
+  # PostGIS: a real CREATE EXTENSION in a scratch database after an install
+  # or a (re)start; otherwise the cheap catalogue check keeps `up` fast.
+  if ((installed || started)); then
+    pg_psql -d postgres -c "DROP DATABASE IF EXISTS insikt_services_postgis_check"
+    pg_psql -d postgres -c "CREATE DATABASE insikt_services_postgis_check"
+    if ! pg_psql -d insikt_services_postgis_check -c "CREATE EXTENSION postgis"; then
+      pg_psql -d postgres -c "DROP DATABASE IF EXISTS insikt_services_postgis_check" || true
+      die "CREATE EXTENSION postgis failed"
+    fi
+    pg_psql -d postgres -c "DROP DATABASE insikt_services_postgis_check"
+  elif [[ "$(pg_psql -d postgres -tAc "SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'")" != 1 ]]; then
+    die "the postgis extension is not available"
+  fi
+}
+
+pg_down() {
+  if [[ -f "${PG_CONF_DIR}/postgresql.conf" ]] && pg_running; then
+    log "stopping PostgreSQL ${PG_VERSION}/${PG_CLUSTER}"
+    pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" stop -m fast
+  fi
+}
+
+pg_status() {
+  pg_isready -q -h "$PG_HOST" -p "$PG_PORT"
+}
+
+# ============================================================================
+# Kafka
+# ============================================================================
+
+# kafka_pid: print the PID of our running broker, or fail. The pid file is
+# trusted only if that process is a kafka.Kafka on our config (PIDs get
+# reused); without one, adopt a broker started on our config by an earlier
+# run whose pid file was lost.
+kafka_pid() {
+  local pid=""
+  if [[ -f "$KAFKA_PID" ]]; then
+    pid="$(cat "$KAFKA_PID" 2>/dev/null || true)"
+    if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null &&
+      tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -qF "kafka.Kafka ${KAFKA_CONF}"; then
+      echo "$pid"
+      return 0
+    fi
+  fi
+  pid="$(pgrep -f -o "kafka\.Kafka ${KAFKA_CONF}\$" || true)"
+  if [[ -n "$pid" ]]; then
+    echo "$pid" >"$KAFKA_PID"
+    echo "$pid"
+    return 0
+  fi
+  return 1
+}
+
+tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# Run a Kafka main class from the jars, logging quietly to stderr.
+kafka_java() {
+  java -Xmx256m -Dlog4j2.configurationFile="$KAFKA_TOOLS_LOG4J" -cp "${KAFKA_LIBS}/*" "$@"
+}
+
+# A metadata round trip (ListTopics) through the Admin client.
+kafka_answers() {
+  timeout 60 java -Xmx256m -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$KAFKA_TOOLS_LOG4J" \
+    -cp "${KAFKA_LIBS}/*" org.apache.kafka.tools.TopicCommand \
+    --bootstrap-server "${KAFKA_HOST}:${KAFKA_PORT}" --list >/dev/null 2>&1
+}
+
+# Fetch the jars with Maven when the libs dir is missing or was made from
+# another pom (stamp = hash of the pom). Maven caches in ~/.m2, so a re-copy
+# after a pom change downloads only what is new.
+pom_hash() { sha256sum "$KAFKA_POM" | cut -d' ' -f1; }
+
+kafka_jars_current() {
+  [[ -f "${KAFKA_LIBS}/.stamp" && "$(cat "${KAFKA_LIBS}/.stamp")" == "$(pom_hash)" ]]
+}
+
+kafka_fetch_jars() {
+  kafka_jars_current && return 0
+
+  command -v mvn >/dev/null || apt_install maven
+  log "fetching Kafka jars with Maven (scripts/kafka/pom.xml)"
+  local tmp="${KAFKA_LIBS}.tmp"
+  rm -rf "$tmp"
+  mvn -q -B -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies \
+    -DoutputDirectory="$tmp" >"${KAFKA_LOGS}/mvn.log" 2>&1 ||
+    { tail -n 40 "${KAFKA_LOGS}/mvn.log" >&2; die "mvn could not fetch the Kafka jars"; }
+  pom_hash >"${tmp}/.stamp"
+  # Swap in the complete set only; a broker still running on the old jars
+  # keeps its open files.
+  rm -rf "$KAFKA_LIBS"
+  mv "$tmp" "$KAFKA_LIBS"
+}
+
+# Sets KAFKA_CONFIG_CHANGED=1 when the broker's own config files changed
+# (the broker reads them only at start).
+KAFKA_CONFIG_CHANGED=0
+kafka_write_config() {
+  write_if_changed "$KAFKA_CONF" <<EOF && KAFKA_CONFIG_CHANGED=1
+# Managed by insikt scripts/services.sh: single-node KRaft broker for
+# development, tests and CI. Not for production.
+process.roles=broker,controller
+node.id=1
+listeners=PLAINTEXT://${KAFKA_HOST}:${KAFKA_PORT},CONTROLLER://${KAFKA_HOST}:${KAFKA_CONTROLLER_PORT}
+advertised.listeners=PLAINTEXT://${KAFKA_HOST}:${KAFKA_PORT}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+# Dynamic quorum with this node as the only voter (formatted --standalone).
+controller.quorum.bootstrap.servers=${KAFKA_HOST}:${KAFKA_CONTROLLER_PORT}
+log.dirs=${KAFKA_DATA}
+
+# One node: every internal topic with a single replica.
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+
+# The app creates its topics explicitly; auto-creation stays on for ad-hoc use.
+auto.create.topics.enable=true
+delete.topic.enable=true
+# Fast first consumer-group join in tests.
+group.initial.rebalance.delay.ms=0
+# Tests use short retention.ms; check for expired segments often.
+log.retention.check.interval.ms=5000
+EOF
+
+  write_if_changed "$KAFKA_LOG4J" <<EOF && KAFKA_CONFIG_CHANGED=1
+# Managed by insikt scripts/services.sh: broker log to ${KAFKA_LOGS}/server.log
+status = warn
+appender.file.type = RollingFile
+appender.file.name = file
+appender.file.fileName = ${KAFKA_LOGS}/server.log
+appender.file.filePattern = ${KAFKA_LOGS}/server.log.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 50MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 3
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+EOF
+  true # (a config that was already up to date is no error)
+
+  write_if_changed "$KAFKA_TOOLS_LOG4J" <<'EOF' || true
+# Managed by insikt scripts/services.sh: command-line tools log warnings to stderr.
+status = warn
+appender.err.type = Console
+appender.err.name = err
+appender.err.target = SYSTEM_ERR
+appender.err.layout.type = PatternLayout
+appender.err.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.err.ref = err
+EOF
+}
+
+kafka_fail() {
+  log "$1; last lines of ${KAFKA_LOGS}/server.log and kafka.out:"
+  tail -n 40 "${KAFKA_LOGS}/server.log" >&2 2>/dev/null || true
+  tail -n 20 "${KAFKA_LOGS}/kafka.out" >&2 2>/dev/null || true
+  exit 1
+}
+
+kafka_up() {
+  command -v java >/dev/null || apt_install openjdk-17-jre-headless
+  mkdir -p "$KAFKA_DIR" "$KAFKA_DATA" "$KAFKA_LOGS"
+
+  kafka_write_config
+  local pid
+  if pid="$(kafka_pid)"; then
+    if ! kafka_jars_current || ((KAFKA_CONFIG_CHANGED)); then
+      # A changed pom or config (e.g. after a pull) takes effect right away.
+      log "Kafka jars or config changed: restarting the broker"
+      kafka_down
+    elif tcp_open "$KAFKA_HOST" "$KAFKA_PORT" && kafka_answers; then
+      return 0 # already up: the fast path
+    fi
+  fi
+
+  kafka_fetch_jars
+
+  if ! pid="$(kafka_pid)"; then
+    rm -f "$KAFKA_PID"
+    if tcp_open "$KAFKA_HOST" "$KAFKA_PORT"; then
+      die "something else listens on ${KAFKA_HOST}:${KAFKA_PORT}; stop it first"
+    fi
+    # KRaft needs formatted storage once; meta.properties marks it done.
+    if [[ ! -f "${KAFKA_DATA}/meta.properties" ]]; then
+      log "formatting Kafka storage (KRaft, cluster id ${KAFKA_CLUSTER_ID})"
+      kafka_java kafka.tools.StorageTool format --standalone \
+        --cluster-id "$KAFKA_CLUSTER_ID" --config "$KAFKA_CONF" \
+        >"${KAFKA_LOGS}/format.log" 2>&1 ||
+        { cat "${KAFKA_LOGS}/format.log" >&2; die "kafka storage format failed"; }
+    fi
+    log "starting Kafka broker on ${KAFKA_HOST}:${KAFKA_PORT}"
+    # setsid + nohup: the broker outlives this shell and its session/terminal.
+    # The main class argument doubles as the marker kafka_pid() looks for.
+    setsid nohup java -Xms512m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true \
+      -Dlog4j2.configurationFile="$KAFKA_LOG4J" -Dkafka.logs.dir="$KAFKA_LOGS" \
+      -cp "${KAFKA_LIBS}/*" kafka.Kafka "$KAFKA_CONF" \
+      >>"${KAFKA_LOGS}/kafka.out" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$KAFKA_PID"
+  fi
+
+  # Wait for the listener, then for a real metadata answer.
+  local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    kill -0 "$pid" 2>/dev/null || kafka_fail "the Kafka broker exited during startup"
+    if tcp_open "$KAFKA_HOST" "$KAFKA_PORT" && kafka_answers; then
+      return 0
+    fi
+    sleep 1
+  done
+  kafka_fail "the Kafka broker did not answer within ${KAFKA_START_TIMEOUT}s"
+}
+
+kafka_down() {
+  local pid i
+  if ! pid="$(kafka_pid)"; then
+    rm -f "$KAFKA_PID"
+    return 0
+  fi
+  log "stopping Kafka broker (pid ${pid})"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < KAFKA_STOP_TIMEOUT; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "Kafka did not stop within ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+  fi
+  rm -f "$KAFKA_PID"
+}
+
+kafka_status() {
+  kafka_pid >/dev/null && tcp_open "$KAFKA_HOST" "$KAFKA_PORT"
+}
+
+# ============================================================================
+# Commands
+# ============================================================================
+summary() {
+  local pg="down" kafka="down" pid
+  pg_status && pg="up   postgres://postgres@${PG_HOST}:${PG_PORT}/${PG_DB} (PostgreSQL ${PG_VERSION}/${PG_CLUSTER})"
+  if kafka_status; then
+    pid="$(kafka_pid)"
+    kafka="up   ${KAFKA_HOST}:${KAFKA_PORT} (pid ${pid}, logs ${KAFKA_LOGS})"
+  fi
+  printf 'postgresql: %s\nkafka:      %s\n' "$pg" "$kafka"
+}
+
+usage() {
+  echo "usage: $0 up|down|status" >&2
+  exit 2
+}
+
+main() {
+  (($# == 1)) || usage
+  [[ $EUID -eq 0 ]] || die "run as root (installs packages, runs pg_ctlcluster)"
+
+  # One run at a time: two concurrent `up`s would race on apt and on the
+  # broker start. Re-run this script under `flock -o`: the lock is held by
+  # the flock process only, so the daemons we start (postgres, the broker)
+  # do not inherit the lock's file descriptor and block later runs.
+  if [[ -z "${INSIKT_SERVICES_LOCKED:-}" ]]; then
+    mkdir -p "$STATE_DIR"
+    INSIKT_SERVICES_LOCKED=1 exec flock -o "${STATE_DIR}/services.lock" \
+      bash "${BASH_SOURCE[0]}" "$@"
+  fi
+
+  case "$1" in
+  up)
+    pg_up
+    kafka_up
+    summary
+    ;;
+  down)
+    kafka_down
+    pg_down
+    summary
+    ;;
+  status)
+    summary
+    if pg_status && kafka_status; then exit 0; else exit 1; fi
+    ;;
+  *) usage ;;
+  esac
+}
+
+main "$@"
