@@ -31,6 +31,9 @@ pub struct JobState {
     consumer: Option<kafka::StreamConsumer>,
     citizens: HashSet<i32>,
     offsets: HashMap<i32, i64>,
+    /// The batch read while the previous one was being written; dropped
+    /// unwritten on stop (its offsets were never stored, so it is re-read).
+    ahead: Option<Batch>,
 }
 
 impl Actor for Job {
@@ -49,6 +52,7 @@ impl Actor for Job {
             citizens: HashSet::new(),
             consumer: None,
             offsets,
+            ahead: None,
             context: context.clone(),
             row,
         };
@@ -98,14 +102,40 @@ impl Actor for Job {
             myself.stop(Some("expired".into()));
             return Ok(());
         }
-        let batch = read_batch(state).await;
+        let batch = match state.ahead.take() {
+            Some(batch) => batch,
+            None => read_batch(state).await,
+        };
         if !batch.next_offsets.is_empty() {
-            let mut client = state.context.pool.get().await?;
-            let written =
-                statements::write_batch(&mut client, &state.row.name, state.row.import_id, &batch)
-                    .await?;
+            // Write this batch while reading the next one.
+            let started = Instant::now();
+            let write = async {
+                let written = match state.context.pool.get().await {
+                    Ok(mut client) => {
+                        statements::write_batch(
+                            &mut client,
+                            &state.row.name,
+                            state.row.import_id,
+                            &batch,
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                (written, started.elapsed())
+            };
+            let ((written, write_time), next) = tokio::join!(write, read_batch(state));
+            let written = written?;
             state.offsets.extend(batch.next_offsets.iter().copied());
-            tracing::debug!(job = %state.row.name, ?written, "batch written");
+            tracing::debug!(
+                job = %state.row.name,
+                ?written,
+                write_ms = write_time.as_millis() as u64,
+                read_ahead = next.accepted.len() + next.rejected.len(),
+                total_ms = started.elapsed().as_millis() as u64,
+                "batch written"
+            );
+            state.ahead = Some(next);
         }
         myself.send_message(JobMsg::Poll)?;
         Ok(())
@@ -113,7 +143,7 @@ impl Actor for Job {
 }
 
 /// Up to `batch_size` messages, waiting at most `batch_wait` for them.
-async fn read_batch(state: &mut JobState) -> Batch {
+async fn read_batch(state: &JobState) -> Batch {
     let mut batch = Batch::default();
     let Some(consumer) = state.consumer.as_ref() else {
         return batch;
