@@ -551,3 +551,70 @@ async fn a_killed_service_resumes_and_stores_every_statement_exactly_once() {
     assert!(status.success(), "{status}");
     drop(database);
 }
+
+#[tokio::test]
+async fn a_failing_job_restarts_with_backoff_then_is_marked_failed_and_can_be_started() {
+    let app = spawn().await;
+    let db = app.db().await;
+    let import = streams::create_import(&db, &[1]).await;
+    let name = job_name(import);
+    // A constraint the job does not know about makes every write of this batch fail.
+    db.batch_execute("ALTER TABLE statements ADD CONSTRAINT no_boom CHECK (course <> 'boom')")
+        .await
+        .unwrap();
+    let mut boom = streams::statement("b", import, 1);
+    boom["course"] = json!("boom");
+    let (status, body) = post_statements(&app, import, &json!([boom])).await;
+    assert_eq!(status, 202, "{body}");
+
+    let shown = eventually("the job to fail for good", WAIT, || async {
+        let shown = job(&app, &name).await;
+        (shown["state"] == "failed").then_some(shown)
+    })
+    .await;
+    assert!(shown["last_error"].is_string(), "{shown}");
+    assert_eq!(shown["committed_offset"], 0);
+    // The supervisor survived its child: the other routes still work.
+    let (status, _) = json(app.get("/jobs").await).await;
+    assert_eq!(status, 200);
+
+    db.batch_execute("ALTER TABLE statements DROP CONSTRAINT no_boom")
+        .await
+        .unwrap();
+    let (status, body) = json(
+        app.request(Method::POST, &format!("/jobs/{name}/start"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    eventually("the statement after the start", WAIT, || async {
+        (streams::stored(&db, import).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(job(&app, &name).await["state"], "running");
+}
+
+#[tokio::test]
+async fn without_kafka_the_job_stays_pending_and_ingestion_is_unavailable() {
+    let app = TestApp::spawn_with(|config| {
+        streams::configure(config);
+        config.kafka_brokers = "127.0.0.1:1".to_owned();
+    })
+    .await;
+    let db = app.db().await;
+    let import = streams::create_import(&db, &[1]).await;
+    let (status, body) =
+        post_statements(&app, import, &json!([streams::statement("p", import, 1)])).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (503, "kafka_unavailable"),
+        "{body}"
+    );
+    let shown = job(&app, &job_name(import)).await;
+    assert_eq!(shown["state"], "pending");
+    assert_eq!(shown["high_watermark"], Value::Null);
+    assert!(!body.to_string().contains("127.0.0.1:1"));
+}
