@@ -188,8 +188,16 @@ impl SupervisorHandle {
     pub async fn ensure(&self, import_id: i64) -> Result<JobView, JobsError> {
         self.call(|reply| SupervisorMsg::Ensure(import_id, reply))
             .await?;
-        self.job_for_import(import_id)
+        // Without watermarks: the ingestion route calls this on every request.
+        let filter = JobFilter {
+            import: Some(import_id),
+            ..JobFilter::default()
+        };
+        let client = self.context.pool.get().await?;
+        repo::list(&client, &filter)
             .await?
+            .into_iter()
+            .next()
             .ok_or(JobsError::NoImport(import_id))
     }
 

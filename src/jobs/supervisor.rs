@@ -36,6 +36,8 @@ pub struct SupervisorState {
     context: Context,
     running: HashMap<String, ActorRef<JobMsg>>,
     failures: HashMap<String, VecDeque<Instant>>,
+    /// Failed jobs waiting out their backoff; reconciliation leaves them be.
+    retry_at: HashMap<String, Instant>,
     shutting_down: bool,
 }
 
@@ -76,6 +78,7 @@ impl Actor for Supervisor {
             context,
             running: HashMap::new(),
             failures: HashMap::new(),
+            retry_at: HashMap::new(),
             shutting_down: false,
         })
     }
@@ -175,6 +178,7 @@ async fn failed(
         }
     }
     if !give_up && !state.shutting_down {
+        state.retry_at.insert(name.clone(), Instant::now() + delay);
         myself.send_after(delay, move || SupervisorMsg::Restart(name));
     }
 }
@@ -218,6 +222,13 @@ async fn reconcile(
                     continue;
                 }
             }
+        }
+        if state
+            .retry_at
+            .get(&row.name)
+            .is_some_and(|at| Instant::now() < *at)
+        {
+            continue;
         }
         let expired = chrono::Utc::now() >= row.expires_at;
         let wanted = row.desired == "running" || expired;
@@ -302,6 +313,7 @@ async fn start(
     if row.state == "failed" || row.state == "stopped" {
         // An operator's start gives a failed job a fresh failure budget.
         state.failures.remove(name);
+        state.retry_at.remove(name);
         repo::set_state(&client, name, "pending", None, None).await?;
     }
     drop(client);
@@ -313,6 +325,7 @@ async fn restart(
     state: &mut SupervisorState,
     name: &str,
 ) -> Result<(), JobsError> {
+    state.retry_at.remove(name);
     if state.shutting_down || state.running.contains_key(name) {
         return Ok(());
     }
