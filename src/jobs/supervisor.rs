@@ -112,12 +112,14 @@ impl Actor for Supervisor {
             SupervisorMsg::Shutdown(reply) => {
                 state.shutting_down = true;
                 let jobs: Vec<_> = state.running.drain().collect();
-                for (name, actor) in jobs {
-                    let _ = actor
-                        .stop_and_wait(Some("shutdown".into()), Some(STOP_TIMEOUT))
-                        .await;
-                    if let Ok(client) = state.context.pool.get().await {
-                        let _ = repo::set_state(&client, &name, "pending", None, None).await;
+                // All at once: each finishes its current batch.
+                futures_util::future::join_all(jobs.iter().map(|(_, actor)| {
+                    actor.stop_and_wait(Some("shutdown".into()), Some(STOP_TIMEOUT))
+                }))
+                .await;
+                if let Ok(client) = state.context.pool.get().await {
+                    for (name, _) in &jobs {
+                        let _ = repo::set_state(&client, name, "pending", None, None).await;
                     }
                 }
                 tracing::info!("every job stopped");
