@@ -618,3 +618,61 @@ async fn without_kafka_the_job_stays_pending_and_ingestion_is_unavailable() {
     assert_eq!(shown["high_watermark"], Value::Null);
     assert!(!body.to_string().contains("127.0.0.1:1"));
 }
+
+#[tokio::test]
+async fn a_running_job_expires_with_every_statement_either_stored_or_archived() {
+    let app = TestApp::spawn_with(|config| {
+        streams::configure(config);
+        config.retention = Duration::from_secs(6);
+    })
+    .await;
+    let db = app.db().await;
+    let import = streams::create_import(&db, &[1]).await;
+    let name = job_name(import);
+    let items: Vec<Value> = (0..50)
+        .map(|i| streams::statement(&format!("e{i}"), import, 1))
+        .collect();
+    let (status, body) = post_statements(&app, import, &Value::Array(items)).await;
+    assert_eq!(status, 202, "{body}");
+
+    let shown = eventually("expiry", WAIT, || async {
+        let shown = job(&app, &name).await;
+        (shown["state"] == "expired").then_some(shown)
+    })
+    .await;
+    assert_eq!(shown["committed_offset"], 50);
+    let stored: Vec<String> = db
+        .query(
+            "SELECT statement_id FROM statements WHERE import_id = $1",
+            &[&import],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let paths: Vec<String> = db
+        .query("SELECT path FROM job_archives WHERE job = $1", &[&name])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut archived = Vec::new();
+    for path in &paths {
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            let line: Value = serde_json::from_str(line).unwrap();
+            let payload: Value = serde_json::from_str(line["payload"].as_str().unwrap()).unwrap();
+            archived.push(payload["statement_id"].as_str().unwrap().to_owned());
+        }
+    }
+    // Exactly once across both places, whatever the timing.
+    let mut all: Vec<String> = stored.iter().chain(&archived).cloned().collect();
+    all.sort();
+    let mut expected: Vec<String> = (0..50).map(|i| format!("e{i}")).collect();
+    expected.sort();
+    assert_eq!(all, expected, "stored {stored:?}, archived {archived:?}");
+    for path in paths {
+        let _ = std::fs::remove_file(path);
+    }
+}
