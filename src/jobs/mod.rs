@@ -201,6 +201,14 @@ impl SupervisorHandle {
             .ok_or(JobsError::NoImport(import_id))
     }
 
+    /// Asks for `ensure` without waiting: for callers that must not be slowed
+    /// down by a Kafka outage (the periodic reconciliation retries anyway).
+    pub fn ensure_later(&self, import_id: i64) -> Result<(), JobsError> {
+        self.actor
+            .send_message(SupervisorMsg::EnsureLater(import_id))
+            .map_err(|_| JobsError::SupervisorGone)
+    }
+
     /// Stops a job after its current batch; it stays stopped across restarts.
     pub async fn stop(&self, name: &str) -> Result<JobView, JobsError> {
         let name = name.to_owned();

@@ -25,6 +25,8 @@ pub struct Supervisor;
 pub enum SupervisorMsg {
     Reconcile,
     Ensure(i64, RpcReplyPort<Result<(), JobsError>>),
+    /// Like `Ensure`, without anyone waiting for the outcome.
+    EnsureLater(i64),
     Stop(String, RpcReplyPort<Result<(), JobsError>>),
     Start(String, RpcReplyPort<Result<(), JobsError>>),
     /// A failed job's backoff is over.
@@ -97,6 +99,11 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::Ensure(import_id, reply) => {
                 let _ = reply.send(reconcile(&myself, state, Some(import_id)).await);
+            }
+            SupervisorMsg::EnsureLater(import_id) => {
+                if let Err(error) = reconcile(&myself, state, Some(import_id)).await {
+                    tracing::warn!(import_id, %error, "job not ready yet; retrying later");
+                }
             }
             SupervisorMsg::Stop(name, reply) => {
                 let _ = reply.send(stop(state, &name).await);
