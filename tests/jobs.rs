@@ -333,7 +333,7 @@ async fn stop_and_start_need_the_token_are_idempotent_and_survive_a_restart() {
 async fn expiry_archives_exactly_the_unconsumed_rest() {
     let app = TestApp::spawn_with(|config| {
         streams::configure(config);
-        config.retention = Duration::from_secs(12);
+        config.retention = Duration::from_secs(20);
     })
     .await;
     let db = app.db().await;
