@@ -115,6 +115,83 @@ pub struct Config {
         global = true
     )]
     pub archive_dir: PathBuf,
+
+    /// Prefix of the statement topics: `{prefix}.{job name}`.
+    #[arg(
+        long,
+        env = "INSIKT_TOPIC_PREFIX",
+        default_value = "insikt.statements",
+        global = true
+    )]
+    pub topic_prefix: String,
+
+    /// Retention window of a stream (topic `retention.ms` and job expiry):
+    /// seconds, or a number with `s`, `m`, `h` or `d` (e.g. `14d`).
+    #[arg(long, env = "INSIKT_RETENTION", default_value = "14d", value_parser = parse_duration, global = true)]
+    pub retention: Duration,
+
+    /// Kafka consumer group of the job consumers (offsets stay in PostgreSQL).
+    #[arg(
+        long,
+        env = "INSIKT_CONSUMER_GROUP",
+        default_value = "insikt-jobs",
+        global = true
+    )]
+    pub consumer_group: String,
+
+    /// Largest number of messages a job writes in one transaction.
+    #[arg(
+        long,
+        env = "INSIKT_JOB_BATCH_SIZE",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub job_batch_size: usize,
+
+    /// Longest a job waits to fill a batch, in milliseconds.
+    #[arg(
+        long,
+        env = "INSIKT_JOB_BATCH_MS",
+        default_value_t = 200,
+        global = true
+    )]
+    pub job_batch_ms: u64,
+
+    /// How often the supervisor reconciles its jobs with PostgreSQL, in seconds.
+    #[arg(
+        long,
+        env = "INSIKT_RECONCILE_SECS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub reconcile_secs: u64,
+}
+
+/// Parses `14d`, `36h`, `90m`, `30s` or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 14d, 36h, 90m or 30s"))?;
+    let factor = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use s, m, h or d)"
+            ))
+        }
+    };
+    number
+        .checked_mul(factor)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 impl Config {
@@ -156,6 +233,21 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::Migrate)));
         let cli = Cli::parse_from(["insikt", "serve", "--no-migrate"]);
         assert!(cli.config.no_migrate);
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("14d"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("3h"), Ok(Duration::from_secs(3 * 3600)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("3w").is_err());
+        assert!(parse_duration("d").is_err());
+        assert_eq!(
+            Config::from_env().retention,
+            Duration::from_secs(14 * 86_400)
+        );
     }
 
     #[test]

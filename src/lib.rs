@@ -7,6 +7,8 @@
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod jobs;
 pub mod kafka;
 pub mod startup;
+pub mod statements;
 pub mod telemetry;

@@ -11,7 +11,8 @@ use tokio::sync::Notify;
 use crate::config::{Cli, Command, Config};
 use crate::db::{self, DbError, MigrationReport};
 use crate::http;
-use crate::kafka::{Cluster, KafkaClientError};
+use crate::jobs::{self, JobsError, SupervisorHandle};
+use crate::kafka::{Cluster, KafkaClientError, Producer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -19,6 +20,8 @@ pub enum StartupError {
     Db(#[from] DbError),
     #[error(transparent)]
     Kafka(#[from] KafkaClientError),
+    #[error(transparent)]
+    Jobs(#[from] JobsError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -82,6 +85,16 @@ impl Application {
         let instance_id = config.instance_id();
         let pool = db::pool(&config.database_url, config.db_pool_size)?;
         let kafka = Cluster::connect(&config.kafka_brokers, &format!("insikt-{instance_id}"))?;
+        let producer = Producer::connect(
+            &config.kafka_brokers,
+            &format!("insikt-{instance_id}-producer"),
+        )?;
+        let supervisor = SupervisorHandle::start(
+            jobs::Settings::from_config(&config),
+            pool.clone(),
+            kafka.clone(),
+        )
+        .await?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -95,6 +108,8 @@ impl Application {
                 config: Arc::new(config),
                 pool,
                 kafka,
+                producer,
+                supervisor,
             },
         })
     }
@@ -129,6 +144,8 @@ impl Application {
                 tokio::time::sleep(timeout).await;
             } => tracing::warn!(?timeout, "shutdown timed out; dropping open connections"),
         }
+        // After the HTTP server: every job finishes its current batch.
+        self.state.supervisor.shutdown().await;
         self.state.pool.close();
     }
 }

@@ -4,8 +4,10 @@
 
 pub mod error;
 pub mod extract;
+mod jobs;
 mod ops;
 pub mod routes;
+mod statements;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,7 +20,8 @@ use warp::{Filter, Reply};
 
 use crate::config::Config;
 use crate::db::Pool;
-use crate::kafka::Cluster;
+use crate::jobs::SupervisorHandle;
+use crate::kafka::{Cluster, Producer};
 
 pub use error::ApiError;
 
@@ -28,6 +31,9 @@ pub struct State {
     pub config: Arc<Config>,
     pub pool: Pool,
     pub kafka: Cluster,
+    /// The one idempotent producer of the service.
+    pub producer: Producer,
+    pub supervisor: SupervisorHandle,
 }
 
 /// Hands the shared state to a handler.
@@ -48,6 +54,10 @@ const REQUEST_ID: &str = "x-request-id";
 /// answers, then rejection recovery; each request gets an id and a span.
 pub fn router(state: &State) -> BoxedFilter<(Response,)> {
     let api = ops::routes(state)
+        .or(jobs::routes(state))
+        .unify()
+        .or(statements::routes(state))
+        .unify()
         .or(routes::fallback())
         .unify()
         .recover(error::recover)

@@ -31,6 +31,12 @@ const fn route_entry(pattern: &'static str, methods: &'static [Method]) -> Route
 pub static ROUTES: &[Route] = &[
     route_entry("/healthz", &[Method::GET]),
     route_entry("/readyz", &[Method::GET]),
+    route_entry("/imports/{id}/statements", &[Method::POST]),
+    route_entry("/imports/{id}/dead-letters", &[Method::GET]),
+    route_entry("/jobs", &[Method::GET]),
+    route_entry("/jobs/{name}", &[Method::GET]),
+    route_entry("/jobs/{name}/stop", &[Method::POST]),
+    route_entry("/jobs/{name}/start", &[Method::POST]),
 ];
 
 impl Route {

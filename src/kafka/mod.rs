@@ -4,10 +4,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::admin::AdminClient;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::error::KafkaError;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+
+pub use rdkafka::consumer::{Consumer, StreamConsumer};
+pub use rdkafka::error::KafkaError;
+pub use rdkafka::message::{BorrowedMessage, Message};
+pub use rdkafka::{Offset, TopicPartitionList};
+
+/// How long a produce may wait for the broker before it is reported failed.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long admin and metadata requests wait.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaClientError {
@@ -15,6 +27,13 @@ pub enum KafkaClientError {
     Kafka(#[from] KafkaError),
     #[error("kafka check was interrupted")]
     Interrupted,
+    #[error("kafka: topic {topic}: {code}")]
+    Topic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+    #[error("kafka: topic {0} does not exist")]
+    NoSuchTopic(String),
 }
 
 /// The base configuration every client of this service starts from.
@@ -55,6 +74,137 @@ impl Cluster {
         })
         .await
         .map_err(|_| KafkaClientError::Interrupted)?
+    }
+}
+
+impl Cluster {
+    /// Creates `topic` with one partition, the broker's default replication and
+    /// `retention`; an existing topic is fine (creation is retried after failures).
+    pub async fn create_topic(
+        &self,
+        topic: &str,
+        retention: Duration,
+    ) -> Result<(), KafkaClientError> {
+        let retention_ms = retention.as_millis().to_string();
+        let new =
+            NewTopic::new(topic, 1, TopicReplication::Fixed(-1)).set("retention.ms", &retention_ms);
+        let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+        let results = self.admin.create_topics([&new], &options).await?;
+        for result in results {
+            match result {
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => return Err(KafkaClientError::Topic { topic, code }),
+            }
+        }
+        Ok(())
+    }
+
+    /// The partition ids of `topic`.
+    pub async fn partitions(&self, topic: &str) -> Result<Vec<i32>, KafkaClientError> {
+        let admin = Arc::clone(&self.admin);
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let metadata = admin.inner().fetch_metadata(Some(&topic), ADMIN_TIMEOUT)?;
+            let partitions: Vec<i32> = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic && t.error().is_none())
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            if partitions.is_empty() {
+                return Err(KafkaClientError::NoSuchTopic(topic));
+            }
+            Ok(partitions)
+        })
+        .await
+        .map_err(|_| KafkaClientError::Interrupted)?
+    }
+
+    /// Low and high watermarks of one partition.
+    pub async fn watermarks(
+        &self,
+        topic: &str,
+        partition: i32,
+        timeout: Duration,
+    ) -> Result<(i64, i64), KafkaClientError> {
+        let admin = Arc::clone(&self.admin);
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            admin
+                .inner()
+                .fetch_watermarks(&topic, partition, timeout)
+                .map_err(KafkaClientError::from)
+        })
+        .await
+        .map_err(|_| KafkaClientError::Interrupted)?
+    }
+}
+
+/// The configuration of consumers whose offsets live elsewhere (PostgreSQL):
+/// only committed transactional data, never an automatic commit.
+pub fn consumer(
+    brokers: &str,
+    client_id: &str,
+    group: &str,
+) -> Result<StreamConsumer, KafkaClientError> {
+    let consumer = client_config(brokers, client_id)
+        .set("group.id", group)
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        // Spread single-partition topics across instances once groups are used.
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .create()?;
+    Ok(consumer)
+}
+
+/// The service's one producer: idempotent, acknowledged by all in-sync replicas.
+#[derive(Clone)]
+pub struct Producer {
+    inner: FutureProducer,
+}
+
+impl Producer {
+    /// Creates the producer; it connects lazily.
+    pub fn connect(brokers: &str, client_id: &str) -> Result<Self, KafkaClientError> {
+        let inner = client_config(brokers, client_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set(
+                "message.timeout.ms",
+                DELIVERY_TIMEOUT.as_millis().to_string(),
+            )
+            .create()?;
+        Ok(Self { inner })
+    }
+
+    /// Produces every `(key, payload)` to `topic` and returns once the broker
+    /// acknowledged all of them, or the first failure.
+    pub async fn send_all(
+        &self,
+        topic: &str,
+        records: Vec<(String, Vec<u8>)>,
+    ) -> Result<usize, KafkaClientError> {
+        let count = records.len();
+        let sends = records.iter().map(|(key, payload)| {
+            self.inner.send(
+                FutureRecord::to(topic).key(key).payload(payload),
+                Timeout::After(DELIVERY_TIMEOUT),
+            )
+        });
+        for outcome in futures_util::future::join_all(sends).await {
+            outcome.map_err(|(error, _)| KafkaClientError::Kafka(error))?;
+        }
+        Ok(count)
+    }
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").finish_non_exhaustive()
     }
 }
 

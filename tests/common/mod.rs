@@ -4,6 +4,8 @@
 //! `scripts/services.sh`.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod streams;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -181,6 +183,10 @@ pub fn test_config(database: &TestDatabase) -> Config {
     config.secret = Some("test-secret".to_owned());
     config.instance_id = Some(format!("test-{}", &database.name[12..20]));
     config.shutdown_timeout_secs = 5;
+    // Every test database numbers imports from 1 and all tests share one
+    // broker: topics and consumer groups must be unique per app.
+    config.topic_prefix = format!("insikt.test.{}", &database.name[12..]);
+    config.consumer_group = format!("insikt-test-{}", &database.name[12..]);
     config
 }
 

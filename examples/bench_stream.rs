@@ -1,0 +1,192 @@
+//! Benchmark (prints figures, asserts nothing): N statements in one import's
+//! topic, then (a) a bare rdkafka consumer reading them all versus (b) the
+//! job storing them all in PostgreSQL. Run through `scripts/bench.sh stream`.
+
+use std::time::{Duration, Instant};
+
+use insikt::config::Config;
+use insikt::jobs::{job_name, topic_name};
+use insikt::kafka::{self, Cluster, Consumer, Message, Offset, Producer, TopicPartitionList};
+use insikt::startup::Application;
+
+#[tokio::main]
+async fn main() {
+    let total: i64 = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200_000);
+    let mut config = Config::from_env();
+    insikt::telemetry::init(&config.log_filter);
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let database = format!("insikt_bench_{}", &unique[..12]);
+    let base = config
+        .database_url
+        .rsplit_once('/')
+        .map_or(config.database_url.clone(), |(b, _)| b.to_owned());
+    config.database_url = format!("{base}/{database}");
+    config.topic_prefix = format!("insikt.bench.{unique}");
+    config.consumer_group = format!("insikt-bench-{unique}");
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.instance_id = Some("bench".into());
+    config.secret = Some("bench".into());
+    insikt::db::migrate(&config.database_url)
+        .await
+        .expect("migrate");
+
+    let (db, connection) = tokio_postgres::connect(&config.database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let import: i64 = db
+        .query_one(
+            "INSERT INTO imports DEFAULT VALUES RETURNING import_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    db.execute(
+        "INSERT INTO citizens (import_id, citizen_id, town, street, building, apartment, name, birth_date, gender) \
+         SELECT $1, g, 'Moscow', 'Lenina', '1', 1, 'Ivan', '1990-01-01', 'male' FROM generate_series(0, 999) g",
+        &[&import],
+    )
+    .await
+    .unwrap();
+
+    // The stream, filled before anyone reads it.
+    let topic = topic_name(&config.topic_prefix, &job_name(import));
+    let cluster = Cluster::connect(&config.kafka_brokers, "insikt-bench").unwrap();
+    cluster
+        .create_topic(&topic, config.retention)
+        .await
+        .unwrap();
+    let producer = Producer::connect(&config.kafka_brokers, "insikt-bench-producer").unwrap();
+    let started = Instant::now();
+    for chunk in (0..total).collect::<Vec<_>>().chunks(10_000) {
+        let records = chunk
+            .iter()
+            .map(|i| {
+                let citizen = i % 1000;
+                let payload = serde_json::json!({
+                    "statement_id": format!("bench-{i}"), "import_id": import,
+                    "citizen_id": citizen, "course": "rust", "channel": "radio",
+                    "score": 0.7, "text": "I would like a course about this, in the evenings.",
+                    "ts": "2026-11-28T12:00:00Z"
+                });
+                (citizen.to_string(), payload.to_string().into_bytes())
+            })
+            .collect();
+        producer.send_all(&topic, records).await.unwrap();
+    }
+    let produce = started.elapsed();
+
+    // (a) A bare consumer reading everything.
+    let consumer = kafka::consumer(
+        &config.kafka_brokers,
+        "insikt-bench-bare",
+        &config.consumer_group,
+    )
+    .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(&topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let started = Instant::now();
+    let mut read = 0i64;
+    while read < total {
+        let message = consumer.recv().await.unwrap();
+        read += 1;
+        std::hint::black_box(message.payload());
+    }
+    let bare = started.elapsed();
+    drop(consumer);
+
+    // (b) The service's job storing everything.
+    let started = Instant::now();
+    let app = Application::build(config.clone()).await.expect("app");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    // The first batch's commit also marks the end of the job's start-up.
+    let mut first: Option<(Instant, i64)> = None;
+    loop {
+        let next: Option<i64> = db
+            .query_one("SELECT sum(next_offset)::bigint FROM job_offsets", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if first.is_none() && next.is_some_and(|n| n > 0) {
+            first = Some((Instant::now(), next.unwrap_or_default()));
+        }
+        if next == Some(total) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "the job is stuck"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let job = started.elapsed();
+    let (first_at, first_offset) = first.unwrap_or((started, 0));
+    let steady = first_at.elapsed();
+    let steady_rate = (total - first_offset) as f64 / steady.as_secs_f64().max(1e-9);
+    let stored: i64 = db
+        .query_one("SELECT count(*) FROM statements", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let _ = stop.send(());
+    let _ = server.await;
+
+    let rate = |d: Duration| total as f64 / d.as_secs_f64();
+    println!("statements:                {total} (stored {stored})");
+    println!(
+        "produce (API producer):    {:>10.0} msg/s  ({:.2} s)",
+        rate(produce),
+        produce.as_secs_f64()
+    );
+    println!(
+        "(a) bare consumer:         {:>10.0} msg/s  ({:.2} s)",
+        rate(bare),
+        bare.as_secs_f64()
+    );
+    println!(
+        "(b) job into PostgreSQL:   {:>10.0} msg/s  ({:.2} s, incl. app start)",
+        rate(job),
+        job.as_secs_f64()
+    );
+    println!(
+        "ratio b/a:                 {:>10.1} %  (target >= 50 %)",
+        100.0 * bare.as_secs_f64() / job.as_secs_f64()
+    );
+    println!(
+        "(b') job after 1st batch:  {steady_rate:>10.0} msg/s  ({} msgs in {:.2} s)",
+        total - first_offset,
+        steady.as_secs_f64()
+    );
+    println!(
+        "ratio b'/a:                {:>10.1} %",
+        100.0 * steady_rate / rate(bare)
+    );
+    println!(
+        "(shared machine; load average {})",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+
+    drop(db);
+    if std::env::var_os("INSIKT_BENCH_KEEP").is_none() {
+        let (admin, connection) =
+            tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+            .await;
+    }
+}

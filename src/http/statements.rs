@@ -1,0 +1,152 @@
+//! Statement ingestion (validated, then produced to the import's stream) and
+//! the import's dead letters.
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use warp::filters::BoxedFilter;
+use warp::http::{Method, StatusCode};
+use warp::reply::Response;
+use warp::Filter;
+
+use super::error::{respond, ApiError};
+use super::routes::{route, PathParams};
+use super::{data, extract, with_state, State};
+use crate::statements::{self, Statement};
+
+/// At most this many problems are named in one 400.
+const MAX_REPORTED: usize = 100;
+
+pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
+    let ingest = route("/imports/{id}/statements", Method::POST)
+        .and(warp::header::optional::<String>("content-type"))
+        .and(extract::body_bytes(state.config.body_limit))
+        .and(with_state(state))
+        .then(|params, content_type, body, state| ingest(state, params, content_type, body))
+        .map(respond);
+    let dead = route("/imports/{id}/dead-letters", Method::GET)
+        .and(extract::raw_query())
+        .and(with_state(state))
+        .then(|params, query: String, state| dead_letters(state, params, query))
+        .map(respond);
+    ingest.or(dead).unify().boxed()
+}
+
+async fn ingest(
+    state: State,
+    params: PathParams,
+    content_type: Option<String>,
+    body: bytes::Bytes,
+) -> Result<Response, ApiError> {
+    let import_id: i64 = params.get("id")?;
+    let ndjson = content_type.as_deref().and_then(|ct| {
+        let ct = ct.to_ascii_lowercase();
+        if ct.contains("ndjson") || ct.contains("jsonl") {
+            Some(true)
+        } else if ct.starts_with("application/json") {
+            Some(false)
+        } else {
+            None
+        }
+    });
+    let items = statements::split_body(&body, ndjson)
+        .map_err(|(line, message)| ApiError::bad_request(message).with_field("line", line))?;
+    if items.is_empty() {
+        return Err(ApiError::validation("no statements in the body"));
+    }
+    let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
+    if !statements::import_exists(&client, import_id).await? {
+        return Err(ApiError::not_found(format!("no import {import_id}")));
+    }
+    let mut problems = Map::new();
+    let mut parsed = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        match Statement::from_value(item, Some(import_id)) {
+            Ok(statement) => parsed.push((index, statement)),
+            Err(invalid) => {
+                problems.insert(
+                    format!("[{index}].{}", invalid.field),
+                    Value::String(invalid.reason),
+                );
+            }
+        }
+    }
+    let mut ids: Vec<i32> = parsed.iter().map(|(_, s)| s.citizen_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let unknown = statements::unknown_citizens(&client, import_id, &ids).await?;
+    drop(client);
+    for (index, statement) in &parsed {
+        if unknown.contains(&statement.citizen_id) {
+            problems.insert(
+                format!("[{index}].citizen_id"),
+                Value::String(format!(
+                    "no citizen {} in import {import_id}",
+                    statement.citizen_id
+                )),
+            );
+        }
+    }
+    if !problems.is_empty() {
+        let total = problems.len();
+        let fields: Map<String, Value> = problems.into_iter().take(MAX_REPORTED).collect();
+        return Err(ApiError::validation(format!(
+            "{total} statement problem(s); nothing was accepted"
+        ))
+        .with_fields(fields));
+    }
+    let job = state.supervisor.ensure(import_id).await?;
+    if job.state == "expired" {
+        return Err(ApiError::conflict(format!(
+            "the stream of import {import_id} has expired"
+        )));
+    }
+    if !job.topic_ready {
+        // No topic yet: Kafka was unreachable when the job was created.
+        return Err(ApiError::unavailable(
+            "kafka_unavailable",
+            "the import's stream is not available yet; retry later",
+        ));
+    }
+    let records = parsed
+        .iter()
+        .map(|(_, s)| (s.citizen_id.to_string(), s.to_payload()))
+        .collect();
+    let accepted = state
+        .producer
+        .send_all(&job.topic, records)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "produce failed");
+            ApiError::unavailable(
+                "kafka_unavailable",
+                "Kafka did not acknowledge the statements",
+            )
+        })?;
+    Ok(data(
+        StatusCode::ACCEPTED,
+        &json!({ "accepted": accepted, "job": job.name }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeadLetterQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn dead_letters(state: State, params: PathParams, raw: String) -> Result<Response, ApiError> {
+    let import_id: i64 = params.get("id")?;
+    let query: DeadLetterQuery = extract::query(&raw)?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("invalid limit").with_field("limit", "must be 1 to 1000"));
+    }
+    let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
+    if !statements::import_exists(&client, import_id).await? {
+        return Err(ApiError::not_found(format!("no import {import_id}")));
+    }
+    let letters =
+        statements::dead_letters(&client, import_id, query.after.unwrap_or(0), limit).await?;
+    Ok(data(StatusCode::OK, &letters))
+}

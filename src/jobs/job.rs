@@ -1,0 +1,228 @@
+//! The job actor: consumes one import's topic in bounded batches and writes
+//! each batch (statements, dead letters, next offsets) in one transaction.
+//! It seeks to the offsets stored in PostgreSQL when it starts, so a crash at
+//! any moment replays exactly what was not committed.
+
+use std::collections::{HashMap, HashSet};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::time::Instant;
+
+use super::repo::{self, JobRow};
+use super::{archive, Context};
+use crate::kafka::{self, Consumer, Message, Offset, TopicPartitionList};
+use crate::statements::{self, Batch, Received, Rejected, Statement};
+
+pub struct Job;
+
+pub struct JobArgs {
+    pub context: Context,
+    pub row: JobRow,
+}
+
+pub enum JobMsg {
+    /// Read and write one batch, then ask for the next.
+    Poll,
+}
+
+pub struct JobState {
+    context: Context,
+    row: JobRow,
+    consumer: Option<kafka::StreamConsumer>,
+    citizens: HashSet<i32>,
+    offsets: HashMap<i32, i64>,
+    /// The batch read while the previous one was being written; dropped
+    /// unwritten on stop (its offsets were never stored, so it is re-read).
+    ahead: Option<Batch>,
+}
+
+impl Actor for Job {
+    type Msg = JobMsg;
+    type State = JobState;
+    type Arguments = JobArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<JobMsg>,
+        JobArgs { context, row }: JobArgs,
+    ) -> Result<JobState, ActorProcessingErr> {
+        let client = context.pool.get().await?;
+        let offsets = repo::offsets(&client, &row.name).await?;
+        let mut state = JobState {
+            citizens: HashSet::new(),
+            consumer: None,
+            offsets,
+            ahead: None,
+            context: context.clone(),
+            row,
+        };
+        // An expired job only archives (its first Poll does it).
+        if chrono::Utc::now() < state.row.expires_at {
+            state.citizens = statements::citizen_ids(&client, state.row.import_id).await?;
+            let settings = &context.settings;
+            let consumer = kafka::consumer(
+                &settings.brokers,
+                &format!("insikt-{}-{}", settings.instance, state.row.name),
+                &settings.consumer_group,
+            )?;
+            let partitions = context.cluster.partitions(&state.row.topic).await?;
+            let mut assignment = TopicPartitionList::new();
+            for partition in partitions {
+                let offset = state
+                    .offsets
+                    .get(&partition)
+                    .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                assignment.add_partition_offset(&state.row.topic, partition, offset)?;
+            }
+            consumer.assign(&assignment)?;
+            state.consumer = Some(consumer);
+            repo::set_state(
+                &client,
+                &state.row.name,
+                "running",
+                Some(&settings.instance),
+                None,
+            )
+            .await?;
+        }
+        myself.send_message(JobMsg::Poll)?;
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<JobMsg>,
+        JobMsg::Poll: JobMsg,
+        state: &mut JobState,
+    ) -> Result<(), ActorProcessingErr> {
+        if chrono::Utc::now() >= state.row.expires_at {
+            // Stop reading first, so the archive covers everything not stored.
+            state.consumer = None;
+            archive::expire(&state.context, &state.row, &state.offsets).await?;
+            myself.stop(Some("expired".into()));
+            return Ok(());
+        }
+        let batch = match state.ahead.take() {
+            Some(batch) => batch,
+            None => read_batch(state).await,
+        };
+        if !batch.next_offsets.is_empty() {
+            // Write this batch while reading the next one.
+            let started = Instant::now();
+            let write = async {
+                let written = match state.context.pool.get().await {
+                    Ok(mut client) => {
+                        statements::write_batch(
+                            &mut client,
+                            &state.row.name,
+                            state.row.import_id,
+                            &batch,
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                (written, started.elapsed())
+            };
+            let ((written, write_time), next) = tokio::join!(write, read_batch(state));
+            let written = written?;
+            state.offsets.extend(batch.next_offsets.iter().copied());
+            tracing::debug!(
+                job = %state.row.name,
+                ?written,
+                write_ms = write_time.as_millis() as u64,
+                read_ahead = next.accepted.len() + next.rejected.len(),
+                total_ms = started.elapsed().as_millis() as u64,
+                "batch written"
+            );
+            state.ahead = Some(next);
+        }
+        myself.send_message(JobMsg::Poll)?;
+        Ok(())
+    }
+}
+
+/// Up to `batch_size` messages, waiting at most `batch_wait` for them.
+async fn read_batch(state: &JobState) -> Batch {
+    let mut batch = Batch::default();
+    let Some(consumer) = state.consumer.as_ref() else {
+        return batch;
+    };
+    let settings = &state.context.settings;
+    let deadline = Instant::now() + settings.batch_wait;
+    let mut next: HashMap<i32, i64> = HashMap::new();
+    let mut count = 0;
+    while count < settings.batch_size {
+        let message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Err(_) => break,
+            Ok(Err(error)) => {
+                // Broker trouble is transient for a consumer: note it, keep what we have.
+                tracing::warn!(job = %state.row.name, %error, "consumer error");
+                break;
+            }
+            Ok(Ok(message)) => message,
+        };
+        count += 1;
+        let (partition, offset) = (message.partition(), message.offset());
+        next.insert(partition, offset + 1);
+        let payload = message.payload().unwrap_or_default();
+        match accept(payload, state.row.import_id, &state.citizens) {
+            Ok(statement) => batch.accepted.push(Received {
+                statement,
+                partition,
+                offset,
+            }),
+            Err(reason) => batch.rejected.push(Rejected {
+                partition,
+                offset,
+                payload: payload.to_vec(),
+                reason,
+            }),
+        }
+    }
+    batch.next_offsets = next.into_iter().collect();
+    batch
+}
+
+/// A message becomes a statement of this import about one of its citizens,
+/// or the reason it cannot.
+fn accept(payload: &[u8], import_id: i64, citizens: &HashSet<i32>) -> Result<Statement, String> {
+    let statement = Statement::from_payload(payload).map_err(|e| e.to_string())?;
+    if statement.import_id != import_id {
+        return Err(format!(
+            "import_id: statement is for import {}, not {import_id}",
+            statement.import_id
+        ));
+    }
+    if !citizens.contains(&statement.citizen_id) {
+        return Err(format!(
+            "citizen_id: no citizen {} in import {import_id}",
+            statement.citizen_id
+        ));
+    }
+    Ok(statement)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_checked_against_the_import_and_its_citizens() {
+        let citizens: HashSet<i32> = [1, 2].into();
+        let good = br#"{"statement_id":"a","import_id":5,"citizen_id":1,"course":"c","score":1,"text":"t","ts":"2026-01-01T00:00:00Z"}"#;
+        assert!(accept(good, 5, &citizens).is_ok());
+        assert!(accept(good, 6, &citizens)
+            .unwrap_err()
+            .starts_with("import_id"));
+        assert!(accept(good, 5, &[3].into())
+            .unwrap_err()
+            .starts_with("citizen_id"));
+        assert!(accept(b"garbage", 5, &citizens)
+            .unwrap_err()
+            .starts_with("payload"));
+        assert!(accept(br#"{"statement_id":"a"}"#, 5, &citizens)
+            .unwrap_err()
+            .starts_with("import_id"));
+    }
+}

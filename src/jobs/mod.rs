@@ -1,0 +1,317 @@
+//! Statement streams and their jobs: a ractor supervisor actor owning this
+//! instance's jobs, one job actor per import partition hash, and the handle
+//! the rest of the service talks to. PostgreSQL is the source of truth for
+//! job state; actors never know about HTTP.
+
+mod archive;
+mod job;
+mod repo;
+mod supervisor;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ractor::{Actor, ActorRef};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::db::{DbError, Pool};
+use crate::kafka::{Cluster, KafkaClientError};
+
+pub use repo::JobFilter;
+use supervisor::{Supervisor, SupervisorMsg};
+
+/// The name of an import's job (its partition hash): FNV-1a 64 over the
+/// decimal import id, as 16 lowercase hex digits. FNV-1a is fully specified
+/// (offset basis 0xcbf29ce484222325, prime 0x100000001b3), so the name is
+/// the same on every platform and in every version of insikt.
+pub fn job_name(import_id: i64) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in import_id.to_string().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// The topic of a job: `{prefix}.{name}`.
+pub fn topic_name(prefix: &str, name: &str) -> String {
+    format!("{prefix}.{name}")
+}
+
+/// What the jobs need from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub brokers: String,
+    pub topic_prefix: String,
+    pub consumer_group: String,
+    pub retention: Duration,
+    pub batch_size: usize,
+    pub batch_wait: Duration,
+    pub reconcile_every: Duration,
+    pub archive_dir: PathBuf,
+    pub instance: String,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            brokers: config.kafka_brokers.clone(),
+            topic_prefix: config.topic_prefix.clone(),
+            consumer_group: config.consumer_group.clone(),
+            retention: config.retention,
+            batch_size: config.job_batch_size.max(1),
+            batch_wait: Duration::from_millis(config.job_batch_ms.max(1)),
+            reconcile_every: Duration::from_secs(config.reconcile_secs.max(1)),
+            archive_dir: config.archive_dir.clone(),
+            instance: config.instance_id(),
+        }
+    }
+}
+
+/// What every actor shares (internal to the jobs; public only because actor
+/// arguments must be).
+#[derive(Clone)]
+pub struct Context {
+    pub pool: Pool,
+    pub cluster: Cluster,
+    pub settings: Arc<Settings>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Kafka(#[from] KafkaClientError),
+    #[error("no job {0}")]
+    NotFound(String),
+    #[error("no import {0}")]
+    NoImport(i64),
+    #[error("job {0} has expired")]
+    Expired(String),
+    #[error("the job supervisor is not running")]
+    SupervisorGone,
+    #[error("archive: {0}")]
+    Archive(String),
+}
+
+impl From<crate::kafka::KafkaError> for JobsError {
+    fn from(error: crate::kafka::KafkaError) -> Self {
+        Self::Kafka(KafkaClientError::from(error))
+    }
+}
+
+impl From<tokio_postgres::Error> for JobsError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Db(DbError::from(error))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for JobsError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        Self::Db(DbError::from(error))
+    }
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub name: String,
+    pub import: i64,
+    pub topic: String,
+    /// `pending` (no topic yet), `running`, `stopped`, `expired` or `failed`.
+    pub state: String,
+    /// What an operator asked for: `running` or `stopped`.
+    pub desired: String,
+    pub owner: Option<String>,
+    pub committed_offset: i64,
+    pub high_watermark: Option<i64>,
+    pub lag: Option<i64>,
+    pub statements_stored: i64,
+    pub dead_letters: i64,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    /// Whether the topic exists (a `pending` job may be waiting for Kafka).
+    #[serde(skip)]
+    pub topic_ready: bool,
+}
+
+/// How long the API waits for watermarks before showing them as unknown.
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a request to the supervisor may take (a stop waits for a batch).
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The only way into the jobs from outside: a clonable handle that sends
+/// messages to the supervisor actor and reads job state from PostgreSQL.
+#[derive(Clone)]
+pub struct SupervisorHandle {
+    actor: ActorRef<SupervisorMsg>,
+    context: Context,
+}
+
+impl SupervisorHandle {
+    /// Spawns the supervisor, which reconciles at once and then periodically.
+    pub async fn start(
+        settings: Settings,
+        pool: Pool,
+        cluster: Cluster,
+    ) -> Result<Self, JobsError> {
+        let context = Context {
+            pool,
+            cluster,
+            settings: Arc::new(settings),
+        };
+        let (actor, _) = Actor::spawn(None, Supervisor, context.clone())
+            .await
+            .map_err(|e| JobsError::Archive(format!("cannot start the supervisor: {e}")))?;
+        Ok(Self { actor, context })
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        build: impl FnOnce(ractor::RpcReplyPort<Result<T, JobsError>>) -> SupervisorMsg,
+    ) -> Result<T, JobsError> {
+        match self.actor.call(build, Some(CALL_TIMEOUT)).await {
+            Ok(ractor::rpc::CallResult::Success(result)) => result,
+            _ => Err(JobsError::SupervisorGone),
+        }
+    }
+
+    /// Makes sure the import has its job, topic and (when wanted) a running
+    /// actor; the import handler calls this after its commit. A Kafka outage
+    /// leaves the job `pending`, retried by the periodic reconciliation.
+    pub async fn ensure(&self, import_id: i64) -> Result<JobView, JobsError> {
+        self.call(|reply| SupervisorMsg::Ensure(import_id, reply))
+            .await?;
+        // Without watermarks: the ingestion route calls this on every request.
+        let filter = JobFilter {
+            import: Some(import_id),
+            ..JobFilter::default()
+        };
+        let client = self.context.pool.get().await?;
+        repo::list(&client, &filter)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(JobsError::NoImport(import_id))
+    }
+
+    /// Asks for `ensure` without waiting: for callers that must not be slowed
+    /// down by a Kafka outage (the periodic reconciliation retries anyway).
+    pub fn ensure_later(&self, import_id: i64) -> Result<(), JobsError> {
+        self.actor
+            .send_message(SupervisorMsg::EnsureLater(import_id))
+            .map_err(|_| JobsError::SupervisorGone)
+    }
+
+    /// Stops a job after its current batch; it stays stopped across restarts.
+    pub async fn stop(&self, name: &str) -> Result<JobView, JobsError> {
+        let name = name.to_owned();
+        let key = name.clone();
+        self.call(move |reply| SupervisorMsg::Stop(key, reply))
+            .await?;
+        self.get(&name).await?.ok_or(JobsError::NotFound(name))
+    }
+
+    /// Starts a stopped (or failed) job again.
+    pub async fn resume(&self, name: &str) -> Result<JobView, JobsError> {
+        let name = name.to_owned();
+        let key = name.clone();
+        self.call(move |reply| SupervisorMsg::Start(key, reply))
+            .await?;
+        self.get(&name).await?.ok_or(JobsError::NotFound(name))
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Option<JobView>, JobsError> {
+        let filter = JobFilter {
+            name: Some(name.to_owned()),
+            ..JobFilter::default()
+        };
+        Ok(self.list(&filter).await?.into_iter().next())
+    }
+
+    pub async fn job_for_import(&self, import_id: i64) -> Result<Option<JobView>, JobsError> {
+        let filter = JobFilter {
+            import: Some(import_id),
+            ..JobFilter::default()
+        };
+        Ok(self.list(&filter).await?.into_iter().next())
+    }
+
+    /// Jobs matching `filter`, with their watermarks from Kafka (unknown when
+    /// Kafka does not answer in time).
+    pub async fn list(&self, filter: &JobFilter) -> Result<Vec<JobView>, JobsError> {
+        let client = self.context.pool.get().await?;
+        let mut jobs = repo::list(&client, filter).await?;
+        drop(client);
+        let cluster = &self.context.cluster;
+        let watermarks = futures_util::future::join_all(jobs.iter().map(|job| async move {
+            if !job.topic_ready {
+                return None;
+            }
+            high_watermark(cluster, &job.topic).await.ok()
+        }))
+        .await;
+        for (job, high) in jobs.iter_mut().zip(watermarks) {
+            job.high_watermark = high;
+            job.lag = high.map(|h| (h - job.committed_offset).max(0));
+        }
+        Ok(jobs)
+    }
+
+    /// Stops every job after its current batch, then the supervisor.
+    pub async fn shutdown(&self) {
+        let _ = self
+            .actor
+            .call(SupervisorMsg::Shutdown, Some(CALL_TIMEOUT))
+            .await;
+        let _ = self
+            .actor
+            .stop_and_wait(Some("shutdown".into()), Some(CALL_TIMEOUT))
+            .await;
+    }
+}
+
+/// The sum of the high watermarks of a topic's partitions.
+async fn high_watermark(cluster: &Cluster, topic: &str) -> Result<i64, KafkaClientError> {
+    let partitions = tokio::time::timeout(WATERMARK_TIMEOUT, cluster.partitions(topic))
+        .await
+        .map_err(|_| KafkaClientError::Interrupted)??;
+    let mut total = 0;
+    for partition in partitions {
+        let (_, high) = cluster
+            .watermarks(topic, partition, WATERMARK_TIMEOUT)
+            .await?;
+        total += high;
+    }
+    Ok(total)
+}
+
+impl std::fmt::Debug for SupervisorHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupervisorHandle").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_are_stable_fnv1a_hex() {
+        // FNV-1a 64 of the bytes "1", computed independently.
+        assert_eq!(job_name(1), "af63ac4c86019afc");
+        assert_eq!(job_name(1).len(), 16);
+        assert_ne!(job_name(1), job_name(2));
+        assert_eq!(job_name(42), job_name(42));
+        assert_eq!(
+            topic_name("insikt.statements", &job_name(1)),
+            "insikt.statements.af63ac4c86019afc"
+        );
+    }
+}

@@ -1,0 +1,388 @@
+//! The supervisor actor: reconciles this instance's jobs with PostgreSQL (on
+//! start, periodically and when asked), spawns one job actor per import
+//! partition hash, and handles child failures itself instead of ractor's
+//! default of stopping with the child.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+use super::job::{Job, JobArgs, JobMsg};
+use super::repo::{self, JobRow};
+use super::{Context, JobsError};
+
+/// A job failing this often within the window is marked `failed`.
+pub const MAX_FAILURES: usize = 5;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(600);
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How long a stop waits for the job's current batch.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Supervisor;
+
+pub enum SupervisorMsg {
+    Reconcile,
+    Ensure(i64, RpcReplyPort<Result<(), JobsError>>),
+    /// Like `Ensure`, without anyone waiting for the outcome.
+    EnsureLater(i64),
+    Stop(String, RpcReplyPort<Result<(), JobsError>>),
+    Start(String, RpcReplyPort<Result<(), JobsError>>),
+    /// A failed job's backoff is over.
+    Restart(String),
+    Shutdown(RpcReplyPort<()>),
+}
+
+pub struct SupervisorState {
+    context: Context,
+    running: HashMap<String, ActorRef<JobMsg>>,
+    failures: HashMap<String, VecDeque<Instant>>,
+    /// Failed jobs waiting out their backoff; reconciliation leaves them be.
+    retry_at: HashMap<String, Instant>,
+    shutting_down: bool,
+}
+
+/// The restart delay after `failures` recent failures: doubling from 0.5 s, capped at a minute.
+pub fn backoff(failures: usize) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16) as u32;
+    (BACKOFF_BASE * 2u32.pow(exponent)).min(BACKOFF_MAX)
+}
+
+/// Records a failure at `now`, forgetting those older than the window; true
+/// when the job has failed too often and must be marked `failed`.
+pub fn record_failure(history: &mut VecDeque<Instant>, now: Instant) -> bool {
+    history.push_back(now);
+    while history
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW)
+    {
+        history.pop_front();
+    }
+    history.len() >= MAX_FAILURES
+}
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = Context;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        context: Context,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
+        myself.send_message(SupervisorMsg::Reconcile)?;
+        myself.send_interval(context.settings.reconcile_every, || {
+            SupervisorMsg::Reconcile
+        });
+        Ok(SupervisorState {
+            context,
+            running: HashMap::new(),
+            failures: HashMap::new(),
+            retry_at: HashMap::new(),
+            shutting_down: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        message: SupervisorMsg,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMsg::Reconcile => {
+                if let Err(error) = reconcile(&myself, state, None).await {
+                    tracing::warn!(%error, "job reconciliation failed; retrying later");
+                }
+            }
+            SupervisorMsg::Ensure(import_id, reply) => {
+                let _ = reply.send(reconcile(&myself, state, Some(import_id)).await);
+            }
+            SupervisorMsg::EnsureLater(import_id) => {
+                if let Err(error) = reconcile(&myself, state, Some(import_id)).await {
+                    tracing::warn!(import_id, %error, "job not ready yet; retrying later");
+                }
+            }
+            SupervisorMsg::Stop(name, reply) => {
+                let _ = reply.send(stop(state, &name).await);
+            }
+            SupervisorMsg::Start(name, reply) => {
+                let _ = reply.send(start(&myself, state, &name).await);
+            }
+            SupervisorMsg::Restart(name) => {
+                if let Err(error) = restart(&myself, state, &name).await {
+                    tracing::warn!(job = %name, %error, "restart failed; retrying later");
+                }
+            }
+            SupervisorMsg::Shutdown(reply) => {
+                state.shutting_down = true;
+                let jobs: Vec<_> = state.running.drain().collect();
+                // All at once: each finishes its current batch.
+                futures_util::future::join_all(jobs.iter().map(|(_, actor)| {
+                    actor.stop_and_wait(Some("shutdown".into()), Some(STOP_TIMEOUT))
+                }))
+                .await;
+                if let Ok(client) = state.context.pool.get().await {
+                    for (name, _) in &jobs {
+                        let _ = repo::set_state(&client, name, "pending", None, None).await;
+                    }
+                }
+                tracing::info!("every job stopped");
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        event: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Never stop with a child: a stopped job is forgotten, a failed one restarted.
+        match event {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                if let Some(name) = forget(state, &cell) {
+                    tracing::info!(job = %name, ?reason, "job actor stopped");
+                }
+            }
+            SupervisionEvent::ActorFailed(cell, error) => {
+                if let Some(name) = forget(state, &cell) {
+                    failed(&myself, state, name, error.to_string()).await;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn forget(state: &mut SupervisorState, cell: &ActorCell) -> Option<String> {
+    let name = state
+        .running
+        .iter()
+        .find(|(_, actor)| actor.get_id() == cell.get_id())
+        .map(|(name, _)| name.clone())?;
+    state.running.remove(&name);
+    Some(name)
+}
+
+async fn failed(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    name: String,
+    error: String,
+) {
+    let history = state.failures.entry(name.clone()).or_default();
+    let give_up = record_failure(history, Instant::now());
+    let delay = backoff(history.len());
+    tracing::warn!(job = %name, %error, failures = history.len(), give_up, "job actor failed");
+    let new_state = if give_up { "failed" } else { "pending" };
+    if let Ok(client) = state.context.pool.get().await {
+        if let Err(e) = repo::set_state(&client, &name, new_state, None, Some(&error)).await {
+            tracing::warn!(job = %name, error = %e, "could not record the failure");
+        }
+    }
+    if !give_up && !state.shutting_down {
+        state.retry_at.insert(name.clone(), Instant::now() + delay);
+        myself.send_after(delay, move || SupervisorMsg::Restart(name));
+    }
+}
+
+/// Creates missing job rows and topics, then runs every job that should run
+/// here (or just `only`'s) and stops those asked to stop elsewhere.
+async fn reconcile(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    only: Option<i64>,
+) -> Result<(), JobsError> {
+    if state.shutting_down {
+        return Ok(());
+    }
+    let settings = state.context.settings.clone();
+    let client = state.context.pool.get().await?;
+    repo::create_missing(&client, &settings.topic_prefix, settings.retention, only).await?;
+    if only.is_some() && repo::live(&client, only).await?.is_empty() {
+        // Expired or failed: nothing to start; an unknown import has no row.
+        let exists = crate::statements::import_exists(&client, only.unwrap_or_default()).await?;
+        return if exists {
+            Ok(())
+        } else {
+            Err(JobsError::NoImport(only.unwrap_or_default()))
+        };
+    }
+    for mut row in repo::live(&client, only).await? {
+        if !row.topic_ready {
+            match state
+                .context
+                .cluster
+                .create_topic(&row.topic, settings.retention)
+                .await
+            {
+                Ok(()) => {
+                    repo::topic_created(&client, &row.name).await?;
+                    row.topic_ready = true;
+                }
+                Err(error) => {
+                    tracing::warn!(job = %row.name, %error, "topic not created yet; job stays pending");
+                    continue;
+                }
+            }
+        }
+        if state
+            .retry_at
+            .get(&row.name)
+            .is_some_and(|at| Instant::now() < *at)
+        {
+            continue;
+        }
+        let expired = chrono::Utc::now() >= row.expires_at;
+        let wanted = row.desired == "running" || expired;
+        match (wanted, state.running.get(&row.name)) {
+            (true, None) => spawn(myself, state, row).await?,
+            (false, Some(_)) => {
+                // Stopped through another instance (or by hand in the table).
+                stop_local(state, &row.name).await;
+                repo::set_state(&client, &row.name, "stopped", None, None).await?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+async fn spawn(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    row: JobRow,
+) -> Result<(), JobsError> {
+    let name = row.name.clone();
+    // Registered under its topic, which carries the instance's prefix, so
+    // apps sharing a process (tests) never collide in ractor's registry.
+    let registered = row.topic.clone();
+    let args = JobArgs {
+        context: state.context.clone(),
+        row,
+    };
+    match Actor::spawn_linked(Some(registered), Job, args, myself.get_cell()).await {
+        Ok((actor, _)) => {
+            tracing::info!(job = %name, "job actor started");
+            state.running.insert(name, actor);
+        }
+        // pre_start failed (e.g. Kafka or PostgreSQL unreachable): treat as a failure.
+        Err(error) => failed(myself, state, name, error.to_string()).await,
+    }
+    Ok(())
+}
+
+async fn stop_local(state: &mut SupervisorState, name: &str) {
+    if let Some(actor) = state.running.remove(name) {
+        // A stop is handled between messages, i.e. after the current batch.
+        if let Err(error) = actor
+            .stop_and_wait(Some("stopped".into()), Some(STOP_TIMEOUT))
+            .await
+        {
+            tracing::warn!(job = %name, %error, "job did not stop in time");
+        }
+    }
+}
+
+async fn stop(state: &mut SupervisorState, name: &str) -> Result<(), JobsError> {
+    let client = state.context.pool.get().await?;
+    let row = repo::by_name(&client, name)
+        .await?
+        .ok_or_else(|| JobsError::NotFound(name.to_owned()))?;
+    if row.state == "expired" {
+        return Err(JobsError::Expired(name.to_owned()));
+    }
+    repo::set_desired(&client, name, "stopped").await?;
+    stop_local(state, name).await;
+    if row.topic_ready {
+        repo::set_state(&client, name, "stopped", None, None).await?;
+    }
+    Ok(())
+}
+
+async fn start(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    name: &str,
+) -> Result<(), JobsError> {
+    let client = state.context.pool.get().await?;
+    let row = repo::by_name(&client, name)
+        .await?
+        .ok_or_else(|| JobsError::NotFound(name.to_owned()))?;
+    if row.state == "expired" {
+        return Err(JobsError::Expired(name.to_owned()));
+    }
+    repo::set_desired(&client, name, "running").await?;
+    if row.state == "failed" || row.state == "stopped" {
+        // An operator's start gives a failed job a fresh failure budget.
+        state.failures.remove(name);
+        state.retry_at.remove(name);
+        repo::set_state(&client, name, "pending", None, None).await?;
+    }
+    drop(client);
+    reconcile(myself, state, Some(row.import_id)).await
+}
+
+async fn restart(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    name: &str,
+) -> Result<(), JobsError> {
+    state.retry_at.remove(name);
+    if state.shutting_down || state.running.contains_key(name) {
+        return Ok(());
+    }
+    let client = state.context.pool.get().await?;
+    let Some(row) = repo::by_name(&client, name).await? else {
+        return Ok(());
+    };
+    if row.desired != "running" || row.state == "failed" || row.state == "expired" {
+        return Ok(());
+    }
+    drop(client);
+    reconcile(myself, state, Some(row.import_id)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_millis(500));
+        assert_eq!(backoff(2), Duration::from_secs(1));
+        assert_eq!(backoff(4), Duration::from_secs(4));
+        assert_eq!(backoff(100), BACKOFF_MAX);
+    }
+
+    #[test]
+    fn five_failures_within_ten_minutes_give_up() {
+        let start = Instant::now();
+        let mut history = VecDeque::new();
+        for i in 0..4 {
+            assert!(!record_failure(
+                &mut history,
+                start + Duration::from_secs(i * 60)
+            ));
+        }
+        assert!(record_failure(
+            &mut history,
+            start + Duration::from_secs(300)
+        ));
+
+        // Spread over more than the window, they never add up to five.
+        let mut history = VecDeque::new();
+        for i in 0..20 {
+            assert!(!record_failure(
+                &mut history,
+                start + Duration::from_secs(i * 200)
+            ));
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! Statements: the model that parses (from the API or straight from a topic),
+//! the batch write a job performs in one transaction, and dead letters.
+//! Knows PostgreSQL through `db`; never Kafka or HTTP.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::db::{Client, DbError};
+
+/// A statement that parsed and passed its own rules (not yet the citizen check).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Statement {
+    pub statement_id: String,
+    pub import_id: i64,
+    pub citizen_id: i32,
+    pub course: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    pub score: f64,
+    pub text: String,
+    pub ts: DateTime<Utc>,
+}
+
+/// Why a statement was refused: the field and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> Invalid {
+    Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+fn text_field(
+    object: &serde_json::Map<String, Value>,
+    field: &'static str,
+) -> Result<String, Invalid> {
+    match object.get(field) {
+        None | Some(Value::Null) => Err(invalid(field, "is required")),
+        Some(Value::String(s)) if s.trim().is_empty() => Err(invalid(field, "must not be empty")),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(invalid(field, "must be a string")),
+    }
+}
+
+impl Statement {
+    /// Parses one statement. `import_id` may be omitted when `default_import`
+    /// is given (the API's path), and must equal it when both are present.
+    pub fn from_value(value: &Value, default_import: Option<i64>) -> Result<Self, Invalid> {
+        let Value::Object(object) = value else {
+            return Err(invalid("statement", "must be a JSON object"));
+        };
+        let statement_id = text_field(object, "statement_id")?;
+        let import_id = match (object.get("import_id"), default_import) {
+            (None | Some(Value::Null), Some(default)) => default,
+            (None | Some(Value::Null), None) => return Err(invalid("import_id", "is required")),
+            (Some(v), default) => {
+                let id = v
+                    .as_i64()
+                    .ok_or_else(|| invalid("import_id", "must be an integer"))?;
+                if default.is_some_and(|d| d != id) {
+                    return Err(invalid("import_id", "does not match the import"));
+                }
+                id
+            }
+        };
+        let citizen_id = match object.get("citizen_id") {
+            None | Some(Value::Null) => return Err(invalid("citizen_id", "is required")),
+            Some(v) => v
+                .as_i64()
+                .and_then(|id| i32::try_from(id).ok())
+                .filter(|id| *id >= 0)
+                .ok_or_else(|| invalid("citizen_id", "must be a non-negative integer"))?,
+        };
+        let course = text_field(object, "course")?;
+        let channel = match object.get("channel") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            Some(_) => return Err(invalid("channel", "must be a non-empty string or null")),
+        };
+        let score = match object.get("score") {
+            None | Some(Value::Null) => return Err(invalid("score", "is required")),
+            Some(v) => v
+                .as_f64()
+                .filter(|s| s.is_finite())
+                .ok_or_else(|| invalid("score", "must be a number"))?,
+        };
+        let text = match object.get("text") {
+            None | Some(Value::Null) => return Err(invalid("text", "is required")),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(invalid("text", "must be a string")),
+        };
+        let ts = match object.get("ts") {
+            None | Some(Value::Null) => return Err(invalid("ts", "is required")),
+            Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
+                .map_err(|_| invalid("ts", "must be an RFC 3339 timestamp"))?
+                .with_timezone(&Utc),
+            Some(_) => return Err(invalid("ts", "must be an RFC 3339 timestamp")),
+        };
+        Ok(Self {
+            statement_id,
+            import_id,
+            citizen_id,
+            course,
+            channel,
+            score,
+            text,
+            ts,
+        })
+    }
+
+    /// Parses a message payload as read from a topic.
+    pub fn from_payload(payload: &[u8]) -> Result<Self, Invalid> {
+        let value: Value = serde_json::from_slice(payload)
+            .map_err(|e| invalid("payload", format!("invalid JSON: {e}")))?;
+        Self::from_value(&value, None)
+    }
+
+    /// The bytes produced to the topic.
+    pub fn to_payload(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a statement always serialises")
+    }
+}
+
+/// A request body of statements: a JSON array, or NDJSON (one object a line).
+/// Returns every item as a JSON value, or where the body stopped parsing.
+pub fn split_body(body: &[u8], ndjson: Option<bool>) -> Result<Vec<Value>, (usize, String)> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let as_array = ndjson.map_or(first == Some(&b'['), |nd| !nd);
+    if as_array {
+        return serde_json::from_slice::<Vec<Value>>(body)
+            .map_err(|e| (e.line(), format!("invalid JSON array: {e}")));
+    }
+    let mut items = Vec::new();
+    for (index, line) in body.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let value = serde_json::from_slice(line).map_err(|e| {
+            (
+                index + 1,
+                format!("invalid JSON on line {}: {e}", index + 1),
+            )
+        })?;
+        items.push(value);
+    }
+    Ok(items)
+}
+
+/// The ids among `ids` that are not citizens of the import.
+pub async fn unknown_citizens(
+    client: &Client,
+    import_id: i64,
+    ids: &[i32],
+) -> Result<HashSet<i32>, DbError> {
+    let rows = client
+        .query(
+            "SELECT citizen_id FROM citizens WHERE import_id = $1 AND citizen_id = ANY($2)",
+            &[&import_id, &ids],
+        )
+        .await?;
+    let known: HashSet<i32> = rows.iter().map(|r| r.get(0)).collect();
+    Ok(ids
+        .iter()
+        .copied()
+        .filter(|id| !known.contains(id))
+        .collect())
+}
+
+/// Every citizen id of an import (a job checks its messages against them;
+/// an import's set of citizens never changes).
+pub async fn citizen_ids(client: &Client, import_id: i64) -> Result<HashSet<i32>, DbError> {
+    let rows = client
+        .query(
+            "SELECT citizen_id FROM citizens WHERE import_id = $1",
+            &[&import_id],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+pub async fn import_exists(client: &Client, import_id: i64) -> Result<bool, DbError> {
+    Ok(client
+        .query_opt("SELECT 1 FROM imports WHERE import_id = $1", &[&import_id])
+        .await?
+        .is_some())
+}
+
+/// A statement read from a topic, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub statement: Statement,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A message a job could not accept.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: Vec<u8>,
+    pub reason: String,
+}
+
+/// What one job batch writes, all in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub accepted: Vec<Received>,
+    pub rejected: Vec<Rejected>,
+    /// The next offset to read, per partition.
+    pub next_offsets: Vec<(i32, i64)>,
+}
+
+/// What a batch write changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub stored: u64,
+    pub duplicates: u64,
+    pub dead_letters: u64,
+}
+
+/// Writes a batch in ONE transaction: the statements (a statement id already
+/// stored is skipped), the dead letters and the job's next offsets. Either
+/// all of it is committed or none, which makes a replay after a crash exact.
+pub async fn write_batch(
+    client: &mut Client,
+    job: &str,
+    import_id: i64,
+    batch: &Batch,
+) -> Result<Written, DbError> {
+    let tx = client.transaction().await?;
+    // Safe for exactly-once: a PostgreSQL crash can lose the last commits, but
+    // their offsets with them, so the job re-reads exactly what was lost.
+    tx.batch_execute("SET LOCAL synchronous_commit = off")
+        .await?;
+    let mut stored = 0;
+    if !batch.accepted.is_empty() {
+        let n = batch.accepted.len();
+        let (mut ids, mut citizens, mut courses, mut channels) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut scores, mut texts, mut tss, mut partitions, mut offsets) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for r in &batch.accepted {
+            let s = &r.statement;
+            ids.push(s.statement_id.as_str());
+            citizens.push(s.citizen_id);
+            courses.push(s.course.as_str());
+            channels.push(s.channel.as_deref());
+            scores.push(s.score);
+            texts.push(s.text.as_str());
+            tss.push(s.ts);
+            partitions.push(r.partition);
+            offsets.push(r.offset);
+        }
+        stored = tx
+            .execute(
+                "INSERT INTO statements (import_id, statement_id, citizen_id, course, channel, \
+                 score, text, ts, kafka_partition, kafka_offset) \
+                 SELECT $1, * FROM unnest($2::text[], $3::int4[], $4::text[], $5::text[], \
+                 $6::float8[], $7::text[], $8::timestamptz[], $9::int4[], $10::int8[]) \
+                 ON CONFLICT (import_id, statement_id) DO NOTHING",
+                &[
+                    &import_id,
+                    &ids,
+                    &citizens,
+                    &courses,
+                    &channels,
+                    &scores,
+                    &texts,
+                    &tss,
+                    &partitions,
+                    &offsets,
+                ],
+            )
+            .await?;
+    }
+    let mut dead_letters = 0;
+    if !batch.rejected.is_empty() {
+        let partitions: Vec<i32> = batch.rejected.iter().map(|r| r.partition).collect();
+        let offsets: Vec<i64> = batch.rejected.iter().map(|r| r.offset).collect();
+        let payloads: Vec<&[u8]> = batch.rejected.iter().map(|r| &r.payload[..]).collect();
+        let reasons: Vec<&str> = batch.rejected.iter().map(|r| r.reason.as_str()).collect();
+        dead_letters = tx
+            .execute(
+                "INSERT INTO dead_letters (import_id, job, kafka_partition, kafka_offset, payload, reason) \
+                 SELECT $1, $2, * FROM unnest($3::int4[], $4::int8[], $5::bytea[], $6::text[]) \
+                 ON CONFLICT (job, kafka_partition, kafka_offset) DO NOTHING",
+                &[&import_id, &job, &partitions, &offsets, &payloads, &reasons],
+            )
+            .await?;
+    }
+    if !batch.next_offsets.is_empty() {
+        let partitions: Vec<i32> = batch.next_offsets.iter().map(|(p, _)| *p).collect();
+        let offsets: Vec<i64> = batch.next_offsets.iter().map(|(_, o)| *o).collect();
+        tx.execute(
+            "INSERT INTO job_offsets (job, partition, next_offset) \
+             SELECT $1, * FROM unnest($2::int4[], $3::int8[]) \
+             ON CONFLICT (job, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+            &[&job, &partitions, &offsets],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Written {
+        stored,
+        duplicates: batch.accepted.len() as u64 - stored,
+        dead_letters,
+    })
+}
+
+/// A dead letter as the API lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub job: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// The raw payload (invalid UTF-8 replaced).
+    pub payload: String,
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The dead letters of an import, oldest first, after id `after`.
+pub async fn dead_letters(
+    client: &Client,
+    import_id: i64,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<DeadLetter>, DbError> {
+    let rows = client
+        .query(
+            "SELECT id, job, kafka_partition, kafka_offset, payload, reason, created_at \
+             FROM dead_letters WHERE import_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            &[&import_id, &after, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| DeadLetter {
+            id: r.get(0),
+            job: r.get(1),
+            partition: r.get(2),
+            offset: r.get(3),
+            payload: String::from_utf8_lossy(r.get::<_, &[u8]>(4)).into_owned(),
+            reason: r.get(5),
+            created_at: r.get(6),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn good() -> Value {
+        json!({"statement_id": "s-1", "import_id": 7, "citizen_id": 3, "course": "rust",
+               "channel": "radio", "score": 0.5, "text": "want it", "ts": "2026-11-28T10:00:00Z"})
+    }
+
+    #[test]
+    fn a_complete_statement_parses_and_round_trips() {
+        let s = Statement::from_value(&good(), None).unwrap();
+        assert_eq!(s.import_id, 7);
+        assert_eq!(s.channel.as_deref(), Some("radio"));
+        assert_eq!(Statement::from_payload(&s.to_payload()).unwrap(), s);
+    }
+
+    #[test]
+    fn each_required_field_is_named_when_missing() {
+        for field in [
+            "statement_id",
+            "citizen_id",
+            "course",
+            "score",
+            "text",
+            "ts",
+        ] {
+            let mut value = good();
+            value.as_object_mut().unwrap().remove(field);
+            let error = Statement::from_value(&value, Some(7)).unwrap_err();
+            assert_eq!(error.field, field);
+        }
+        let mut value = good();
+        value.as_object_mut().unwrap().remove("import_id");
+        assert_eq!(
+            Statement::from_value(&value, None).unwrap_err().field,
+            "import_id"
+        );
+        assert_eq!(Statement::from_value(&value, Some(9)).unwrap().import_id, 9);
+        value.as_object_mut().unwrap().remove("channel");
+        assert_eq!(
+            Statement::from_value(&value, Some(9)).unwrap().channel,
+            None
+        );
+    }
+
+    #[test]
+    fn wrong_values_are_refused() {
+        let cases = [
+            ("statement_id", json!("  ")),
+            ("citizen_id", json!(-1)),
+            ("citizen_id", json!("3")),
+            ("score", json!("high")),
+            ("ts", json!("yesterday")),
+            ("channel", json!(5)),
+            ("import_id", json!(8)),
+        ];
+        for (field, bad) in cases {
+            let mut value = good();
+            value[field] = bad;
+            assert_eq!(
+                Statement::from_value(&value, Some(7)).unwrap_err().field,
+                field
+            );
+        }
+        assert_eq!(
+            Statement::from_payload(b"{not json").unwrap_err().field,
+            "payload"
+        );
+        assert_eq!(
+            Statement::from_value(&json!([1]), None).unwrap_err().field,
+            "statement"
+        );
+    }
+
+    #[test]
+    fn bodies_are_arrays_or_ndjson() {
+        let array = br#" [{"a":1},{"b":2}]"#;
+        assert_eq!(split_body(array, None).unwrap().len(), 2);
+        let nd = b"{\"a\":1}\n\n{\"b\":2}\n";
+        assert_eq!(split_body(nd, None).unwrap().len(), 2);
+        assert_eq!(split_body(nd, Some(true)).unwrap().len(), 2);
+        assert_eq!(split_body(b"{\"a\":1}\n{oops", None).unwrap_err().0, 2);
+        assert!(split_body(b"{\"a\":1}\n{\"b\":2}", Some(false)).is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! Harness for statement streams: imports created by SQL (until the citizens
+//! API is merged), statements, a producer straight to a topic, polling with a
+//! deadline, and an app that can be stopped and restarted on one database.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use insikt::config::Config;
+use insikt::startup::Application;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use super::TestDatabase;
+
+/// Unique per app: every test database numbers imports from 1 and all tests
+/// share one broker, so topics, consumer group and archive must not collide.
+pub fn configure(config: &mut Config) {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    config.topic_prefix = format!("insikt.test.{unique}");
+    config.consumer_group = format!("insikt-test-{unique}");
+    config.archive_dir = std::env::temp_dir().join(format!("insikt-archive-{unique}"));
+    config.job_batch_ms = 100;
+    config.reconcile_secs = 1;
+}
+
+/// An import with the given citizen ids, written straight to the tables.
+pub async fn create_import(db: &tokio_postgres::Client, citizens: &[i32]) -> i64 {
+    let import_id: i64 = db
+        .query_one(
+            "INSERT INTO imports DEFAULT VALUES RETURNING import_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    for id in citizens {
+        db.execute(
+            "INSERT INTO citizens (import_id, citizen_id, town, street, building, apartment, \
+             name, birth_date, gender) \
+             VALUES ($1, $2, 'Moscow', 'Lenina', '1', 1, 'Ivan', '1990-01-01', 'male')",
+            &[&import_id, id],
+        )
+        .await
+        .unwrap();
+    }
+    import_id
+}
+
+/// A valid statement.
+pub fn statement(id: &str, import_id: i64, citizen_id: i32) -> Value {
+    json!({
+        "statement_id": id, "import_id": import_id, "citizen_id": citizen_id,
+        "course": "rust", "channel": "radio", "score": 0.8,
+        "text": "I would take it", "ts": "2026-11-28T12:00:00Z"
+    })
+}
+
+/// A producer like the service's, for writing straight to topics.
+pub fn producer(config: &Config) -> insikt::kafka::Producer {
+    insikt::kafka::Producer::connect(&config.kafka_brokers, "insikt-test-producer").unwrap()
+}
+
+/// Polls `check` until it yields a value, failing after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn count(db: &tokio_postgres::Client, sql: &str, import_id: i64) -> i64 {
+    db.query_one(sql, &[&import_id]).await.unwrap().get(0)
+}
+
+pub async fn stored(db: &tokio_postgres::Client, import_id: i64) -> i64 {
+    count(
+        db,
+        "SELECT count(*) FROM statements WHERE import_id = $1",
+        import_id,
+    )
+    .await
+}
+
+/// An app on a database it does not own, so it can be stopped gracefully
+/// and another started on the same database.
+pub struct Served {
+    pub addr: std::net::SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Served {
+    pub async fn start(config: Config) -> Self {
+        let app = Application::build(config)
+            .await
+            .expect("application starts");
+        let addr = app.local_addr();
+        let (shutdown, stop) = oneshot::channel();
+        let server = tokio::spawn(app.run_until(async {
+            let _ = stop.await;
+        }));
+        Self {
+            addr,
+            shutdown: Some(shutdown),
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Graceful shutdown: HTTP first, then every job after its current batch.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let _ = (&mut self.server).await;
+    }
+}
+
+/// A config for `Served` apps on `database` sharing one stream setup.
+pub fn served_config(database: &TestDatabase, template: &Config) -> Config {
+    let mut config = super::test_config(database);
+    config.topic_prefix = template.topic_prefix.clone();
+    config.consumer_group = template.consumer_group.clone();
+    config.archive_dir = template.archive_dir.clone();
+    config.job_batch_ms = template.job_batch_ms;
+    config.reconcile_secs = template.reconcile_secs;
+    config
+}
+
+/// Every line of the archive files of `job`, parsed.
+pub fn archived(archive_dir: &Path, job: &str) -> Vec<Value> {
+    let dir = archive_dir.join(job);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "ndjson") {
+            for line in std::fs::read_to_string(&path).unwrap().lines() {
+                lines.push(serde_json::from_str(line).unwrap());
+            }
+        }
+    }
+    lines
+}

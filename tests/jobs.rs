@@ -1,0 +1,678 @@
+//! Statement streams and jobs against the real broker and PostgreSQL:
+//! ingestion, duplicates, dead letters, stop/start across restarts, expiry
+//! with archive, and a SIGKILL in the middle of a stream.
+
+mod common;
+
+use std::time::Duration;
+
+use common::streams::{self, eventually, Served};
+use common::{error_code, json, TestApp, TestDatabase, ADMIN_TOKEN};
+use insikt::jobs::job_name;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn spawn() -> TestApp {
+    TestApp::spawn_with(streams::configure).await
+}
+
+async fn job(app: &TestApp, name: &str) -> Value {
+    let (status, body) = json(app.get(&format!("/jobs/{name}")).await).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].clone()
+}
+
+async fn post_statements(app: &TestApp, import: i64, items: &Value) -> (u16, Value) {
+    json(
+        app.send_json(
+            Method::POST,
+            &format!("/imports/{import}/statements"),
+            items,
+        )
+        .await,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn statements_are_stored_once_and_the_job_reports_its_offsets() {
+    let app = spawn().await;
+    let db = app.db().await;
+    let import = streams::create_import(&db, &[1, 2, 3]).await;
+    let name = job_name(import);
+
+    let items = json!([
+        streams::statement("a", import, 1),
+        streams::statement("b", import, 2),
+        // import_id may be left to the path.
+        {"statement_id": "c", "citizen_id": 3, "course": "go", "score": 1,
+         "text": "yes", "ts": "2026-11-28T12:00:00+03:00"},
+    ]);
+    let (status, body) = post_statements(&app, import, &items).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["data"], json!({"accepted": 3, "job": name}));
+    eventually("3 statements", WAIT, || async {
+        (streams::stored(&db, import).await == 3).then_some(())
+    })
+    .await;
+
+    // The same statements again, as NDJSON, plus one new: stored once each.
+    let ndjson = [
+        streams::statement("a", import, 1),
+        streams::statement("b", import, 2),
+        streams::statement("d", import, 1),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect::<Vec<_>>()
+    .join("\n");
+    let response = app
+        .request(Method::POST, &format!("/imports/{import}/statements"))
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(response).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["data"]["accepted"], 3);
+
+    let shown = eventually("offset 6", WAIT, || async {
+        let shown = job(&app, &name).await;
+        (shown["committed_offset"] == 6).then_some(shown)
+    })
+    .await;
+    assert_eq!(streams::stored(&db, import).await, 4);
+    assert_eq!(shown["name"], name.as_str());
+    assert_eq!(shown["import"], import);
+    assert_eq!(shown["state"], "running");
+    assert_eq!(shown["high_watermark"], 6);
+    assert_eq!(shown["lag"], 0);
+    assert_eq!(shown["statements_stored"], 4);
+    assert_eq!(shown["dead_letters"], 0);
+    assert!(shown["topic"].as_str().unwrap().ends_with(&name));
+    assert!(shown["owner"].is_string());
+    assert!(shown["started_at"].is_string() && shown["expires_at"].is_string());
+    let row = db
+        .query_one(
+            "SELECT course, channel, ts = '2026-11-28T09:00:00Z'::timestamptz FROM statements \
+             WHERE import_id = $1 AND statement_id = 'c'",
+            &[&import],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "go");
+    assert_eq!(row.get::<_, Option<String>>(1), None);
+    assert!(row.get::<_, bool>(2));
+
+    let (status, body) = json(app.get(&format!("/jobs?import={import}")).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"].as_array().unwrap().len(), 1);
+    let (_, body) = json(app.get("/jobs?state=stopped").await).await;
+    assert_eq!(body["data"], json!([]));
+    let (status, body) = json(app.get("/jobs?state=sleeping").await).await;
+    assert_eq!((status, error_code(&body)), (400, "bad_request"));
+    let (status, _) = json(app.get("/jobs/0000000000000000").await).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn invalid_statements_are_named_and_nothing_is_produced() {
+    let app = spawn().await;
+    let db = app.db().await;
+    let import = streams::create_import(&db, &[1]).await;
+    let mut missing_course = streams::statement("y", import, 1);
+    missing_course.as_object_mut().unwrap().remove("course");
+    let items = json!([
+        streams::statement("x", import, 1),
+        missing_course,
+        streams::statement("z", import, 99),
+        streams::statement("", import, 1),
+    ]);
+    let (status, body) = post_statements(&app, import, &items).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_code(&body), "validation_failed");
+    let fields = body["error"]["fields"].as_object().unwrap();
+    assert!(fields.contains_key("[1].course"), "{body}");
+    assert!(fields.contains_key("[2].citizen_id"), "{body}");
+    assert!(fields.contains_key("[3].statement_id"), "{body}");
+    assert_eq!(fields.len(), 3);
+
+    let response = app
+        .request(Method::POST, &format!("/imports/{import}/statements"))
+        .header("content-type", "application/json")
+        .body(r#"[{"oops"}]"#)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(response).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = post_statements(&app, import + 100, &json!([])).await;
+    assert_eq!(status, 400); // empty body is refused before the import is looked up
+    let (status, body) =
+        post_statements(&app, import + 100, &json!([streams::statement("q", 0, 1)])).await;
+    assert_eq!((status, error_code(&body)), (404, "not_found"));
+
+    // The job exists (reconciled from PostgreSQL) but its topic is empty.
+    let shown = eventually("the topic", WAIT, || async {
+        let (status, body) = json(app.get(&format!("/jobs/{}", job_name(import))).await).await;
+        (status == 200 && body["data"]["high_watermark"].is_number()).then(|| body["data"].clone())
+    })
+    .await;
+    assert_eq!(shown["high_watermark"], 0);
+    assert_eq!(streams::stored(&db, import).await, 0);
+}
+
+#[tokio::test]
+async fn poison_messages_become_dead_letters_and_the_job_keeps_going() {
+    let app = spawn().await;
+    let db = app.db().await;
+    let import = streams::create_import(&db, &[1, 2]).await;
+    let name = job_name(import);
+    let topic = eventually("a running job", WAIT, || async {
+        let (status, body) = json(app.get(&format!("/jobs/{name}")).await).await;
+        (status == 200 && body["data"]["state"] == "running")
+            .then(|| body["data"]["topic"].as_str().unwrap().to_owned())
+    })
+    .await;
+
+    let mut missing = streams::statement("m", import, 1);
+    missing.as_object_mut().unwrap().remove("score");
+    let records: Vec<(String, Vec<u8>)> = [
+        streams::statement("good-1", import, 1).to_string(),
+        "this is not JSON".to_owned(),
+        missing.to_string(),
+        streams::statement("stranger", import, 42).to_string(),
+        streams::statement("other-import", import + 1, 1).to_string(),
+        streams::statement("good-2", import, 2).to_string(),
+    ]
+    .into_iter()
+    .map(|payload| ("1".to_owned(), payload.into_bytes()))
+    .collect();
+    let config = insikt::config::Config::from_env();
+    streams::producer(&config)
+        .send_all(&topic, records)
+        .await
+        .unwrap();
+
+    let shown = eventually("everything consumed", WAIT, || async {
+        let shown = job(&app, &name).await;
+        (shown["committed_offset"] == 6).then_some(shown)
+    })
+    .await;
+    assert_eq!(shown["statements_stored"], 2);
+    assert_eq!(shown["dead_letters"], 4);
+    assert_eq!(shown["state"], "running");
+
+    let (status, body) = json(app.get(&format!("/imports/{import}/dead-letters")).await).await;
+    assert_eq!(status, 200, "{body}");
+    let letters = body["data"].as_array().unwrap();
+    assert_eq!(letters.len(), 4);
+    assert_eq!(letters[0]["payload"], "this is not JSON");
+    assert_eq!(letters[0]["offset"], 1);
+    let reasons: Vec<&str> = letters
+        .iter()
+        .map(|l| l["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons[0].starts_with("payload: invalid JSON"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].starts_with("score"), "{reasons:?}");
+    assert!(reasons[2].starts_with("citizen_id"), "{reasons:?}");
+    assert!(reasons[3].starts_with("import_id"), "{reasons:?}");
+    let (status, body) = json(
+        app.get(&format!("/imports/{import}/dead-letters?after=2"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body["data"].as_array().unwrap().len() < 4);
+    let (status, _) = json(app.get("/imports/999/dead-letters").await).await;
+    assert_eq!(status, 404);
+}
+
+async fn control(base: &str, name: &str, action: &str, token: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().post(format!("{base}/jobs/{name}/{action}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    json(request.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn stop_and_start_need_the_token_are_idempotent_and_survive_a_restart() {
+    let database = TestDatabase::create().await;
+    let mut template = common::test_config(&database);
+    streams::configure(&mut template);
+    let first = Served::start(streams::served_config(&database, &template)).await;
+    let base = first.url("");
+    let db = common::connect(&database.url).await;
+    let import = streams::create_import(&db, &[1]).await;
+    let name = job_name(import);
+    let client = reqwest::Client::new();
+    let post = |base: String, items: Value| {
+        let client = client.clone();
+        async move {
+            json(
+                client
+                    .post(format!("{base}/imports/{import}/statements"))
+                    .json(&items)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let (status, body) = post(base.clone(), json!([streams::statement("1", import, 1)])).await;
+    assert_eq!(status, 202, "{body}");
+    eventually("the first statement", WAIT, || async {
+        (streams::stored(&db, import).await == 1).then_some(())
+    })
+    .await;
+
+    let (status, body) = control(&base, &name, "stop", None).await;
+    assert_eq!((status, error_code(&body)), (401, "unauthorized"));
+    let (status, body) = control(&base, &name, "stop", Some("wrong")).await;
+    assert_eq!((status, error_code(&body)), (403, "forbidden"));
+    let (status, _) = control(&base, "0000000000000000", "stop", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 404);
+    for _ in 0..2 {
+        let (status, body) = control(&base, &name, "stop", Some(ADMIN_TOKEN)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"]["state"], "stopped");
+    }
+    let (status, _) = post(base.clone(), json!([streams::statement("2", import, 1)])).await;
+    assert_eq!(status, 202);
+
+    // A restart keeps the job stopped: the statement waits in the topic.
+    first.stop().await;
+    let second = Served::start(streams::served_config(&database, &template)).await;
+    let base = second.url("");
+    let (_, body) = json(
+        client
+            .get(format!("{base}/jobs/{name}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(body["data"]["state"], "stopped");
+    assert_eq!(body["data"]["high_watermark"], 2);
+    // Give the restarted supervisor several reconciliations to (wrongly) start it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, body) = json(
+        client
+            .get(format!("{base}/jobs/{name}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(body["data"]["state"], "stopped");
+    assert_eq!(body["data"]["lag"], 1);
+    assert_eq!(streams::stored(&db, import).await, 1);
+
+    for _ in 0..2 {
+        let (status, body) = control(&base, &name, "start", Some(ADMIN_TOKEN)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_ne!(body["data"]["state"], "stopped");
+    }
+    eventually("the waiting statement", WAIT, || async {
+        (streams::stored(&db, import).await == 2).then_some(())
+    })
+    .await;
+    second.stop().await;
+    drop(database);
+}
+
+#[tokio::test]
+async fn expiry_archives_exactly_the_unconsumed_rest() {
+    let app = TestApp::spawn_with(|config| {
+        streams::configure(config);
+        config.retention = Duration::from_secs(20);
+    })
+    .await;
+    let db = app.db().await;
+    let import = streams::create_import(&db, &[1]).await;
+    let name = job_name(import);
+    let consumed: Vec<Value> = (0..5)
+        .map(|i| streams::statement(&format!("c{i}"), import, 1))
+        .collect();
+    let (status, body) = post_statements(&app, import, &Value::Array(consumed)).await;
+    assert_eq!(status, 202, "{body}");
+    eventually("5 stored", WAIT, || async {
+        (streams::stored(&db, import).await == 5).then_some(())
+    })
+    .await;
+    let (status, body) = json(
+        app.request(Method::POST, &format!("/jobs/{name}/stop"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let rest: Vec<Value> = (0..7)
+        .map(|i| streams::statement(&format!("r{i}"), import, 1))
+        .collect();
+    let (status, body) = post_statements(&app, import, &Value::Array(rest)).await;
+    assert_eq!(status, 202, "{body}");
+
+    let shown = eventually("expiry", WAIT, || async {
+        let shown = job(&app, &name).await;
+        (shown["state"] == "expired").then_some(shown)
+    })
+    .await;
+    assert_eq!(shown["committed_offset"], 12);
+    assert_eq!(shown["lag"], 0);
+    assert_eq!(streams::stored(&db, import).await, 5);
+
+    let rows = db
+        .query(
+            "SELECT from_offset, to_offset, messages, path FROM job_archives WHERE job = $1",
+            &[&name],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].get::<_, i64>(0), rows[0].get::<_, i64>(1)),
+        (5, 12)
+    );
+    assert_eq!(rows[0].get::<_, i64>(2), 7);
+    let path: String = rows[0].get(3);
+    let dir = std::path::Path::new(&path)
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap();
+    let lines = streams::archived(dir, &name);
+    let mut ids: Vec<String> = lines
+        .iter()
+        .map(|line| {
+            let payload: Value = serde_json::from_str(line["payload"].as_str().unwrap()).unwrap();
+            payload["statement_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (0..7).map(|i| format!("r{i}")).collect::<Vec<_>>());
+    let offsets: Vec<i64> = lines
+        .iter()
+        .map(|l| l["offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(offsets, (5..12).collect::<Vec<_>>());
+
+    // Expired is final: no start, no new statements.
+    let (status, _) = json(
+        app.request(Method::POST, &format!("/jobs/{name}/start"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (status, _) = post_statements(
+        &app,
+        import,
+        &json!([streams::statement("late", import, 1)]),
+    )
+    .await;
+    assert_eq!(status, 409);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The real binary on `database`, sharing `template`'s stream settings.
+fn binary(
+    database: &TestDatabase,
+    template: &insikt::config::Config,
+    port: u16,
+) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_insikt"))
+        .env("INSIKT_DATABASE_URL", &database.url)
+        .env("INSIKT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("INSIKT_NO_MIGRATE", "true")
+        .env("INSIKT_TOPIC_PREFIX", &template.topic_prefix)
+        .env("INSIKT_CONSUMER_GROUP", &template.consumer_group)
+        .env("INSIKT_ARCHIVE_DIR", &template.archive_dir)
+        .env("INSIKT_RECONCILE_SECS", "1")
+        .env("INSIKT_JOB_BATCH_SIZE", "500")
+        .env("INSIKT_JOB_BATCH_MS", "50")
+        .env("INSIKT_INSTANCE_ID", "kill-test")
+        .env("INSIKT_SECRET", "test")
+        .env("INSIKT_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the insikt binary starts")
+}
+
+#[tokio::test]
+async fn a_killed_service_resumes_and_stores_every_statement_exactly_once() {
+    const TOTAL: usize = 20_000;
+    let database = TestDatabase::create().await;
+    let mut template = common::test_config(&database);
+    streams::configure(&mut template);
+    let db = common::connect(&database.url).await;
+    let citizens: Vec<i32> = (0..100).collect();
+    let import = streams::create_import(&db, &citizens).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+
+    let mut service = binary(&database, &template, port);
+    let topic: String = eventually("a running job", WAIT, || async {
+        let row = db
+            .query_opt(
+                "SELECT topic FROM jobs WHERE import_id = $1 AND state = 'running'",
+                &[&import],
+            )
+            .await
+            .unwrap();
+        row.map(|r| r.get(0))
+    })
+    .await;
+
+    let producer = streams::producer(&template);
+    let feeding = tokio::spawn(async move {
+        for chunk in 0..(TOTAL / 1000) {
+            let records = (chunk * 1000..(chunk + 1) * 1000)
+                .map(|i| {
+                    let citizen = (i % 100) as i32;
+                    let payload = streams::statement(&format!("s{i}"), import, citizen);
+                    (citizen.to_string(), payload.to_string().into_bytes())
+                })
+                .collect();
+            producer.send_all(&topic, records).await.unwrap();
+        }
+    });
+
+    // Kill -9 while statements are still streaming in.
+    eventually("some statements stored", WAIT, || async {
+        (streams::stored(&db, import).await > 2000).then_some(())
+    })
+    .await;
+    service.start_kill().unwrap();
+    service.wait().await.unwrap();
+    let at_kill = streams::stored(&db, import).await;
+    eprintln!("killed with {at_kill} of {TOTAL} statements stored");
+
+    let mut service = binary(&database, &template, port);
+    feeding.await.unwrap();
+    eventually("every statement", Duration::from_secs(180), || async {
+        let next: Option<i64> = db
+            .query_one(
+                "SELECT sum(next_offset)::bigint FROM job_offsets o JOIN jobs j ON j.name = o.job                  WHERE j.import_id = $1",
+                &[&import],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (next == Some(TOTAL as i64)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        streams::stored(&db, import).await,
+        TOTAL as i64,
+        "killed at {at_kill}"
+    );
+    let distinct_offsets = streams::count(
+        &db,
+        "SELECT count(DISTINCT kafka_offset) FROM statements WHERE import_id = $1",
+        import,
+    )
+    .await;
+    assert_eq!(distinct_offsets, TOTAL as i64);
+    let dead = streams::count(
+        &db,
+        "SELECT count(*) FROM dead_letters WHERE import_id = $1",
+        import,
+    )
+    .await;
+    assert_eq!(dead, 0);
+
+    // SIGTERM: a graceful stop after the current batch.
+    let pid = service.id().unwrap() as i32;
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let status = tokio::time::timeout(WAIT, service.wait())
+        .await
+        .expect("the service stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    drop(database);
+}
+
+#[tokio::test]
+async fn a_failing_job_restarts_with_backoff_then_is_marked_failed_and_can_be_started() {
+    let app = spawn().await;
+    let db = app.db().await;
+    let import = streams::create_import(&db, &[1]).await;
+    let name = job_name(import);
+    // A constraint the job does not know about makes every write of this batch fail.
+    db.batch_execute("ALTER TABLE statements ADD CONSTRAINT no_boom CHECK (course <> 'boom')")
+        .await
+        .unwrap();
+    let mut boom = streams::statement("b", import, 1);
+    boom["course"] = json!("boom");
+    let (status, body) = post_statements(&app, import, &json!([boom])).await;
+    assert_eq!(status, 202, "{body}");
+
+    let shown = eventually("the job to fail for good", WAIT, || async {
+        let shown = job(&app, &name).await;
+        (shown["state"] == "failed").then_some(shown)
+    })
+    .await;
+    assert!(shown["last_error"].is_string(), "{shown}");
+    assert_eq!(shown["committed_offset"], 0);
+    // The supervisor survived its child: the other routes still work.
+    let (status, _) = json(app.get("/jobs").await).await;
+    assert_eq!(status, 200);
+
+    db.batch_execute("ALTER TABLE statements DROP CONSTRAINT no_boom")
+        .await
+        .unwrap();
+    let (status, body) = json(
+        app.request(Method::POST, &format!("/jobs/{name}/start"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    eventually("the statement after the start", WAIT, || async {
+        (streams::stored(&db, import).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(job(&app, &name).await["state"], "running");
+}
+
+#[tokio::test]
+async fn without_kafka_the_job_stays_pending_and_ingestion_is_unavailable() {
+    let app = TestApp::spawn_with(|config| {
+        streams::configure(config);
+        config.kafka_brokers = "127.0.0.1:1".to_owned();
+    })
+    .await;
+    let db = app.db().await;
+    let import = streams::create_import(&db, &[1]).await;
+    let (status, body) =
+        post_statements(&app, import, &json!([streams::statement("p", import, 1)])).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (503, "kafka_unavailable"),
+        "{body}"
+    );
+    let shown = job(&app, &job_name(import)).await;
+    assert_eq!(shown["state"], "pending");
+    assert_eq!(shown["high_watermark"], Value::Null);
+    assert!(!body.to_string().contains("127.0.0.1:1"));
+}
+
+#[tokio::test]
+async fn a_running_job_expires_with_every_statement_either_stored_or_archived() {
+    let app = TestApp::spawn_with(|config| {
+        streams::configure(config);
+        config.retention = Duration::from_secs(6);
+    })
+    .await;
+    let db = app.db().await;
+    let import = streams::create_import(&db, &[1]).await;
+    let name = job_name(import);
+    let items: Vec<Value> = (0..50)
+        .map(|i| streams::statement(&format!("e{i}"), import, 1))
+        .collect();
+    let (status, body) = post_statements(&app, import, &Value::Array(items)).await;
+    assert_eq!(status, 202, "{body}");
+
+    let shown = eventually("expiry", WAIT, || async {
+        let shown = job(&app, &name).await;
+        (shown["state"] == "expired").then_some(shown)
+    })
+    .await;
+    assert_eq!(shown["committed_offset"], 50);
+    let stored: Vec<String> = db
+        .query(
+            "SELECT statement_id FROM statements WHERE import_id = $1",
+            &[&import],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let paths: Vec<String> = db
+        .query("SELECT path FROM job_archives WHERE job = $1", &[&name])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut archived = Vec::new();
+    for path in &paths {
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            let line: Value = serde_json::from_str(line).unwrap();
+            let payload: Value = serde_json::from_str(line["payload"].as_str().unwrap()).unwrap();
+            archived.push(payload["statement_id"].as_str().unwrap().to_owned());
+        }
+    }
+    // Exactly once across both places, whatever the timing.
+    let mut all: Vec<String> = stored.iter().chain(&archived).cloned().collect();
+    all.sort();
+    let mut expected: Vec<String> = (0..50).map(|i| format!("e{i}")).collect();
+    expected.sort();
+    assert_eq!(all, expected, "stored {stored:?}, archived {archived:?}");
+    for path in paths {
+        let _ = std::fs::remove_file(path);
+    }
+}
