@@ -285,7 +285,7 @@ pub async fn near(pool: &Pool, query: &NearQuery) -> Result<Vec<NearAirport>, Ai
         "WITH here AS (SELECT ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography AS point)
          SELECT {COLUMNS}, ST_Distance(location, here.point) / 1000.0 AS distance_km
          FROM airports, here
-         WHERE deleted_at IS NULL AND ST_DWithin(location, here.point, $3 * 1000.0)
+         WHERE deleted_at IS NULL AND ST_DWithin(location, here.point, $3::float8 * 1000.0)
          ORDER BY location <-> here.point, id
          LIMIT $4"
     );
