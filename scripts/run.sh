@@ -60,7 +60,9 @@ fi
 # Stay in the foreground until the server ends (SIGTERM/SIGINT are forwarded).
 status=0
 wait "$server" || status=$?
-if kill -0 "$server" 2>/dev/null; then
+if ((status > 128)); then
+  # `wait` was interrupted by a forwarded signal: wait for the server's own exit.
+  status=0
   wait "$server" || status=$?
 fi
 exit "$status"

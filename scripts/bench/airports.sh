@@ -36,7 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export INSIKT_DATABASE_URL="$db_url" INSIKT_LOG=warn
+export INSIKT_DATABASE_URL="$db_url" INSIKT_LOG=warn INSIKT_SECRET=bench
 "$bin" migrate >/dev/null
 "$bin" serve --listen "127.0.0.1:${port}" &
 server=$!

@@ -353,7 +353,7 @@ impl<R: Read> Parser<R> {
         }
     }
 
-    /// After the last row: the number of good rows, or why the file is refused.
+    /// After the last row: whether the whole file was good, or why it is refused.
     pub fn finish(self) -> Result<(), Rejected> {
         if self.failed() {
             Err(Rejected {

@@ -272,7 +272,8 @@ pub struct NearQuery {
 const MAX_RADIUS_KM: f64 = 20_040.0;
 
 /// Airports within `radius_km` of the point, nearest first, with distances
-/// on the WGS84 spheroid (PostGIS geography).
+/// on the WGS84 spheroid (PostGIS geography). `ST_DWithin` uses the GiST
+/// index, so only the airports inside the radius are measured and sorted.
 pub async fn near(pool: &Pool, query: &NearQuery) -> Result<Vec<NearAirport>, AirportError> {
     if !(query.radius_km > 0.0 && query.radius_km <= MAX_RADIUS_KM) {
         return Err(AirportError::Invalid(format!(
@@ -286,7 +287,7 @@ pub async fn near(pool: &Pool, query: &NearQuery) -> Result<Vec<NearAirport>, Ai
          SELECT {COLUMNS}, ST_Distance(location, here.point) / 1000.0 AS distance_km
          FROM airports, here
          WHERE deleted_at IS NULL AND ST_DWithin(location, here.point, $3::float8 * 1000.0)
-         ORDER BY location <-> here.point, id
+         ORDER BY distance_km, id
          LIMIT $4"
     );
     let rows = client
@@ -295,16 +296,13 @@ pub async fn near(pool: &Pool, query: &NearQuery) -> Result<Vec<NearAirport>, Ai
             &[&query.lat.get(), &query.lon.get(), &query.radius_km, &limit],
         )
         .await?;
-    let mut found: Vec<NearAirport> = rows
+    Ok(rows
         .iter()
         .map(|row| NearAirport {
             airport: from_row(row),
             distance_km: row.get("distance_km"),
         })
-        .collect();
-    // `<->` on geography orders by sphere distance; settle ties of the exact one.
-    found.sort_by(|a, b| a.distance_km.total_cmp(&b.distance_km));
-    Ok(found)
+        .collect())
 }
 
 /// What a confirmation link did.
