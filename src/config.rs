@@ -27,6 +27,15 @@ pub enum Command {
     Serve,
     /// Apply the embedded database migrations, creating the database if needed.
     Migrate,
+    /// Upload an airports CSV file to a running insikt (`POST /airports/upload`),
+    /// streamed, with a progress bar on a terminal.
+    UploadAirports {
+        /// The CSV file; a header row is required (see README, "Airports").
+        file: PathBuf,
+        /// Base URL of the service [default: http://<listen address>].
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 /// Settings shared by every command; each is a global flag with an env var.
@@ -67,6 +76,15 @@ pub struct Config {
     /// which invalidates outstanding links on restart.
     #[arg(long, env = "INSIKT_SECRET", hide_env_values = true, global = true)]
     pub secret: Option<String>,
+
+    /// How long a confirmation link stays valid, in seconds.
+    #[arg(
+        long = "confirm-ttl",
+        env = "INSIKT_CONFIRM_TTL",
+        default_value_t = 24 * 60 * 60,
+        global = true
+    )]
+    pub confirm_ttl_secs: u64,
 
     /// Bearer token required by the admin endpoints; they answer 403 when unset.
     #[arg(
@@ -206,6 +224,10 @@ impl Config {
         })
     }
 
+    pub fn confirm_ttl(&self) -> Duration {
+        Duration::from_secs(self.confirm_ttl_secs)
+    }
+
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs)
     }
@@ -233,6 +255,12 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::Migrate)));
         let cli = Cli::parse_from(["insikt", "serve", "--no-migrate"]);
         assert!(cli.config.no_migrate);
+        let cli = Cli::parse_from(["insikt", "upload-airports", "a.csv", "--url", "http://x:1"]);
+        assert!(matches!(
+            cli.command,
+            Some(Command::UploadAirports { ref url, .. }) if url.as_deref() == Some("http://x:1")
+        ));
+        assert_eq!(cli.config.confirm_ttl(), Duration::from_secs(86_400));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! `startup` wires the pieces; `http` is the only module that knows about
 //! warp; the domain modules know PostgreSQL through `db`; `kafka` wraps rdkafka.
 
+pub mod airports;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod http;

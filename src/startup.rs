@@ -27,6 +27,8 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Cli(#[from] crate::cli::CliError),
     #[error("could not generate a random secret: {0}")]
     Random(String),
 }
@@ -47,6 +49,14 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             for migration in &report.applied {
                 println!("applied {migration}");
             }
+            Ok(())
+        }
+        Command::UploadAirports { file, url } => {
+            let uploaded = crate::cli::upload_airports(&cli.config, &file, url.as_deref()).await?;
+            println!(
+                "inserted {}, updated {}",
+                uploaded.inserted, uploaded.updated
+            );
             Ok(())
         }
     }

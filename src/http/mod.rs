@@ -2,6 +2,7 @@
 //! place where errors become JSON. Handlers are thin: parse the request, call
 //! the domain, map the result.
 
+mod airports;
 pub mod error;
 pub mod extract;
 mod jobs;
@@ -57,6 +58,8 @@ pub fn router(state: &State) -> BoxedFilter<(Response,)> {
         .or(jobs::routes(state))
         .unify()
         .or(statements::routes(state))
+        .unify()
+        .or(airports::routes(state))
         .unify()
         .or(routes::fallback())
         .unify()

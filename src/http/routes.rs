@@ -37,6 +37,22 @@ pub static ROUTES: &[Route] = &[
     route_entry("/jobs/{name}", &[Method::GET]),
     route_entry("/jobs/{name}/stop", &[Method::POST]),
     route_entry("/jobs/{name}/start", &[Method::POST]),
+    // Airports, then the seed's bare aliases for them.
+    route_entry("/airports", &[Method::GET, Method::PUT]),
+    route_entry("/airports/upload", &[Method::POST]),
+    route_entry("/airports/near", &[Method::GET]),
+    route_entry("/airports/create", &[Method::GET]),
+    route_entry(
+        "/airports/{id}",
+        &[Method::GET, Method::PATCH, Method::DELETE],
+    ),
+    route_entry("/airports/{id}/update", &[Method::GET]),
+    route_entry("/airports/{id}/delete", &[Method::GET]),
+    route_entry("/upload", &[Method::POST]),
+    route_entry("/create", &[Method::GET, Method::PUT]),
+    route_entry("/update", &[Method::GET, Method::PATCH]),
+    route_entry("/delete", &[Method::GET, Method::DELETE]),
+    route_entry("/confirm/{token}", &[Method::GET, Method::POST]),
 ];
 
 impl Route {

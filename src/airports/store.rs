@@ -1,0 +1,346 @@
+//! Airport queries. Soft-deleted rows are invisible to every read and write
+//! except the hard delete.
+
+use deadpool_postgres::GenericClient;
+use serde::Deserialize;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use super::confirm::{Action, Verified};
+use super::{Airport, AirportError, AirportPatch, NearAirport, NewAirport};
+use crate::db::Pool;
+
+/// The columns every read returns, in [`from_row`]'s order.
+const COLUMNS: &str = "id, name, city, country, iata, icao, latitude, longitude, altitude, \
+     timezone::float8, dst, tz, type, source, deleted_at, created_at, updated_at";
+
+fn from_row(row: &Row) -> Airport {
+    Airport {
+        id: row.get(0),
+        name: row.get(1),
+        city: row.get(2),
+        country: row.get(3),
+        iata: row.get(4),
+        icao: row.get(5),
+        latitude: row.get(6),
+        longitude: row.get(7),
+        altitude: row.get(8),
+        timezone: row.get(9),
+        dst: row.get(10),
+        tz: row.get(11),
+        kind: row.get(12),
+        source: row.get(13),
+        deleted_at: row.get(14),
+        created_at: row.get(15),
+        updated_at: row.get(16),
+    }
+}
+
+/// The largest page `list` and `near` return.
+pub const MAX_LIMIT: i64 = 1000;
+const DEFAULT_LIMIT: i64 = 100;
+
+/// `GET /airports` filters (case-insensitive equality) and keyset paging by id.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListFilter {
+    pub city: Option<String>,
+    pub country: Option<String>,
+    pub iata: Option<String>,
+    pub limit: Option<i64>,
+    /// Return airports with ids above this one (the previous page's `next_after`).
+    pub after: Option<i64>,
+}
+
+/// One page of airports and the cursor of the next page, if there may be one.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Page {
+    pub airports: Vec<Airport>,
+    pub next_after: Option<i64>,
+}
+
+fn limit(requested: Option<i64>) -> Result<i64, AirportError> {
+    match requested {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(AirportError::Invalid(format!(
+            "limit {n} is outside [1, {MAX_LIMIT}]"
+        ))),
+    }
+}
+
+pub async fn list(pool: &Pool, filter: &ListFilter) -> Result<Page, AirportError> {
+    let limit = limit(filter.limit)?;
+    let client = pool.get().await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM airports
+         WHERE deleted_at IS NULL
+           AND ($1::text IS NULL OR lower(city) = lower($1))
+           AND ($2::text IS NULL OR lower(country) = lower($2))
+           AND ($3::text IS NULL OR upper(iata) = upper($3))
+           AND ($4::bigint IS NULL OR id > $4)
+         ORDER BY id
+         LIMIT $5"
+    );
+    let rows = client
+        .query(
+            &sql,
+            &[
+                &filter.city,
+                &filter.country,
+                &filter.iata,
+                &filter.after,
+                &limit,
+            ],
+        )
+        .await?;
+    let airports: Vec<Airport> = rows.iter().map(from_row).collect();
+    let next_after = (airports.len() as i64 == limit)
+        .then(|| airports.last().map(|a| a.id))
+        .flatten();
+    Ok(Page {
+        airports,
+        next_after,
+    })
+}
+
+pub async fn get(pool: &Pool, id: i64) -> Result<Airport, AirportError> {
+    let client = pool.get().await?;
+    let sql = format!("SELECT {COLUMNS} FROM airports WHERE id = $1 AND deleted_at IS NULL");
+    client
+        .query_opt(&sql, &[&id])
+        .await?
+        .map(|row| from_row(&row))
+        .ok_or(AirportError::NotFound(id))
+}
+
+pub async fn create(pool: &Pool, airport: &NewAirport) -> Result<Airport, AirportError> {
+    let client = pool.get().await?;
+    insert(&client, airport).await
+}
+
+async fn insert(client: &impl GenericClient, a: &NewAirport) -> Result<Airport, AirportError> {
+    let sql = format!(
+        "INSERT INTO airports (name, city, country, iata, icao, latitude, longitude, altitude,
+                               timezone, dst, tz, type, source)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+         RETURNING {COLUMNS}"
+    );
+    let dst = a.dst.map(String::from);
+    let row = client
+        .query_one(
+            &sql,
+            &[
+                &a.name.as_str(),
+                &a.city,
+                &a.country,
+                &a.iata,
+                &a.icao,
+                &a.latitude.get(),
+                &a.longitude.get(),
+                &a.altitude,
+                &a.timezone,
+                &dst,
+                &a.tz,
+                &a.kind,
+                &a.source,
+            ],
+        )
+        .await?;
+    Ok(from_row(&row))
+}
+
+pub async fn patch(pool: &Pool, id: i64, patch: &AirportPatch) -> Result<Airport, AirportError> {
+    let client = pool.get().await?;
+    update(&client, id, patch).await
+}
+
+async fn update(
+    client: &impl GenericClient,
+    id: i64,
+    p: &AirportPatch,
+) -> Result<Airport, AirportError> {
+    type Param = Box<dyn ToSql + Sync + Send>;
+    let mut sets: Vec<(&str, Param)> = Vec::new();
+    let mut set = |column: &'static str, value: Param| sets.push((column, value));
+    if let Some(v) = &p.name {
+        set("name", Box::new(v.as_str().to_owned()));
+    }
+    if let Some(v) = &p.city {
+        set("city", Box::new(v.clone()));
+    }
+    if let Some(v) = &p.country {
+        set("country", Box::new(v.clone()));
+    }
+    if let Some(v) = &p.iata {
+        set("iata", Box::new(v.clone()));
+    }
+    if let Some(v) = &p.icao {
+        set("icao", Box::new(v.clone()));
+    }
+    if let Some(v) = p.latitude {
+        set("latitude", Box::new(v.get()));
+    }
+    if let Some(v) = p.longitude {
+        set("longitude", Box::new(v.get()));
+    }
+    if let Some(v) = p.altitude {
+        set("altitude", Box::new(v));
+    }
+    if let Some(v) = p.timezone {
+        set("timezone", Box::new(v));
+    }
+    if let Some(v) = p.dst {
+        set("dst", Box::new(v.map(String::from)));
+    }
+    if let Some(v) = &p.tz {
+        set("tz", Box::new(v.clone()));
+    }
+    if let Some(v) = &p.kind {
+        set("type", Box::new(v.clone()));
+    }
+    if let Some(v) = &p.source {
+        set("source", Box::new(v.clone()));
+    }
+    if sets.is_empty() {
+        return Err(AirportError::Invalid(
+            "the update names no field to change".to_owned(),
+        ));
+    }
+    // Column names come from the list above, never from the input.
+    let assignments: Vec<String> = sets
+        .iter()
+        .enumerate()
+        .map(|(i, (column, _))| format!("{column} = ${}", i + 2))
+        .collect();
+    let sql = format!(
+        "UPDATE airports SET {}, updated_at = now()
+         WHERE id = $1 AND deleted_at IS NULL
+         RETURNING {COLUMNS}",
+        assignments.join(", ")
+    );
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id];
+    params.extend(sets.iter().map(|(_, v)| &**v as &(dyn ToSql + Sync)));
+    client
+        .query_opt(&sql, &params)
+        .await?
+        .map(|row| from_row(&row))
+        .ok_or(AirportError::NotFound(id))
+}
+
+/// Hard delete.
+pub async fn delete(pool: &Pool, id: i64) -> Result<(), AirportError> {
+    let client = pool.get().await?;
+    let deleted = client
+        .execute(
+            "DELETE FROM airports WHERE id = $1 AND deleted_at IS NULL",
+            &[&id],
+        )
+        .await?;
+    if deleted == 0 {
+        return Err(AirportError::NotFound(id));
+    }
+    Ok(())
+}
+
+/// Sets `deleted_at`: from then on the row is invisible; returns it as it ended.
+pub async fn soft_delete(pool: &Pool, id: i64) -> Result<Airport, AirportError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "UPDATE airports SET deleted_at = now(), updated_at = now()
+         WHERE id = $1 AND deleted_at IS NULL
+         RETURNING {COLUMNS}"
+    );
+    client
+        .query_opt(&sql, &[&id])
+        .await?
+        .map(|row| from_row(&row))
+        .ok_or(AirportError::NotFound(id))
+}
+
+/// `GET /airports/near`: a point and a radius.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NearQuery {
+    pub lat: super::Latitude,
+    pub lon: super::Longitude,
+    pub radius_km: f64,
+    pub limit: Option<i64>,
+}
+
+/// The largest radius `near` accepts: half the Earth's circumference.
+const MAX_RADIUS_KM: f64 = 20_040.0;
+
+/// Airports within `radius_km` of the point, nearest first, with distances
+/// on the WGS84 spheroid (PostGIS geography). `ST_DWithin` uses the GiST
+/// index, so only the airports inside the radius are measured and sorted.
+pub async fn near(pool: &Pool, query: &NearQuery) -> Result<Vec<NearAirport>, AirportError> {
+    if !(query.radius_km > 0.0 && query.radius_km <= MAX_RADIUS_KM) {
+        return Err(AirportError::Invalid(format!(
+            "radius_km must be in (0, {MAX_RADIUS_KM}]"
+        )));
+    }
+    let limit = limit(query.limit)?;
+    let client = pool.get().await?;
+    let sql = format!(
+        "WITH here AS (SELECT ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography AS point)
+         SELECT {COLUMNS}, ST_Distance(location, here.point) / 1000.0 AS distance_km
+         FROM airports, here
+         WHERE deleted_at IS NULL AND ST_DWithin(location, here.point, $3::float8 * 1000.0)
+         ORDER BY distance_km, id
+         LIMIT $4"
+    );
+    let rows = client
+        .query(
+            &sql,
+            &[&query.lat.get(), &query.lon.get(), &query.radius_km, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| NearAirport {
+            airport: from_row(row),
+            distance_km: row.get("distance_km"),
+        })
+        .collect())
+}
+
+/// What a confirmation link did.
+#[derive(Debug, Clone)]
+pub enum Confirmed {
+    Created(Airport),
+    Updated(Airport),
+}
+
+/// Performs a verified link's action once: its nonce is recorded in the same
+/// transaction, so a replay (or a failed action) changes nothing.
+pub async fn confirm(pool: &Pool, verified: &Verified) -> Result<Confirmed, AirportError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let fresh = tx
+        .execute(
+            "INSERT INTO confirmation_tokens (nonce, action, expires_at)
+             VALUES ($1, $2, $3) ON CONFLICT (nonce) DO NOTHING",
+            &[
+                &verified.nonce,
+                &verified.action.name(),
+                &verified.expires_at,
+            ],
+        )
+        .await?;
+    if fresh == 0 {
+        return Err(AirportError::TokenUsed);
+    }
+    let done = match &verified.action {
+        Action::Create { airport } => Confirmed::Created(insert(&tx, airport).await?),
+        Action::Update { id, patch } => Confirmed::Updated(update(&tx, *id, patch).await?),
+    };
+    // Expired nonces can never be replayed (the expiry check comes first).
+    tx.execute(
+        "DELETE FROM confirmation_tokens WHERE expires_at < now() - interval '1 day'",
+        &[],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(done)
+}
