@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod db;
+pub mod demand;
 pub mod http;
 pub mod kafka;
 pub mod startup;

@@ -31,6 +31,8 @@ const fn route_entry(pattern: &'static str, methods: &'static [Method]) -> Route
 pub static ROUTES: &[Route] = &[
     route_entry("/healthz", &[Method::GET]),
     route_entry("/readyz", &[Method::GET]),
+    route_entry("/imports/{id}/demand", &[Method::GET]),
+    route_entry("/imports/{id}/demand.svg", &[Method::GET]),
 ];
 
 impl Route {
