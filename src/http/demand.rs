@@ -17,12 +17,12 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
     let json = route("/imports/{id}/demand", Method::GET)
         .and(raw_query())
         .and(with_state(state))
-        .then(|params, raw, state| demand_json(params, raw, state))
+        .then(demand_json)
         .map(respond);
     let svg = route("/imports/{id}/demand.svg", Method::GET)
         .and(raw_query())
         .and(with_state(state))
-        .then(|params, raw, state| demand_svg(params, raw, state))
+        .then(demand_svg)
         .map(respond);
     json.or(svg).unify().boxed()
 }
