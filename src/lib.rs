@@ -8,6 +8,7 @@ pub mod airports;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod demand;
 pub mod http;
 pub mod jobs;
 pub mod kafka;

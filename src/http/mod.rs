@@ -3,6 +3,7 @@
 //! the domain, map the result.
 
 mod airports;
+mod demand;
 pub mod error;
 pub mod extract;
 mod jobs;
@@ -60,6 +61,8 @@ pub fn router(state: &State) -> BoxedFilter<(Response,)> {
         .or(statements::routes(state))
         .unify()
         .or(airports::routes(state))
+        .unify()
+        .or(demand::routes(state))
         .unify()
         .or(routes::fallback())
         .unify()

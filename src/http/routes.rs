@@ -53,6 +53,8 @@ pub static ROUTES: &[Route] = &[
     route_entry("/update", &[Method::GET, Method::PATCH]),
     route_entry("/delete", &[Method::GET, Method::DELETE]),
     route_entry("/confirm/{token}", &[Method::GET, Method::POST]),
+    route_entry("/imports/{id}/demand", &[Method::GET]),
+    route_entry("/imports/{id}/demand.svg", &[Method::GET]),
 ];
 
 impl Route {
