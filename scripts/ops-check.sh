@@ -15,9 +15,16 @@
 #      changed=0, then stops and removes what it installed. The shared
 #      PostgreSQL and Kafka are used, never reconfigured or restarted.
 #
-# Usage: scripts/ops-check.sh [--static] [--keep]
+#   5. with --full, also all three roles (inventories/local-full): a second
+#      PostgreSQL cluster 15/ansibletest on 15432 with a password-protected
+#      role and database, a second Kafka broker on 19092 (jars from Maven
+#      Central), and insikt on 18081 using both; same three checks, then all
+#      of it removed. Slower (a few minutes), so not part of scripts/test.sh.
+#
+# Usage: scripts/ops-check.sh [--static] [--full] [--keep]
 #   --static  steps 1-3 only (no deploy)
-#   --keep    leave the deployed test instance running
+#   --full    step 5 too
+#   --keep    leave the deployed test instances running
 # INSIKT_BINARY=path deploys that binary (default target/release/insikt,
 # built when missing). Needs root, PostgreSQL and Kafka up (scripts/services.sh).
 set -euo pipefail
@@ -26,12 +33,14 @@ ROOT="$PWD"
 
 STATIC=0
 KEEP=0
+FULL=0
 for arg in "$@"; do
   case "$arg" in
   --static) STATIC=1 ;;
   --keep) KEEP=1 ;;
+  --full) FULL=1 ;;
   *)
-    echo "usage: $0 [--static] [--keep]" >&2
+    echo "usage: $0 [--static] [--full] [--keep]" >&2
     exit 2
     ;;
   esac
@@ -126,80 +135,118 @@ if [[ ! -x "$BINARY" ]]; then
   cargo build --release --locked
   step_done
 fi
-export INSIKT_BINARY="$(realpath "$BINARY")"
+INSIKT_BINARY="$(realpath "$BINARY")"
+export INSIKT_BINARY
 
 # One deploy test at a time on this machine (CI and a developer share it).
 exec 9>/var/lock/insikt-ops-check.lock
 flock 9
 
-cleanup() {
-  local ctl="/opt/${TEST_INSTANCE}/bin/insikt-ctl"
-  log "== cleanup: stopping and removing the test instance"
-  if [[ -x "$ctl" ]]; then "$ctl" stop >/dev/null || true; fi
-  rm -rf "/opt/${TEST_INSTANCE}" "/etc/${TEST_INSTANCE}" "/var/lib/${TEST_INSTANCE}" \
-    "/var/log/${TEST_INSTANCE}" "/run/${TEST_INSTANCE}"
-  if id "$TEST_INSTANCE" >/dev/null 2>&1; then userdel "$TEST_INSTANCE" || true; fi
-  if getent group "$TEST_INSTANCE" >/dev/null; then groupdel "$TEST_INSTANCE" || true; fi
+readyz_status() { curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/readyz" || true; }
+
+# remove_instance NAME: stop and delete an insikt instance the playbook made.
+remove_instance() {
+  local name=${1:?}
+  if [[ -x "/opt/${name}/bin/insikt-ctl" ]]; then "/opt/${name}/bin/insikt-ctl" stop >/dev/null || true; fi
+  rm -rf "/opt/${name:?}" "/etc/${name:?}" "/var/lib/${name:?}" "/var/log/${name:?}" "/run/${name:?}"
+  if id "$name" >/dev/null 2>&1; then userdel "$name" || true; fi
+  if getent group "$name" >/dev/null; then groupdel "$name" || true; fi
+}
+
+cleanup_local() {
+  log "== cleanup: removing the test instance ${TEST_INSTANCE} and database ${TEST_DB}"
+  remove_instance "$TEST_INSTANCE"
   psql -X -q -h 127.0.0.1 -p 5432 -U postgres -d postgres \
     -c "DROP DATABASE IF EXISTS ${TEST_DB} WITH (FORCE)" || true
 }
+
+# The --full test's own cluster, broker and instance (inventories/local-full);
+# never the shared 15/main cluster or the broker on 9092.
+cleanup_full() {
+  log "== cleanup: removing ${FULL_INSTANCE}, the broker on ${FULL_KAFKA_PORT} and cluster 15/${FULL_PG_CLUSTER}"
+  remove_instance "$FULL_INSTANCE"
+  if [[ -x /opt/kafka-ansible-test/bin/kafka-ctl ]]; then /opt/kafka-ansible-test/bin/kafka-ctl stop >/dev/null || true; fi
+  rm -rf /opt/kafka-ansible-test /var/lib/kafka-ansible-test /var/log/kafka-ansible-test /run/kafka-ansible-test
+  if id kafka-ansible-test >/dev/null 2>&1; then userdel kafka-ansible-test || true; fi
+  if getent group kafka-ansible-test >/dev/null; then groupdel kafka-ansible-test || true; fi
+  if [[ -d "/etc/postgresql/15/${FULL_PG_CLUSTER}" ]]; then pg_dropcluster --stop 15 "$FULL_PG_CLUSTER" || true; fi
+}
+FULL_INSTANCE=insikt-ansible-full
+FULL_PORT=18081
+FULL_KAFKA_PORT=19092
+FULL_PG_CLUSTER=ansibletest
+
+cleanup() {
+  cleanup_local
+  if ((FULL)); then cleanup_full; fi
+}
+
+# run_playbook INVENTORY OUT: site.yml against this machine; the output goes to
+# OUT and the PLAY RECAP line of localhost is echoed.
+run_playbook() {
+  (cd "${ROOT}/ansible" && ansible-playbook -i "$1" \
+    --vault-password-file "$VAULT_PASSWORD_FILE" site.yml) >"$2" 2>&1 ||
+    {
+      tail -n 60 "$2" >&2
+      die "ansible-playbook -i $1 failed (full output: $2)"
+    }
+  grep -E '^localhost +: ' "$2"
+}
+
+# deploy_test LABEL INVENTORY INSTANCE PORT: first run deploys and /readyz is
+# 200, a second run changes nothing, a killed service comes back.
+deploy_test() {
+  local label=$1 inventory=$2 instance=$3 port=$4 recap pid newpid ok
+  if (exec 3<>"/dev/tcp/127.0.0.1/${port}") 2>/dev/null; then
+    die "something else listens on 127.0.0.1:${port}"
+  fi
+
+  step_start "deploy (${label}): ansible-playbook -i ${inventory} site.yml, first run (${INSIKT_BINARY})"
+  recap="$(run_playbook "$inventory" "${OPS_DIR}/deploy-${label}-1.log")"
+  log "   ${recap}"
+  [[ "$recap" =~ changed=[1-9] ]] || die "the first run changed nothing"
+  [[ "$(readyz_status "$port")" == 200 ]] || die "/readyz on ${port} is not 200"
+  log "   GET 127.0.0.1:${port}/readyz -> 200"
+  step_done
+
+  step_start "deploy (${label}): a second run changes nothing"
+  recap="$(run_playbook "$inventory" "${OPS_DIR}/deploy-${label}-2.log")"
+  log "   ${recap}"
+  [[ "$recap" =~ changed=0\  && "$recap" =~ failed=0\  ]] || {
+    grep -B3 '^changed:' "${OPS_DIR}/deploy-${label}-2.log" >&2 || true
+    die "the second run was not idempotent"
+  }
+  [[ "$(readyz_status "$port")" == 200 ]] || die "/readyz on ${port} is not 200 after the second run"
+  step_done
+
+  step_start "deploy (${label}): the supervisor restarts a killed service"
+  pid="$(pgrep -u "$instance" -f "/opt/${instance}/bin/insikt serve" | head -1 || true)"
+  [[ -n "$pid" ]] || die "no running insikt of ${instance}"
+  kill -KILL "$pid"
+  ok=0
+  for _ in $(seq 1 30); do
+    sleep 1
+    if [[ "$(readyz_status "$port")" == 200 ]]; then
+      ok=1
+      break
+    fi
+  done
+  ((ok)) || die "insikt did not come back after being killed"
+  newpid="$(pgrep -u "$instance" -f "/opt/${instance}/bin/insikt serve" | head -1 || true)"
+  [[ -n "$newpid" && "$newpid" != "$pid" ]] || die "no new process serves"
+  log "   killed pid ${pid}; pid ${newpid} serves /readyz 200"
+  step_done
+}
+
 # A left-over instance of an interrupted run would make the first run a
 # no-op: start from nothing.
 cleanup
-if (exec 3<>"/dev/tcp/127.0.0.1/${TEST_PORT}") 2>/dev/null; then
-  die "something else listens on 127.0.0.1:${TEST_PORT}"
-fi
 ((KEEP)) || trap cleanup EXIT
 
-# run_playbook OUT: site.yml against this machine; the output goes to OUT and
-# the PLAY RECAP line of localhost is echoed.
-run_playbook() {
-  (cd "${ROOT}/ansible" && ansible-playbook -i "$INVENTORY_LOCAL" \
-    --vault-password-file "$VAULT_PASSWORD_FILE" site.yml) >"$1" 2>&1 ||
-    {
-      tail -n 60 "$1" >&2
-      tail -n 20 "/var/log/${TEST_INSTANCE}/insikt.log" >&2 2>/dev/null || true
-      die "ansible-playbook failed (full output: $1)"
-    }
-  grep -E '^localhost +: ' "$1"
-}
+deploy_test local "$INVENTORY_LOCAL" "$TEST_INSTANCE" "$TEST_PORT"
+if ((FULL)); then
+  deploy_test full inventories/local-full/hosts.yml "$FULL_INSTANCE" "$FULL_PORT"
+fi
 
-step_start "deploy: ansible-playbook site.yml -c local (first run, ${INSIKT_BINARY})"
-recap="$(run_playbook "${OPS_DIR}/deploy-1.log")"
-log "   ${recap}"
-[[ "$recap" =~ changed=[1-9] ]] || die "the first run changed nothing"
-status="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${TEST_PORT}/readyz")"
-[[ "$status" == 200 ]] || die "/readyz answered ${status}"
-log "   GET /readyz -> 200"
-step_done
-
-step_start "deploy: second run must change nothing"
-recap="$(run_playbook "${OPS_DIR}/deploy-2.log")"
-log "   ${recap}"
-[[ "$recap" =~ changed=0\  && "$recap" =~ failed=0\  ]] ||
-  { grep -B3 '^changed:' "${OPS_DIR}/deploy-2.log" >&2 || true; die "the second run was not idempotent"; }
-status="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${TEST_PORT}/readyz")"
-[[ "$status" == 200 ]] || die "/readyz answered ${status} after the second run"
-step_done
-
-# The supervisor must bring the service back when it dies.
-step_start "deploy: the supervisor restarts a killed service"
-pid="$(pgrep -u "$TEST_INSTANCE" -f "/opt/${TEST_INSTANCE}/bin/insikt serve" | head -1)"
-[[ -n "$pid" ]] || die "no running insikt of the test instance"
-kill -KILL "$pid"
-ok=0
-for _ in $(seq 1 30); do
-  sleep 1
-  if [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${TEST_PORT}/readyz")" == 200 ]]; then
-    ok=1
-    break
-  fi
-done
-((ok)) || die "insikt did not come back after being killed"
-newpid="$(pgrep -u "$TEST_INSTANCE" -f "/opt/${TEST_INSTANCE}/bin/insikt serve" | head -1)"
-[[ "$newpid" != "$pid" ]] || die "the same pid still answers"
-log "   killed pid ${pid}; pid ${newpid} serves /readyz 200"
-step_done
-
-((KEEP)) && log "--keep: the test instance stays on 127.0.0.1:${TEST_PORT} (/opt/${TEST_INSTANCE}/bin/insikt-ctl stop)"
+((KEEP)) && log "--keep: the test instances stay (/opt/<instance>/bin/insikt-ctl stop)"
 log "all ops checks passed in $((SECONDS - T0))s"
