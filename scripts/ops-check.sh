@@ -117,6 +117,16 @@ else
   kustomize build . >"$built"
 fi
 kubernetes-validate --strict --quiet "$built"
+# Where kubectl is installed, `kubectl kustomize` (its embedded kustomize)
+# must build the same offline.
+if command -v kubectl >/dev/null && unshare -n true 2>/dev/null; then
+  unshare -n kubectl kustomize . >"${OPS_DIR}/k8s-built-kubectl.yaml"
+  if cmp -s "$built" "${OPS_DIR}/k8s-built-kubectl.yaml"; then
+    log "   kubectl kustomize (offline) builds the same"
+  else
+    log "   note: kubectl kustomize's output differs from kustomize ${KUSTOMIZE_VERSION}'s (another embedded version?)"
+  fi
+fi
 kinds="$(grep -c '^kind:' "$built")"
 log "   ${#manifests[@]} manifests valid; kustomize built ${kinds} resources, valid"
 step_done
