@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: starts PostgreSQL+PostGIS and Kafka (installing
-# them when missing), then formatting, lints and the whole test suite.
+# them when missing), then formatting, lints and the whole test suite, then the
+# deployment checks (scripts/ops-check.sh: Ansible syntax and lint, Kubernetes
+# validation, a real local Ansible deploy of the binary `cargo test` built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,4 +15,14 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
 echo "== cargo test"
-cargo test --all-targets --locked
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+cargo test --all-targets --locked 2>&1 | tee "$results"
+
+echo "== ops checks (ansible, kubernetes, local deploy)"
+# The debug binary `cargo test` just built: a release build would add minutes
+# and the deploy test checks the deployment, not the code's speed.
+INSIKT_BINARY=target/debug/insikt scripts/ops-check.sh
+
+# One closing line for the whole suite (the ops checks print after cargo's own).
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$results"
