@@ -43,12 +43,16 @@ impl DbError {
     }
 
     /// True when PostgreSQL could not be reached at all (as opposed to a query failing).
+    /// Only a closed connection, an I/O failure (refused, reset, timed out) or
+    /// the pool's own timeout counts: a query bug must not pose as an outage.
     pub fn is_unavailable(&self) -> bool {
+        use deadpool_postgres::PoolError;
         match self {
-            DbError::Pool(deadpool_postgres::PoolError::Backend(e)) | DbError::Postgres(e) => {
-                e.is_closed() || e.as_db_error().is_none()
+            DbError::Pool(PoolError::Backend(e)) | DbError::Postgres(e) => {
+                e.is_closed()
+                    || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
             }
-            DbError::Pool(_) => true,
+            DbError::Pool(PoolError::Timeout(_) | PoolError::Closed) => true,
             _ => false,
         }
     }
@@ -175,6 +179,14 @@ pub async fn migrate(url: &str) -> Result<MigrationReport, DbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn refused_connections_are_unavailable() {
+        let pool = pool("postgres://postgres@127.0.0.1:1/none", 1).unwrap();
+        let error = ping(&pool).await.unwrap_err();
+        assert!(error.is_unavailable(), "{error:?}");
+        assert!(!DbError::NoDatabaseName.is_unavailable());
+    }
 
     #[test]
     fn identifiers_are_quoted() {
