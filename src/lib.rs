@@ -4,6 +4,7 @@
 //! `startup` wires the pieces; `http` is the only module that knows about
 //! warp; the domain modules know PostgreSQL through `db`; `kafka` wraps rdkafka.
 
+pub mod citizens;
 pub mod config;
 pub mod db;
 pub mod http;

@@ -2,6 +2,7 @@
 //! place where errors become JSON. Handlers are thin: parse the request, call
 //! the domain, map the result.
 
+mod citizens;
 pub mod error;
 pub mod extract;
 mod ops;
@@ -48,6 +49,8 @@ const REQUEST_ID: &str = "x-request-id";
 /// answers, then rejection recovery; each request gets an id and a span.
 pub fn router(state: &State) -> BoxedFilter<(Response,)> {
     let api = ops::routes(state)
+        .or(citizens::routes(state))
+        .unify()
         .or(routes::fallback())
         .unify()
         .recover(error::recover)

@@ -31,6 +31,17 @@ const fn route_entry(pattern: &'static str, methods: &'static [Method]) -> Route
 pub static ROUTES: &[Route] = &[
     route_entry("/healthz", &[Method::GET]),
     route_entry("/readyz", &[Method::GET]),
+    route_entry("/imports", &[Method::POST]),
+    route_entry("/imports/{import_id}/citizens", &[Method::GET]),
+    route_entry(
+        "/imports/{import_id}/citizens/{citizen_id}",
+        &[Method::PATCH],
+    ),
+    route_entry("/imports/{import_id}/citizens/birthdays", &[Method::GET]),
+    route_entry(
+        "/imports/{import_id}/towns/stat/percentile/age",
+        &[Method::GET],
+    ),
 ];
 
 impl Route {
