@@ -2,6 +2,8 @@
 //! backend-school citizens API (its own examples included), insikt's
 //! `channel`, and every validation rule.
 
+#[path = "common/citizens_data.rs"]
+mod citizens_data;
 mod common;
 
 use std::collections::{HashMap, HashSet};
@@ -695,73 +697,30 @@ async fn concurrent_patches_keep_relatives_symmetric() {
     }
 }
 
-/// A deterministic generator (SplitMix64), so the big import is the same on
-/// every run without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// 1 to `max_len` characters from `alphabet`.
-    fn text(&mut self, alphabet: &[char], max_len: u64) -> String {
-        let len = 1 + self.below(max_len);
-        (0..len)
-            .map(|_| alphabet[self.below(alphabet.len() as u64) as usize])
-            .collect()
-    }
-}
-
 #[tokio::test]
 async fn ten_thousand_citizens_round_trip_exactly() {
     let app = TestApp::spawn().await;
-    let mut rng = Rng(2019);
-    let n = 10_000u32;
-    let letters: Vec<char> = "абвгдеёжзийклмнопрстуфхцчшщъыьэюяABCxyz0123456789 -\"\\/"
-        .chars()
-        .collect();
-    let mut relatives: Vec<Vec<u32>> = vec![Vec::new(); n as usize];
-    let mut pairs = HashSet::new();
-    while pairs.len() < 3_000 {
-        let (a, b) = (rng.below(n.into()) as u32, rng.below(n.into()) as u32);
-        if pairs.insert((a.min(b), a.max(b))) {
-            relatives[a as usize].push(b);
-            if a != b {
-                relatives[b as usize].push(a);
-            }
-        }
+    let mut body = citizens_data::import(2019, 10_000, 3_000);
+    // Some strings at the limits, with characters JSON must escape.
+    let awkward: String = "\"\\/\u{1}ё🙂".chars().cycle().take(256).collect();
+    for (i, citizen) in body["citizens"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| i % 97 == 0)
+    {
+        citizen["name"] = json!(awkward);
+        citizen["street"] = json!(format!("{i}{}", "ъ".repeat(250)));
+        citizen["apartment"] = json!(2_147_483_647);
     }
-    let citizens: Vec<Value> = (0..n)
-        .map(|id| {
-            let mut c = json!({
-                "citizen_id": id,
-                "town": format!("Город {}", rng.below(50)),
-                "street": rng.text(&letters, 40) + "ул",
-                "building": format!("{}к{}", rng.below(300), rng.below(9)),
-                "apartment": rng.below(1 << 31),
-                "name": rng.text(&letters, 256),
-                "birth_date": ddmmyyyy(
-                    NaiveDate::from_ymd_opt(1930, 1, 1).unwrap()
-                        + Days::new(rng.below(30_000)),
-                ),
-                "gender": if rng.below(2) == 0 { "male" } else { "female" },
-                "relatives": relatives[id as usize],
-            });
-            if rng.below(3) == 0 {
-                c["channel"] = json!(["instagram", "tv", "радио", "🙂"][rng.below(4) as usize]);
-            }
-            c
-        })
-        .collect();
-    let import_id = post_import(&app, &json!({ "citizens": citizens })).await;
-    assert_eq!(get_citizens(&app, import_id).await, citizens);
+    let import_id = post_import(&app, &body).await;
+    let mut posted = body["citizens"].as_array().unwrap().clone();
+    // Citizens come back ordered by id; everything else exactly as posted,
+    // relatives in their order.
+    posted.sort_by_key(|c| c["citizen_id"].as_u64());
+    let got = get_citizens(&app, import_id).await;
+    assert_eq!(got.len(), 10_000);
+    assert_eq!(got, posted);
+    assert_symmetric(&got);
 }

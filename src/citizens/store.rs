@@ -18,8 +18,47 @@ use tokio_postgres::Row;
 use super::{Citizen, CitizenId, CitizenPatch, CitizensError, Invalid};
 use crate::db::{DbError, Pool};
 
-const COLUMNS: &str =
-    "citizen_id, town, street, building, apartment, name, birth_date, gender, relatives, channel";
+/// A citizen's columns in the order `citizen` reads them (a macro, so that
+/// the queries below can be `concat!`-ed constants).
+macro_rules! columns {
+    () => {
+        "citizen_id, town, street, building, apartment, name, birth_date, gender, relatives, channel"
+    };
+}
+
+/// The read queries, public so the benchmark can EXPLAIN exactly them.
+/// `$1` is always the import id.
+pub const SELECT_CITIZENS: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM citizens WHERE import_id = $1 ORDER BY citizen_id"
+);
+
+/// Relations are symmetric, so "c's relatives born in month m" is "the
+/// citizens born in m who list c": each citizen's own row gives its birth
+/// month to every relative it lists, no join needed. A self-relative is
+/// listed once, so counted once.
+pub const BIRTHDAYS_BY_MONTH: &str =
+    "SELECT extract(month FROM c.birth_date)::int4, r.id, count(*)::int4 \
+     FROM citizens c, unnest(c.relatives) AS r(id) \
+     WHERE c.import_id = $1 GROUP BY 1, 2 ORDER BY 1, 2";
+
+/// `$2`: the key of citizens without a channel.
+pub const BIRTHDAYS_BY_CHANNEL: &str = "SELECT coalesce(channel, $2), \
+       coalesce(array_agg(citizen_id ORDER BY citizen_id) \
+         FILTER (WHERE cardinality(relatives) > 0), '{}'), \
+       coalesce(array_agg(cardinality(relatives) ORDER BY citizen_id) \
+         FILTER (WHERE cardinality(relatives) > 0), '{}') \
+     FROM citizens WHERE import_id = $1 GROUP BY 1 ORDER BY 1";
+
+/// `$2`: today (UTC), the day ages are counted on.
+pub const AGE_PERCENTILES: &str = "SELECT town, \
+       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY age)::numeric, 2)::float8, \
+       round(percentile_cont(0.75) WITHIN GROUP (ORDER BY age)::numeric, 2)::float8, \
+       round(percentile_cont(0.99) WITHIN GROUP (ORDER BY age)::numeric, 2)::float8 \
+     FROM (SELECT town, extract(year FROM age($2::date, birth_date))::float8 AS age \
+           FROM citizens WHERE import_id = $1) AS ages \
+     GROUP BY town ORDER BY town";
 
 /// Writes a validated import (see `parse::import` and `check_import`) in one
 /// transaction and returns its id. Nothing is visible until it commits.
@@ -34,8 +73,10 @@ pub async fn insert_import(pool: &Pool, citizens: &[Citizen]) -> Result<i64, DbE
         .await?
         .get(0);
     let sink = tx
-        .copy_in(&format!(
-            "COPY citizens (import_id, {COLUMNS}) FROM STDIN (FORMAT binary)"
+        .copy_in(concat!(
+            "COPY citizens (import_id, ",
+            columns!(),
+            ") FROM STDIN (FORMAT binary)"
         ))
         .await?;
     let types = [
@@ -115,11 +156,7 @@ pub async fn citizens(pool: &Pool, import_id: i64) -> Result<CitizenBatches, Cit
     let (tx, rx) = mpsc::channel(2);
     tokio::spawn(async move {
         let read = async {
-            let statement = client
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM citizens WHERE import_id = $1 ORDER BY citizen_id"
-                ))
-                .await?;
+            let statement = client.prepare_cached(SELECT_CITIZENS).await?;
             let rows = client.query_raw(&statement, [&import_id]).await?;
             let mut rows = std::pin::pin!(rows);
             let mut batch = Vec::with_capacity(BATCH);
@@ -213,7 +250,7 @@ pub async fn patch(
     }
 
     let update = tx
-        .prepare_cached(&format!(
+        .prepare_cached(concat!(
             "UPDATE citizens SET \
                town = coalesce($3, town), street = coalesce($4, street), \
                building = coalesce($5, building), apartment = coalesce($6, apartment), \
@@ -221,7 +258,8 @@ pub async fn patch(
                gender = coalesce($9, gender), relatives = coalesce($10, relatives), \
                channel = coalesce($11, channel) \
              WHERE import_id = $1 AND citizen_id = $2 \
-             RETURNING {COLUMNS}"
+             RETURNING ",
+            columns!()
         ))
         .await?;
     let row = tx
@@ -346,17 +384,7 @@ pub async fn birthdays(
     let client = pool.get().await?;
     let birthdays = match group_by {
         GroupBy::Month => {
-            // Relations are symmetric, so "c's relatives born in month m" is
-            // "the citizens born in m who list c": each citizen's own row gives
-            // its birth month to every relative it lists, no join needed. A
-            // self-relative is listed once, so counted once.
-            let statement = client
-                .prepare_cached(
-                    "SELECT extract(month FROM c.birth_date)::int4, r.id, count(*)::int4 \
-                     FROM citizens c, unnest(c.relatives) AS r(id) \
-                     WHERE c.import_id = $1 GROUP BY 1, 2 ORDER BY 1, 2",
-                )
-                .await?;
+            let statement = client.prepare_cached(BIRTHDAYS_BY_MONTH).await?;
             let rows = client.query(&statement, &[&import_id]).await?;
             let mut months: Vec<(String, Vec<Presents>)> =
                 (1..=12).map(|m| (m.to_string(), Vec::new())).collect();
@@ -374,16 +402,7 @@ pub async fn birthdays(
             Birthdays(months)
         }
         GroupBy::Channel => {
-            let statement = client
-                .prepare_cached(
-                    "SELECT coalesce(channel, $2), \
-                       coalesce(array_agg(citizen_id ORDER BY citizen_id) \
-                         FILTER (WHERE cardinality(relatives) > 0), '{}'), \
-                       coalesce(array_agg(cardinality(relatives) ORDER BY citizen_id) \
-                         FILTER (WHERE cardinality(relatives) > 0), '{}') \
-                     FROM citizens WHERE import_id = $1 GROUP BY 1 ORDER BY 1",
-                )
-                .await?;
+            let statement = client.prepare_cached(BIRTHDAYS_BY_CHANNEL).await?;
             let rows = client
                 .query(&statement, &[&import_id, &UNKNOWN_CHANNEL])
                 .await?;
@@ -428,17 +447,7 @@ pub async fn age_percentiles(
     today: NaiveDate,
 ) -> Result<Vec<AgePercentiles>, CitizensError> {
     let client = pool.get().await?;
-    let statement = client
-        .prepare_cached(
-            "SELECT town, \
-               round(percentile_cont(0.5) WITHIN GROUP (ORDER BY age)::numeric, 2)::float8, \
-               round(percentile_cont(0.75) WITHIN GROUP (ORDER BY age)::numeric, 2)::float8, \
-               round(percentile_cont(0.99) WITHIN GROUP (ORDER BY age)::numeric, 2)::float8 \
-             FROM (SELECT town, extract(year FROM age($2::date, birth_date))::float8 AS age \
-                   FROM citizens WHERE import_id = $1) AS ages \
-             GROUP BY town ORDER BY town",
-        )
-        .await?;
+    let statement = client.prepare_cached(AGE_PERCENTILES).await?;
     let rows = client.query(&statement, &[&import_id, &today]).await?;
     if rows.is_empty() {
         ensure_import(&client, import_id).await?;
