@@ -41,7 +41,7 @@ pub const SELECT_CITIZENS: &str = concat!(
 pub const BIRTHDAYS_BY_MONTH: &str =
     "SELECT extract(month FROM c.birth_date)::int4, r.id, count(*)::int4 \
      FROM citizens c, unnest(c.relatives) AS r(id) \
-     WHERE c.import_id = $1 GROUP BY 1, 2 ORDER BY 1, 2";
+     WHERE c.import_id = $1 AND cardinality(c.relatives) > 0 GROUP BY 1, 2 ORDER BY 1, 2";
 
 /// `$2`: the key of citizens without a channel.
 pub const BIRTHDAYS_BY_CHANNEL: &str = "SELECT coalesce(channel, $2), \
@@ -51,14 +51,14 @@ pub const BIRTHDAYS_BY_CHANNEL: &str = "SELECT coalesce(channel, $2), \
          FILTER (WHERE cardinality(relatives) > 0), '{}') \
      FROM citizens WHERE import_id = $1 GROUP BY 1 ORDER BY 1";
 
-/// `$2`: today (UTC), the day ages are counted on.
-pub const AGE_PERCENTILES: &str = "SELECT town, \
-       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY age)::numeric, 2)::float8, \
-       round(percentile_cont(0.75) WITHIN GROUP (ORDER BY age)::numeric, 2)::float8, \
-       round(percentile_cont(0.99) WITHIN GROUP (ORDER BY age)::numeric, 2)::float8 \
-     FROM (SELECT town, extract(year FROM age($2::date, birth_date))::float8 AS age \
-           FROM citizens WHERE import_id = $1) AS ages \
-     GROUP BY town ORDER BY town";
+/// `$2`: today (UTC), the day ages are counted on. The array form of
+/// `percentile_cont` sorts each town's ages once for all three percentiles.
+pub const AGE_PERCENTILES: &str = "SELECT town, round(p[1]::numeric, 2)::float8, \
+       round(p[2]::numeric, 2)::float8, round(p[3]::numeric, 2)::float8 \
+     FROM (SELECT town, percentile_cont(ARRAY[0.5, 0.75, 0.99]) WITHIN GROUP \
+             (ORDER BY extract(year FROM age($2::date, birth_date))::float8) AS p \
+           FROM citizens WHERE import_id = $1 GROUP BY town) AS towns \
+     ORDER BY town";
 
 /// Writes a validated import (see `parse::import` and `check_import`) in one
 /// transaction and returns its id. Nothing is visible until it commits.
