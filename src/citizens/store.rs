@@ -44,7 +44,7 @@ pub const BIRTHDAYS_BY_MONTH: &str =
      WHERE c.import_id = $1 AND cardinality(c.relatives) > 0 GROUP BY 1, 2 ORDER BY 1, 2";
 
 /// `$2`: the key of citizens without a channel.
-pub const BIRTHDAYS_BY_CHANNEL: &str = "SELECT coalesce(channel, $2), \
+pub const BIRTHDAYS_BY_CHANNEL: &str = "SELECT coalesce(channel, $2) COLLATE \"C\", \
        coalesce(array_agg(citizen_id ORDER BY citizen_id) \
          FILTER (WHERE cardinality(relatives) > 0), '{}'), \
        coalesce(array_agg(cardinality(relatives) ORDER BY citizen_id) \
@@ -53,11 +53,14 @@ pub const BIRTHDAYS_BY_CHANNEL: &str = "SELECT coalesce(channel, $2), \
 
 /// `$2`: today (UTC), the day ages are counted on. The array form of
 /// `percentile_cont` sorts each town's ages once for all three percentiles.
+/// Grouping and ordering by byte order (`COLLATE "C"`) spares the locale's
+/// string comparisons; towns come back in code-point order.
 pub const AGE_PERCENTILES: &str = "SELECT town, round(p[1]::numeric, 2)::float8, \
        round(p[2]::numeric, 2)::float8, round(p[3]::numeric, 2)::float8 \
-     FROM (SELECT town, percentile_cont(ARRAY[0.5, 0.75, 0.99]) WITHIN GROUP \
-             (ORDER BY extract(year FROM age($2::date, birth_date))::float8) AS p \
-           FROM citizens WHERE import_id = $1 GROUP BY town) AS towns \
+     FROM (SELECT town COLLATE \"C\" AS town, \
+             percentile_cont(ARRAY[0.5, 0.75, 0.99]) WITHIN GROUP \
+               (ORDER BY extract(year FROM age($2::date, birth_date))::float8) AS p \
+           FROM citizens WHERE import_id = $1 GROUP BY 1) AS towns \
      ORDER BY town";
 
 /// Writes a validated import (see `parse::import` and `check_import`) in one
