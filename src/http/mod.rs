@@ -3,6 +3,7 @@
 //! the domain, map the result.
 
 mod airports;
+mod citizens;
 mod demand;
 pub mod error;
 pub mod extract;
@@ -63,6 +64,8 @@ pub fn router(state: &State) -> BoxedFilter<(Response,)> {
         .or(airports::routes(state))
         .unify()
         .or(demand::routes(state))
+        .unify()
+        .or(citizens::routes(state))
         .unify()
         .or(routes::fallback())
         .unify()

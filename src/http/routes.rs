@@ -55,6 +55,17 @@ pub static ROUTES: &[Route] = &[
     route_entry("/confirm/{token}", &[Method::GET, Method::POST]),
     route_entry("/imports/{id}/demand", &[Method::GET]),
     route_entry("/imports/{id}/demand.svg", &[Method::GET]),
+    route_entry("/imports", &[Method::POST]),
+    route_entry("/imports/{import_id}/citizens", &[Method::GET]),
+    route_entry(
+        "/imports/{import_id}/citizens/{citizen_id}",
+        &[Method::PATCH],
+    ),
+    route_entry("/imports/{import_id}/citizens/birthdays", &[Method::GET]),
+    route_entry(
+        "/imports/{import_id}/towns/stat/percentile/age",
+        &[Method::GET],
+    ),
 ];
 
 impl Route {

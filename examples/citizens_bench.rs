@@ -1,0 +1,306 @@
+//! The citizens benchmark's client (run it with `scripts/bench.sh citizens`,
+//! which builds and starts a release service for it).
+//!
+//! Posts a fixed 10,000-citizen import (2,000 relation pairs, seed 42) and
+//! reports the median of `--runs` timings of POST, GET citizens, GET
+//! birthdays, GET percentile and one PATCH, first on an empty database, then
+//! after `--preload` more such imports; EXPLAIN ANALYZE of the read queries
+//! in both states; and the service's peak RSS. Prints figures, judges nothing.
+
+#[path = "../tests/common/citizens_data.rs"]
+mod citizens_data;
+
+use std::time::{Duration, Instant};
+
+use insikt::citizens::store;
+use reqwest::{Client, Method};
+use serde_json::{json, Value};
+
+struct Args {
+    url: String,
+    pid: u32,
+    database_url: String,
+    runs: usize,
+    preload: usize,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        url: "http://127.0.0.1:8080".into(),
+        pid: 0,
+        database_url: "postgres://postgres@127.0.0.1:5432/insikt".into(),
+        runs: 5,
+        preload: 20,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => args.url = value,
+            "--pid" => args.pid = value.parse().expect("--pid"),
+            "--database-url" => args.database_url = value,
+            "--runs" => args.runs = value.parse().expect("--runs"),
+            "--preload" => args.preload = value.parse().expect("--preload"),
+            _ => panic!("unknown flag {flag}"),
+        }
+    }
+    args
+}
+
+/// The median and, for a machine busy with other work, the fastest run.
+#[derive(Clone, Copy)]
+struct Figures {
+    median: Duration,
+    min: Duration,
+}
+
+fn median(mut samples: Vec<Duration>) -> Figures {
+    samples.sort();
+    Figures {
+        median: samples[samples.len() / 2],
+        min: samples[0],
+    }
+}
+
+fn ms(f: Figures) -> String {
+    format!(
+        "{:8.2} ms  (fastest {:7.2} ms)",
+        f.median.as_secs_f64() * 1e3,
+        f.min.as_secs_f64() * 1e3
+    )
+}
+
+/// Sends one request and reads the whole answer; the time covers both.
+async fn timed(
+    client: &Client,
+    method: Method,
+    url: &str,
+    body: Option<&[u8]>,
+    expect: u16,
+) -> (Duration, Vec<u8>) {
+    let mut request = client.request(method, url);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+    }
+    let started = Instant::now();
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.expect("body").to_vec();
+    let elapsed = started.elapsed();
+    assert_eq!(
+        status,
+        expect,
+        "{url}: {}",
+        String::from_utf8_lossy(&bytes[..bytes.len().min(500)])
+    );
+    (elapsed, bytes)
+}
+
+async fn post(client: &Client, args: &Args, body: &[u8]) -> (Duration, i64) {
+    let (elapsed, reply) = timed(
+        client,
+        Method::POST,
+        &format!("{}/imports", args.url),
+        Some(body),
+        201,
+    )
+    .await;
+    let reply: Value = serde_json::from_slice(&reply).unwrap();
+    (elapsed, reply["data"]["import_id"].as_i64().unwrap())
+}
+
+/// Runs every measurement `args.runs` times; returns the imports it created.
+async fn phase(client: &Client, args: &Args, body: &[u8], patch_target: (u64, u64)) -> Vec<i64> {
+    let mut imports = Vec::new();
+    let mut posts = Vec::new();
+    for _ in 0..args.runs {
+        let (elapsed, id) = post(client, args, body).await;
+        posts.push(elapsed);
+        imports.push(id);
+    }
+    let import_id = imports[0];
+    let base = format!("{}/imports/{import_id}", args.url);
+    let mut size = 0;
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            let mut samples = Vec::new();
+            let mut size = 0;
+            for _ in 0..args.runs {
+                let (elapsed, bytes) = timed(&client, Method::GET, &path, None, 200).await;
+                samples.push(elapsed);
+                size = bytes.len();
+            }
+            (median(samples), size)
+        }
+    };
+    let (citizens, citizens_size) = get(format!("{base}/citizens")).await;
+    let (birthdays, _) = get(format!("{base}/citizens/birthdays")).await;
+    let (by_channel, _) = get(format!("{base}/citizens/birthdays?group_by=channel")).await;
+    let (percentile, _) = get(format!("{base}/towns/stat/percentile/age")).await;
+    size += citizens_size;
+
+    // One PATCH per run: a new name and a relative added, then removed again
+    // (both sides are written each time).
+    let (citizen, other) = patch_target;
+    let mut patches = Vec::new();
+    for run in 0..args.runs {
+        let mut relatives = current_relatives(client, &base, citizen).await;
+        if run % 2 == 0 {
+            relatives.push(other);
+        } else {
+            relatives.retain(|r| *r != other);
+        }
+        let patch = json!({ "name": format!("Иванов Иван {run}"), "relatives": relatives });
+        let (elapsed, _) = timed(
+            client,
+            Method::PATCH,
+            &format!("{base}/citizens/{citizen}"),
+            Some(&serde_json::to_vec(&patch).unwrap()),
+            200,
+        )
+        .await;
+        patches.push(elapsed);
+    }
+
+    println!("  POST /imports                      {}", ms(median(posts)));
+    println!(
+        "  GET  citizens                      {}  {size} bytes",
+        ms(citizens)
+    );
+    println!("  GET  birthdays                     {}", ms(birthdays));
+    println!("  GET  birthdays?group_by=channel    {}", ms(by_channel));
+    println!("  GET  percentile/age                {}", ms(percentile));
+    println!(
+        "  PATCH citizen (name + relatives)   {}",
+        ms(median(patches))
+    );
+    imports
+}
+
+async fn current_relatives(client: &Client, base: &str, citizen: u64) -> Vec<u64> {
+    let citizens: Value = client
+        .get(format!("{base}/citizens"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    citizens["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["citizen_id"] == citizen)
+        .unwrap()["relatives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_u64().unwrap())
+        .collect()
+}
+
+/// EXPLAIN ANALYZE of the read queries for `import_id`, condensed to the
+/// plan's node lines and timings.
+async fn explain(database_url: &str, import_id: i64) {
+    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+        .await
+        .expect("connecting for EXPLAIN");
+    tokio::spawn(connection);
+    let today = chrono::Utc::now().date_naive();
+    let queries: [(&str, &str, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>); 4] = [
+        ("citizens", store::SELECT_CITIZENS, vec![&import_id]),
+        ("birthdays", store::BIRTHDAYS_BY_MONTH, vec![&import_id]),
+        (
+            "birthdays by channel",
+            store::BIRTHDAYS_BY_CHANNEL,
+            vec![&import_id, &store::UNKNOWN_CHANNEL],
+        ),
+        (
+            "percentile",
+            store::AGE_PERCENTILES,
+            vec![&import_id, &today],
+        ),
+    ];
+    for (name, sql, params) in queries {
+        let rows = client
+            .query(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"), &params)
+            .await
+            .expect("EXPLAIN");
+        println!("  -- {name}");
+        for row in rows {
+            let line: String = row.get(0);
+            if line.trim_start().starts_with("Buffers") || line.contains("Planning:") {
+                continue;
+            }
+            println!("     {line}");
+        }
+    }
+}
+
+fn memory(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map_or("?".to_owned(), |l| l[name.len()..].trim().to_owned())
+    };
+    format!(
+        "peak RSS (VmHWM) {}, current RSS {}",
+        field("VmHWM:"),
+        field("VmRSS:")
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let args = args();
+    let body = citizens_data::import(42, 10_000, 2_000);
+    let citizen = body["citizens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["relatives"].as_array().unwrap().len() >= 2)
+        .unwrap();
+    let citizen_id = citizen["citizen_id"].as_u64().unwrap();
+    let related: Vec<u64> = citizen["relatives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_u64().unwrap())
+        .collect();
+    let other = (0..10_000u64)
+        .find(|id| *id != citizen_id && !related.contains(id))
+        .unwrap();
+    let body = serde_json::to_vec(&body).unwrap();
+    println!(
+        "citizens benchmark: 10,000 citizens, 2,000 relation pairs, {} bytes per import, median of {} runs",
+        body.len(),
+        args.runs
+    );
+    let client = Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+
+    println!("\nempty database:");
+    let imports = phase(&client, &args, &body, (citizen_id, other)).await;
+    explain(&args.database_url, imports[0]).await;
+    if args.pid != 0 {
+        println!("  {}", memory(args.pid));
+    }
+
+    for _ in 0..args.preload {
+        post(&client, &args, &body).await;
+    }
+    let stored = imports.len() + args.preload;
+    println!("\nafter {stored} imports are stored:");
+    let imports = phase(&client, &args, &body, (citizen_id, other)).await;
+    explain(&args.database_url, imports[0]).await;
+    if args.pid != 0 {
+        println!("  {}", memory(args.pid));
+    }
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Citizens imports benchmark: builds insikt in release, serves it on a fresh
+# database, and runs examples/citizens_bench.rs against it (a fixed
+# 10,000-citizen import, medians of 5 runs on an empty database and after 20
+# more imports, EXPLAIN ANALYZE of the read queries, peak RSS). Prints figures.
+# Usage: scripts/bench.sh citizens [--runs N] [--preload N]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if [[ -x scripts/services.sh ]]; then
+    scripts/services.sh up >/dev/null
+fi
+
+cargo build --release --locked --bin insikt --example citizens_bench
+
+admin_url="${INSIKT_BENCH_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+database="insikt_bench_citizens_$$"
+database_url="${admin_url%/*}/${database}"
+port="${INSIKT_BENCH_PORT:-$((20000 + $$ % 20000))}"
+log="$(mktemp -t insikt-bench-citizens.XXXXXX.log)"
+
+target/release/insikt --listen "127.0.0.1:${port}" --database-url "$database_url" \
+    --log warn migrate >/dev/null
+target/release/insikt --listen "127.0.0.1:${port}" --database-url "$database_url" \
+    --log warn serve >"$log" 2>&1 &
+pid=$!
+cleanup() {
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    psql "$admin_url" -qc "DROP DATABASE IF EXISTS ${database} WITH (FORCE)" >/dev/null 2>&1 || true
+    rm -f "$log"
+}
+trap cleanup EXIT
+
+for _ in $(seq 100); do
+    if curl -fs "http://127.0.0.1:${port}/healthz" >/dev/null; then break; fi
+    if ! kill -0 "$pid" 2>/dev/null; then cat "$log"; exit 1; fi
+    sleep 0.1
+done
+
+target/release/examples/citizens_bench --url "http://127.0.0.1:${port}" --pid "$pid" \
+    --database-url "$database_url" "$@"
+echo
+echo "targets: POST < 150 ms, GET citizens < 50 ms, birthdays < 10 ms, percentile < 10 ms, PATCH < 5 ms, RSS < 150 MB"
