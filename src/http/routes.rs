@@ -31,6 +31,11 @@ const fn route_entry(pattern: &'static str, methods: &'static [Method]) -> Route
 pub static ROUTES: &[Route] = &[
     route_entry("/healthz", &[Method::GET]),
     route_entry("/readyz", &[Method::GET]),
+    route_entry("/metrics", &[Method::GET]),
+    route_entry("/debug/pprof/profile", &[Method::GET]),
+    route_entry("/openapi.json", &[Method::GET]),
+    route_entry("/docs", &[Method::GET]),
+    route_entry("/docs/{file}", &[Method::GET]),
 ];
 
 impl Route {
