@@ -39,6 +39,9 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
         Command::Serve => {
             let app = Application::build(cli.config).await?;
             app.run_until(shutdown_signal()).await;
+            // Export the spans of the last requests before the process exits
+            // (the exporter blocks: keep it off the runtime's workers).
+            let _ = tokio::task::spawn_blocking(crate::telemetry::shutdown).await;
             Ok(())
         }
         Command::Migrate => {

@@ -24,16 +24,25 @@ pub struct ApiError {
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The error envelope of every route; also its OpenAPI schema `Error`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct Body<'a> {
     error: Inner<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorDetail)]
 struct Inner<'a> {
+    /// Stable machine-readable code, e.g. `validation_failed`, `not_found`.
+    #[schema(example = "validation_failed")]
     code: &'a str,
+    /// Human-readable explanation.
     message: &'a str,
+    /// Where the problem is (field names, line numbers, failing
+    /// dependencies), when it helps.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object, nullable = false)]
     fields: Option<&'a Map<String, Value>>,
 }
 

@@ -3,11 +3,15 @@
 //! the domain, map the result.
 
 mod airports;
+pub mod auth;
 mod citizens;
 mod demand;
+mod docs;
 pub mod error;
 pub mod extract;
 mod jobs;
+mod observability;
+pub mod openapi;
 mod ops;
 pub mod routes;
 mod statements;
@@ -25,6 +29,8 @@ use crate::config::Config;
 use crate::db::Pool;
 use crate::jobs::SupervisorHandle;
 use crate::kafka::{Cluster, Producer};
+use crate::telemetry;
+use crate::telemetry::metrics::UNMATCHED_ROUTE;
 
 pub use error::ApiError;
 
@@ -47,14 +53,16 @@ pub fn with_state(state: &State) -> impl Filter<Extract = (State,), Error = Infa
 
 /// `{"data": value}` with `status`: the success envelope of every route.
 pub fn data<T: serde::Serialize>(status: warp::http::StatusCode, value: &T) -> Response {
-    let body = serde_json::json!({ "data": value });
+    let body = openapi::Data { data: value };
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
 const REQUEST_ID: &str = "x-request-id";
 
 /// The whole API: every resource's routes, then the table's OPTIONS/405/404
-/// answers, then rejection recovery; each request gets an id and a span.
+/// answers, then rejection recovery; each request gets an id, a span (which
+/// continues the caller's trace when it sends a W3C `traceparent`) and its
+/// metrics (by route pattern, never by raw path).
 pub fn router(state: &State) -> BoxedFilter<(Response,)> {
     let api = ops::routes(state)
         .or(jobs::routes(state))
@@ -67,52 +75,100 @@ pub fn router(state: &State) -> BoxedFilter<(Response,)> {
         .unify()
         .or(citizens::routes(state))
         .unify()
+        .or(observability::routes(state))
+        .unify()
+        .or(docs::routes())
+        .unify()
         .or(routes::fallback())
         .unify()
         .recover(error::recover)
         .unify();
 
-    request_id()
+    request_facts()
         .and(api)
-        .map(|(id, started): (String, Instant), mut response: Response| {
+        .map(|facts: RequestFacts, mut response: Response| {
             let status = response.status().as_u16();
+            let elapsed = facts.started.elapsed().as_secs_f64();
             let span = tracing::Span::current();
             span.record("status", status);
-            tracing::info!(
-                status,
-                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-                "request finished"
-            );
-            if let Ok(value) = HeaderValue::from_str(&id) {
+            if status >= 500 {
+                span.record("otel.status_code", "error");
+            }
+            tracing::info!(status, elapsed_ms = elapsed * 1e3, "request finished");
+            telemetry::metrics::http_request(facts.method.as_str(), facts.route, status, elapsed);
+            if let Ok(value) = HeaderValue::from_str(&facts.id) {
                 response.headers_mut().insert(REQUEST_ID, value);
             }
             response
         })
         .with(warp::trace(|info| {
-            tracing::info_span!(
+            let route = route_label(info.path());
+            let span = tracing::info_span!(
                 "http_request",
+                otel.name = %format_args!("{} {route}", info.method()),
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
                 method = %info.method(),
                 path = %info.path(),
+                route,
                 request_id = tracing::field::Empty,
                 status = tracing::field::Empty,
-            )
+                trace_id = tracing::field::Empty,
+            );
+            let headers = info.request_headers();
+            let parent =
+                telemetry::extract_context(headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
+            telemetry::set_parent(&span, parent);
+            if let Some(trace_id) = telemetry::trace_id(&span) {
+                span.record("trace_id", trace_id);
+            }
+            span
         }))
         .map(Reply::into_response)
         .boxed()
 }
 
-/// The caller's `X-Request-Id` when it is sane, a fresh UUID otherwise;
-/// recorded on the request span and echoed in the response.
-fn request_id() -> impl Filter<Extract = ((String, Instant),), Error = Infallible> + Clone {
-    warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| {
-        let id = headers
-            .get(REQUEST_ID)
-            .and_then(|value| value.to_str().ok())
-            .filter(|id| {
-                !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
-            })
-            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-        tracing::Span::current().record("request_id", id.as_str());
-        (id, Instant::now())
-    })
+/// The route-table pattern serving `path`: the only path label metrics and
+/// span names use, so their cardinality stays bounded.
+fn route_label(path: &str) -> &'static str {
+    routes::find(path).map_or(UNMATCHED_ROUTE, |params| params.route().pattern)
+}
+
+/// What the router remembers about a request until it is answered.
+struct RequestFacts {
+    id: String,
+    started: Instant,
+    method: warp::http::Method,
+    route: &'static str,
+}
+
+/// The caller's `X-Request-Id` when it is sane, a fresh UUID otherwise
+/// (recorded on the request span and echoed in the response), plus the start
+/// time, method and route pattern for the metrics.
+fn request_facts() -> impl Filter<Extract = (RequestFacts,), Error = Infallible> + Clone {
+    warp::header::headers_cloned()
+        .and(warp::method())
+        .and(warp::path::full())
+        .map(
+            |headers: warp::http::HeaderMap,
+             method: warp::http::Method,
+             path: warp::filters::path::FullPath| {
+                let id = headers
+                    .get(REQUEST_ID)
+                    .and_then(|value| value.to_str().ok())
+                    .filter(|id| {
+                        !id.is_empty()
+                            && id.len() <= 128
+                            && id.bytes().all(|b| b.is_ascii_graphic())
+                    })
+                    .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+                tracing::Span::current().record("request_id", id.as_str());
+                RequestFacts {
+                    id,
+                    started: Instant::now(),
+                    method,
+                    route: route_label(path.as_str()),
+                }
+            },
+        )
 }

@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use warp::filters::BoxedFilter;
 use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
 use super::error::{respond, ApiError};
+use super::openapi::{Data, ErrorBody};
 use super::routes::route;
 use super::{data, with_state, State};
 use crate::db;
@@ -17,8 +19,7 @@ use crate::db;
 const READY_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
-    let healthz =
-        route("/healthz", Method::GET).map(|_| data(StatusCode::OK, &json!({ "status": "up" })));
+    let healthz = route("/healthz", Method::GET).map(|_| healthz());
     let readyz = route("/readyz", Method::GET)
         .and(with_state(state))
         .then(|_, state| readyz(state))
@@ -26,9 +27,50 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
     healthz.or(readyz).unify().boxed()
 }
 
-/// Ready when PostgreSQL answers a query and Kafka answers a metadata request;
+/// `GET /healthz` body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `up`.
+    #[schema(example = "up")]
+    pub status: &'static str,
+}
+
+/// `GET /readyz` body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// Always `ready`.
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    /// `ok` per dependency (`postgres`, `kafka`).
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    pub checks: Map<String, Value>,
+}
+
+/// Liveness: the process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "ops",
+    responses((status = 200, description = "The process is up", body = Data<Health>))
+)]
+pub(super) fn healthz() -> Response {
+    data(StatusCode::OK, &Health { status: "up" })
+}
+
+/// Readiness: PostgreSQL answers a query and Kafka a metadata request;
 /// otherwise 503 naming the failing part in `fields`.
-async fn readyz(state: State) -> Result<Response, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    responses(
+        (status = 200, description = "Ready to serve", body = Data<Readiness>),
+        (status = 503, description = "A dependency is unavailable; `fields` names it \
+            (`{\"postgres\": \"unavailable\", \"kafka\": \"ok\"}`)", body = ErrorBody),
+    )
+)]
+#[tracing::instrument(name = "readyz", skip_all)]
+pub(super) async fn readyz(state: State) -> Result<Response, ApiError> {
     let (postgres, kafka) = tokio::join!(
         async {
             match tokio::time::timeout(READY_TIMEOUT, db::ping(&state.pool)).await {
@@ -61,7 +103,10 @@ async fn readyz(state: State) -> Result<Response, ApiError> {
     if failing.is_empty() {
         Ok(data(
             StatusCode::OK,
-            &json!({ "status": "ready", "checks": checks }),
+            &Readiness {
+                status: "ready",
+                checks,
+            },
         ))
     } else {
         Err(ApiError::unavailable(

@@ -66,6 +66,11 @@ pub static ROUTES: &[Route] = &[
         "/imports/{import_id}/towns/stat/percentile/age",
         &[Method::GET],
     ),
+    route_entry("/metrics", &[Method::GET]),
+    route_entry("/debug/pprof/profile", &[Method::GET]),
+    route_entry("/openapi.json", &[Method::GET]),
+    route_entry("/docs", &[Method::GET]),
+    route_entry("/docs/{file}", &[Method::GET]),
 ];
 
 impl Route {

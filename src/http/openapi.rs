@@ -1,0 +1,96 @@
+//! The OpenAPI 3 document, generated from the code: every handler carries a
+//! `#[utoipa::path]` annotation and is listed in [`ApiDoc`]'s `paths(...)`.
+//! A route added to the table but not here fails `tests/observability.rs`.
+//!
+//! To document a new resource: annotate its handlers (path, params, request
+//! body, responses with [`ErrorBody`] for errors and [`Data`] for success),
+//! add them to `paths(...)` and their body types to `components(schemas(...))`.
+
+use std::sync::LazyLock;
+
+use utoipa::openapi::security::{HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::{docs, observability, ops};
+
+/// The error envelope `{"error":{"code","message","fields"?}}`, schema `Error`:
+/// use it as `body = ErrorBody` for every error response.
+pub type ErrorBody = super::error::Body<'static>;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "insikt",
+        description = "Where the demand for new courses is: by city (and nearby airport), \
+                       age group and advertising channel.\n\n\
+                       Success bodies are `{\"data\": …}`; every error is \
+                       `{\"error\":{\"code\",\"message\",\"fields\"?}}` (schema `Error`). \
+                       Every route also answers `OPTIONS` with an `Allow` header, \
+                       and 405 for a method it does not serve.",
+        license(name = "MIT"),
+    ),
+    paths(
+        ops::healthz,
+        ops::readyz,
+        observability::metrics,
+        observability::profile,
+        docs::openapi_json,
+        docs::swagger_ui,
+        docs::swagger_asset,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&AdminToken, &Resources),
+    tags(
+        (name = "ops", description = "Liveness and readiness"),
+        (name = "observability", description = "Metrics and CPU profiles"),
+        (name = "docs", description = "This document and its Swagger UI"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as served, built once.
+pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises")
+});
+
+/// Name of the bearer scheme guarding admin routes (`security(("admin_token" = []))`).
+pub const ADMIN_TOKEN: &str = "admin_token";
+
+struct AdminToken;
+
+/// Each resource documents its routes in its own `#[derive(OpenApi)] struct Api`
+/// (in `src/http/<resource>.rs`), merged here.
+struct Resources;
+
+impl Modify for Resources {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let resources: [utoipa::openapi::OpenApi; 0] = [];
+        for resource in resources {
+            openapi.merge(resource);
+        }
+    }
+}
+
+impl Modify for AdminToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            ADMIN_TOKEN,
+            SecurityScheme::Http(utoipa::openapi::security::Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// `{"data": …}`: the success envelope of every JSON route (built by
+/// `http::data`); document a success body as `body = Data<YourType>`.
+#[derive(serde::Serialize, ToSchema)]
+pub struct Data<T> {
+    pub data: T,
+}
+
+/// Raw bytes in a response (`type: string, format: binary`).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Binary(pub Vec<u8>);

@@ -1,0 +1,521 @@
+//! Observability, black-box: trace context from incoming requests, the
+//! Prometheus metrics, CPU profiles behind the admin token, and the OpenAPI
+//! document and Swagger UI (checked against the route table, so a route
+//! cannot be added without documenting it).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use common::{error_code, json, TestApp, ADMIN_TOKEN};
+use insikt::http::routes::ROUTES;
+use opentelemetry::trace::{SpanKind, TraceId};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use reqwest::Method;
+use serde_json::Value;
+
+/// The process-wide subscriber of this test binary: the service's own layer
+/// stack (telemetry::install), exporting into memory instead of OTLP.
+fn spans() -> &'static InMemorySpanExporter {
+    static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
+    EXPORTER.get_or_init(|| {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        assert!(
+            insikt::telemetry::install("info,warp=warn", provider),
+            "another subscriber was installed first"
+        );
+        exporter
+    })
+}
+
+/// The finished spans of trace `trace_id`, waiting a little for the request
+/// span to close after the response was sent.
+async fn spans_of(trace_id: TraceId) -> Vec<SpanData> {
+    for _ in 0..50 {
+        let found: Vec<SpanData> = spans()
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .filter(|span| span.span_context.trace_id() == trace_id)
+            .collect();
+        if !found.is_empty() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Vec::new()
+}
+
+#[tokio::test]
+async fn a_request_continues_the_trace_of_its_traceparent() {
+    spans();
+    let app = TestApp::spawn().await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let response = app
+        .request(Method::GET, "/readyz")
+        .header("traceparent", format!("00-{trace}-{caller_span}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let found = spans_of(TraceId::from_hex(trace).unwrap()).await;
+    let request = found
+        .iter()
+        .find(|span| span.name == "GET /readyz")
+        .unwrap_or_else(|| panic!("no request span in trace {trace}: {found:?}"));
+    assert_eq!(request.span_kind, SpanKind::Server);
+    assert_eq!(request.parent_span_id.to_string(), caller_span);
+    assert!(request
+        .attributes
+        .iter()
+        .any(|kv| kv.key.as_str() == "route" && kv.value.as_str() == "/readyz"));
+    // The handler's own span is a child in the same trace.
+    let handler = found
+        .iter()
+        .find(|span| span.name == "readyz")
+        .expect("handler span");
+    assert_eq!(
+        handler.parent_span_id,
+        request.span_context.span_id(),
+        "{found:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_without_traceparent_starts_its_own_trace() {
+    spans();
+    let app = TestApp::spawn().await;
+    let request_id = format!("no-parent-{}", uuid::Uuid::new_v4());
+    let response = app
+        .request(Method::GET, "/healthz")
+        .header("x-request-id", &request_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut found = None;
+    for _ in 0..50 {
+        found = spans()
+            .get_finished_spans()
+            .unwrap()
+            .into_iter()
+            .find(|span| {
+                span.attributes
+                    .iter()
+                    .any(|kv| kv.key.as_str() == "request_id" && kv.value.as_str() == request_id)
+            });
+        if found.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let span = found.expect("the request span was exported");
+    assert_eq!(span.name, "GET /healthz");
+    assert!(span.span_context.is_valid());
+    assert_eq!(span.parent_span_id, opentelemetry::trace::SpanId::INVALID);
+}
+
+/// One sample of the text exposition format: name, labels and value.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// A minimal parser of the Prometheus text format: every line must be a
+/// comment, blank, or `name{label="value",...} number`; every sample's family
+/// must be declared by a `# TYPE` line.
+fn parse_metrics(text: &str) -> Vec<Sample> {
+    let mut types = BTreeSet::new();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            types.insert(name.to_owned());
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("series and value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
+        let (name, labels) = match series.split_once('{') {
+            None => (series, BTreeMap::new()),
+            Some((name, rest)) => {
+                let body = rest.strip_suffix('}').expect("closing brace");
+                let mut labels = BTreeMap::new();
+                for pair in body.split("\",").filter(|p| !p.is_empty()) {
+                    let (key, value) = pair.split_once("=\"").expect("label=\"value\"");
+                    labels.insert(key.to_owned(), value.trim_end_matches('"').to_owned());
+                }
+                (name, labels)
+            }
+        };
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad name: {line}"
+        );
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .filter(|family| types.contains(*family))
+            .unwrap_or(name);
+        assert!(types.contains(family), "no TYPE for {name}");
+        samples.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    samples
+}
+
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map_or(0.0, |s| s.value)
+}
+
+async fn scrape(app: &TestApp) -> Vec<Sample> {
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    parse_metrics(&response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn metrics_count_a_request_just_made_by_route_pattern() {
+    let app = TestApp::spawn().await;
+    // Only this test sends OPTIONS to /openapi.json.
+    let labels = [
+        ("method", "OPTIONS"),
+        ("route", "/openapi.json"),
+        ("status", "204"),
+    ];
+    let before = scrape(&app).await;
+    let response = app
+        .request(Method::OPTIONS, "/openapi.json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let unknown = format!("/no-such-{}", uuid::Uuid::new_v4().simple());
+    assert_eq!(app.get(&unknown).await.status(), 404);
+    assert_eq!(app.get("/docs/favicon-32x32.png").await.status(), 200);
+    let after = scrape(&app).await;
+
+    let counted = |samples: &[Sample], name| value(samples, name, &labels);
+    assert_eq!(
+        counted(&after, "insikt_http_requests_total"),
+        counted(&before, "insikt_http_requests_total") + 1.0
+    );
+    assert_eq!(
+        counted(&after, "insikt_http_request_duration_seconds_count"),
+        counted(&before, "insikt_http_request_duration_seconds_count") + 1.0
+    );
+    let inf = [labels.as_slice(), &[("le", "+Inf")]].concat();
+    assert!(value(&after, "insikt_http_request_duration_seconds_bucket", &inf) >= 1.0);
+
+    // Unknown paths are counted under one label, never by their raw path.
+    assert!(
+        value(
+            &after,
+            "insikt_http_requests_total",
+            &[("route", "unmatched"), ("status", "404")]
+        ) >= 1.0
+    );
+    assert!(after
+        .iter()
+        .all(|s| s.labels.values().all(|v| !v.contains("no-such-"))));
+    // Parameterised paths are counted under their pattern.
+    assert!(
+        value(
+            &after,
+            "insikt_http_requests_total",
+            &[("route", "/docs/{file}"), ("status", "200")]
+        ) >= 1.0
+    );
+    assert!(after
+        .iter()
+        .all(|s| s.labels.values().all(|v| !v.contains("favicon"))));
+
+    // The pool gauges describe this app's pool.
+    assert_eq!(
+        value(&after, "insikt_db_pool_max_connections", &[]),
+        16.0,
+        "the default pool size"
+    );
+    assert!(after
+        .iter()
+        .any(|s| s.name == "insikt_db_pool_connections" && s.labels["state"] == "idle"));
+}
+
+/// Keeps a core busy until dropped, so a profile has samples.
+struct Burner(Arc<AtomicBool>);
+
+impl Burner {
+    fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut x: u64 = 1;
+            while !flag.load(Ordering::Relaxed) {
+                for i in 0..10_000u64 {
+                    x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005) ^ i);
+                }
+            }
+        });
+        Self(stop)
+    }
+}
+
+impl Drop for Burner {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn admin(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    request.header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+}
+
+#[tokio::test]
+async fn the_profile_is_a_flame_graph_or_a_pprof_protobuf() {
+    let app = TestApp::spawn().await;
+    let _burner = Burner::start();
+
+    let response = admin(app.request(Method::GET, "/debug/pprof/profile?seconds=1&format=svg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/svg+xml");
+    let svg = response.text().await.unwrap();
+    assert!(svg.contains("<svg"), "not an SVG: {:.200}", svg);
+    assert!(svg.contains("</svg>"));
+
+    // The default format is SVG; `pb` is a pprof protobuf.
+    let pb = admin(app.request(Method::GET, "/debug/pprof/profile?seconds=1&format=pb"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pb.status(), 200);
+    assert_eq!(pb.headers()["content-type"], "application/octet-stream");
+    assert!(!pb.bytes().await.unwrap().is_empty());
+
+    // One profile at a time: of two overlapping requests, one is refused.
+    let long = admin(app.request(Method::GET, "/debug/pprof/profile?seconds=4")).send();
+    let short = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        admin(app.request(Method::GET, "/debug/pprof/profile?seconds=1"))
+            .send()
+            .await
+    };
+    let (long, short) = tokio::join!(long, short);
+    let mut statuses = [
+        long.unwrap().status().as_u16(),
+        short.unwrap().status().as_u16(),
+    ];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409]);
+}
+
+#[tokio::test]
+async fn the_profile_needs_the_admin_token_and_a_bounded_duration() {
+    let app = TestApp::spawn().await;
+    let path = "/debug/pprof/profile?seconds=1";
+
+    let response = app.request(Method::GET, path).send().await.unwrap();
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    let (status, body) = json(response).await;
+    assert_eq!(status, 401);
+    assert_eq!(error_code(&body), "unauthorized");
+
+    let wrong = app
+        .request(Method::GET, path)
+        .header("authorization", "Bearer not-the-token")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(wrong).await;
+    assert_eq!(status, 403);
+    assert_eq!(error_code(&body), "forbidden");
+
+    for query in [
+        "seconds=0",
+        "seconds=61",
+        "seconds=-1",
+        "seconds=x",
+        "format=gif",
+        "other=1",
+    ] {
+        let response = admin(app.request(Method::GET, &format!("/debug/pprof/profile?{query}")))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json(response).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(error_code(&body), "bad_request");
+    }
+
+    // No admin token configured: the route refuses everyone.
+    let closed = TestApp::spawn_with(|config| config.admin_token = None).await;
+    let response = admin(closed.request(Method::GET, path))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+}
+
+/// Every `$ref` in `node` names an existing component.
+fn check_refs(node: &Value, document: &Value) {
+    match node {
+        Value::Object(map) => {
+            if let Some(Value::String(target)) = map.get("$ref") {
+                let pointer = target
+                    .strip_prefix('#')
+                    .unwrap_or_else(|| panic!("external $ref {target}"));
+                assert!(
+                    document.pointer(pointer).is_some(),
+                    "dangling $ref {target}"
+                );
+            }
+            map.values().for_each(|v| check_refs(v, document));
+        }
+        Value::Array(items) => items.iter().for_each(|v| check_refs(v, document)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_valid_and_documents_every_route_of_the_table() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/openapi.json").await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let document: Value = serde_json::from_str(&text).unwrap();
+
+    // Structurally an OpenAPI 3 document (utoipa's model deserialises it).
+    let _: utoipa::openapi::OpenApi = serde_json::from_str(&text).expect("an OpenAPI document");
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    assert_eq!(document["info"]["title"], "insikt");
+    assert!(document["info"]["version"].is_string());
+    check_refs(&document, &document);
+    assert!(document.pointer("/components/schemas/Error").is_some());
+
+    let paths = document["paths"].as_object().expect("paths");
+    let methods = ["get", "put", "post", "delete", "options", "head", "patch"];
+    let mut documented = BTreeSet::new();
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            if !methods.contains(&method.as_str()) {
+                continue;
+            }
+            documented.insert((path.clone(), method.to_uppercase()));
+            let responses = operation["responses"].as_object().expect("responses");
+            assert!(!responses.is_empty(), "{method} {path} has no responses");
+            // Every `{param}` of the path is declared as a path parameter.
+            for name in path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            {
+                let declared = operation["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["name"] == name && p["in"] == "path" && p["required"] == true);
+                assert!(declared, "{method} {path} does not declare {name}");
+            }
+        }
+    }
+    let served: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .flat_map(|route| {
+            route
+                .methods
+                .iter()
+                .map(|method| (route.pattern.to_owned(), method.as_str().to_owned()))
+        })
+        .collect();
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes missing from the OpenAPI document (annotate the handler with \
+         #[utoipa::path] and list it in src/http/openapi.rs): {undocumented:?}"
+    );
+    let unserved: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        unserved.is_empty(),
+        "documented but not in the route table: {unserved:?}"
+    );
+
+    // Admin routes declare the bearer scheme.
+    assert_eq!(
+        document["components"]["securitySchemes"]["admin_token"]["scheme"],
+        "bearer"
+    );
+    assert!(document["paths"]["/debug/pprof/profile"]["get"]["security"].is_array());
+}
+
+#[tokio::test]
+async fn docs_serve_the_bundled_swagger_ui() {
+    let app = TestApp::spawn().await;
+    let page = app.get("/docs").await;
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<base href="/docs/""#), "{html}");
+    for asset in [
+        "swagger-ui-bundle.js",
+        "swagger-ui.css",
+        "swagger-initializer.js",
+    ] {
+        assert!(html.contains(asset), "the page does not load {asset}");
+        let response = app.get(&format!("/docs/{asset}")).await;
+        assert_eq!(response.status(), 200, "{asset}");
+        assert!(!response.bytes().await.unwrap().is_empty(), "{asset}");
+    }
+    let initializer = app
+        .get("/docs/swagger-initializer.js")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(initializer.contains("/openapi.json"), "{initializer}");
+
+    let (status, body) = json(app.get("/docs/no-such-file.js").await).await;
+    assert_eq!(status, 404);
+    assert_eq!(error_code(&body), "not_found");
+}
