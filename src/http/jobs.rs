@@ -7,9 +7,10 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::error::{respond, ApiError};
+use super::openapi::{Data, ErrorBody};
 use super::routes::{route, PathParams};
-use super::{data, extract, with_state, State};
-use crate::jobs::{JobFilter, JobsError};
+use super::{auth, data, extract, with_state, State};
+use crate::jobs::{JobFilter, JobView, JobsError};
 
 const STATES: [&str; 5] = ["pending", "running", "stopped", "expired", "failed"];
 
@@ -24,14 +25,14 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
         .then(|params, state| show(state, params))
         .map(respond);
     let stop = route("/jobs/{name}/stop", Method::POST)
-        .and(warp::header::optional::<String>("authorization"))
+        .and(auth::admin(state))
         .and(with_state(state))
-        .then(|params, auth, state| control(state, params, auth, false))
+        .then(|params, state| stop(state, params))
         .map(respond);
     let start = route("/jobs/{name}/start", Method::POST)
-        .and(warp::header::optional::<String>("authorization"))
+        .and(auth::admin(state))
         .and(with_state(state))
-        .then(|params, auth, state| control(state, params, auth, true))
+        .then(|params, state| start(state, params))
         .map(respond);
     list.or(show)
         .unify()
@@ -41,6 +42,14 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
         .unify()
         .boxed()
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(list, show, stop, start),
+    components(schemas(JobView)),
+    tags((name = "jobs", description = "The per-import jobs that store statements from Kafka"))
+)]
+pub(super) struct Api;
 
 impl From<JobsError> for ApiError {
     fn from(error: JobsError) -> Self {
@@ -60,14 +69,30 @@ impl From<JobsError> for ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct ListQuery {
+    /// Only jobs in this state.
+    #[param(pattern = "^(pending|running|stopped|expired|failed)$")]
     state: Option<String>,
+    /// Only the job of this import.
     import: Option<i64>,
 }
 
-async fn list(state: State, raw: String) -> Result<Response, ApiError> {
+/// The jobs, optionally filtered by state or import.
+#[utoipa::path(
+    get,
+    path = "/jobs",
+    tag = "jobs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The jobs", body = Data<Vec<JobView>>),
+        (status = 400, description = "Unknown filter, bad `import` or `state` not a job state (named in `fields`)", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub(super) async fn list(state: State, raw: String) -> Result<Response, ApiError> {
     let query: ListQuery = extract::query(&raw)?;
     if let Some(s) = &query.state {
         if !STATES.contains(&s.as_str()) {
@@ -84,7 +109,21 @@ async fn list(state: State, raw: String) -> Result<Response, ApiError> {
     Ok(data(StatusCode::OK, &jobs))
 }
 
-async fn show(state: State, params: PathParams) -> Result<Response, ApiError> {
+const NAME: &str = "The job's name (as in `GET /jobs`)";
+
+/// One job, with its offsets, lag and counts.
+#[utoipa::path(
+    get,
+    path = "/jobs/{name}",
+    tag = "jobs",
+    params(("name" = String, Path, description = NAME)),
+    responses(
+        (status = 200, description = "The job", body = Data<JobView>),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub(super) async fn show(state: State, params: PathParams) -> Result<Response, ApiError> {
     let name: String = params.get("name")?;
     match state.supervisor.get(&name).await? {
         Some(job) => Ok(data(StatusCode::OK, &job)),
@@ -92,73 +131,48 @@ async fn show(state: State, params: PathParams) -> Result<Response, ApiError> {
     }
 }
 
-async fn control(
-    state: State,
-    params: PathParams,
-    authorization: Option<String>,
-    run: bool,
-) -> Result<Response, ApiError> {
-    require_admin(
-        state.config.admin_token.as_deref(),
-        authorization.as_deref(),
-    )?;
+/// Stops the job after its current batch; it stays stopped across restarts
+/// until started again. Stopping a stopped job is a no-op.
+#[utoipa::path(
+    post,
+    path = "/jobs/{name}/stop",
+    tag = "jobs",
+    params(("name" = String, Path, description = NAME)),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The job, now stopped", body = Data<JobView>),
+        (status = 401, description = "No admin token given", body = ErrorBody),
+        (status = 403, description = "Wrong admin token, or none configured", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job has expired", body = ErrorBody),
+        (status = 503, description = "The database or Kafka is unavailable", body = ErrorBody),
+    )
+)]
+pub(super) async fn stop(state: State, params: PathParams) -> Result<Response, ApiError> {
     let name: String = params.get("name")?;
-    let job = if run {
-        state.supervisor.resume(&name).await?
-    } else {
-        state.supervisor.stop(&name).await?
-    };
+    let job = state.supervisor.stop(&name).await?;
     Ok(data(StatusCode::OK, &job))
 }
 
-/// Missing credentials are 401; wrong ones, or no token configured, 403.
-fn require_admin(expected: Option<&str>, authorization: Option<&str>) -> Result<(), ApiError> {
-    let Some(authorization) = authorization else {
-        return Err(ApiError::unauthorized("the admin bearer token is required"));
-    };
-    let given = authorization
-        .strip_prefix("Bearer ")
-        .or_else(|| authorization.strip_prefix("bearer "))
-        .unwrap_or("")
-        .trim();
-    match expected {
-        Some(expected) if !expected.is_empty() && constant_time_eq(expected, given) => Ok(()),
-        _ => Err(ApiError::forbidden("not allowed")),
-    }
-}
-
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn admin_checks() {
-        assert_eq!(
-            require_admin(Some("t"), None).unwrap_err().status,
-            StatusCode::UNAUTHORIZED
-        );
-        assert_eq!(
-            require_admin(Some("t"), Some("Bearer x"))
-                .unwrap_err()
-                .status,
-            StatusCode::FORBIDDEN
-        );
-        assert_eq!(
-            require_admin(None, Some("Bearer t")).unwrap_err().status,
-            StatusCode::FORBIDDEN
-        );
-        assert_eq!(
-            require_admin(Some("t"), Some("t")).unwrap_err().status,
-            StatusCode::FORBIDDEN
-        );
-        assert!(require_admin(Some("t"), Some("Bearer t")).is_ok());
-    }
+/// Starts a stopped (or failed) job again from its committed offset.
+/// Starting a running job is a no-op.
+#[utoipa::path(
+    post,
+    path = "/jobs/{name}/start",
+    tag = "jobs",
+    params(("name" = String, Path, description = NAME)),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The job, now running (or pending until Kafka answers)", body = Data<JobView>),
+        (status = 401, description = "No admin token given", body = ErrorBody),
+        (status = 403, description = "Wrong admin token, or none configured", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job has expired; it cannot run again", body = ErrorBody),
+        (status = 503, description = "The database or Kafka is unavailable", body = ErrorBody),
+    )
+)]
+pub(super) async fn start(state: State, params: PathParams) -> Result<Response, ApiError> {
+    let name: String = params.get("name")?;
+    let job = state.supervisor.resume(&name).await?;
+    Ok(data(StatusCode::OK, &job))
 }

@@ -1,17 +1,18 @@
 //! Statement ingestion (validated, then produced to the import's stream) and
 //! the import's dead letters.
 
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use warp::filters::BoxedFilter;
 use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
 use super::error::{respond, ApiError};
+use super::openapi::{Data, ErrorBody};
 use super::routes::{route, PathParams};
 use super::{data, extract, with_state, State};
-use crate::statements::{self, Statement};
+use crate::statements::{self, DeadLetter, Statement};
 
 /// At most this many problems are named in one 400.
 const MAX_REPORTED: usize = 100;
@@ -31,7 +32,51 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
     ingest.or(dead).unify().boxed()
 }
 
-async fn ingest(
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(ingest, dead_letters),
+    components(schemas(Statement, Accepted, DeadLetter)),
+    tags((name = "statements", description = "Statement ingestion and dead letters"))
+)]
+pub(super) struct Api;
+
+/// What `POST /imports/{id}/statements` answers: how many statements Kafka
+/// acknowledged, and the job that will store them.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Accepted {
+    accepted: usize,
+    job: String,
+}
+
+/// Accepts statements for an import, as a JSON array or as NDJSON (one
+/// object per line; `Content-Type: application/x-ndjson`). All are checked
+/// first — shape and that each citizen belongs to the import — and none is
+/// accepted if any fails. Accepted statements are produced to the import's
+/// Kafka stream and stored by its job asynchronously.
+#[utoipa::path(
+    post,
+    path = "/imports/{id}/statements",
+    tag = "statements",
+    params(("id" = i64, Path, description = "The import")),
+    request_body(
+        description = "Statements: a JSON array, or NDJSON with one statement per line",
+        content(
+            (Vec<Statement> = "application/json"),
+            (Statement = "application/x-ndjson"),
+        )
+    ),
+    responses(
+        (status = 202, description = "All statements accepted by Kafka", body = Data<Accepted>),
+        (status = 400, description = "Malformed body (`fields.line`), no statements, or invalid \
+                                      statements (`fields` keyed `[index].field`, at most 100; \
+                                      nothing accepted)", body = ErrorBody),
+        (status = 404, description = "No such import", body = ErrorBody),
+        (status = 409, description = "The import's stream has expired", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 503, description = "The database or Kafka is unavailable (`kafka_unavailable`): retry later", body = ErrorBody),
+    )
+)]
+pub(super) async fn ingest(
     state: State,
     params: PathParams,
     content_type: Option<String>,
@@ -124,18 +169,44 @@ async fn ingest(
         })?;
     Ok(data(
         StatusCode::ACCEPTED,
-        &json!({ "accepted": accepted, "job": job.name }),
+        &Accepted {
+            accepted,
+            job: job.name,
+        },
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct DeadLetterQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct DeadLetterQuery {
+    /// Only dead letters with an id above this (for paging).
+    #[param(default = 0)]
     after: Option<i64>,
+    /// How many at most (1 to 1000).
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
 }
 
-async fn dead_letters(state: State, params: PathParams, raw: String) -> Result<Response, ApiError> {
+/// The import's dead letters (statements its job could not store), oldest
+/// first; page with `after` = the last id seen.
+#[utoipa::path(
+    get,
+    path = "/imports/{id}/dead-letters",
+    tag = "statements",
+    params(("id" = i64, Path, description = "The import"), DeadLetterQuery),
+    responses(
+        (status = 200, description = "The dead letters", body = Data<Vec<DeadLetter>>),
+        (status = 400, description = "Bad `id`, `after` or `limit`, or an unknown parameter", body = ErrorBody),
+        (status = 404, description = "No such import", body = ErrorBody),
+        (status = 503, description = "The database is unavailable", body = ErrorBody),
+    )
+)]
+pub(super) async fn dead_letters(
+    state: State,
+    params: PathParams,
+    raw: String,
+) -> Result<Response, ApiError> {
     let import_id: i64 = params.get("id")?;
     let query: DeadLetterQuery = extract::query(&raw)?;
     let limit = query.limit.unwrap_or(100);

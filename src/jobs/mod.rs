@@ -117,7 +117,7 @@ impl From<deadpool_postgres::PoolError> for JobsError {
 }
 
 /// A job as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     pub name: String,
     pub import: i64,
@@ -132,8 +132,11 @@ pub struct JobView {
     pub lag: Option<i64>,
     pub statements_stored: i64,
     pub dead_letters: i64,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<DateTime<Utc>>,
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: DateTime<Utc>,
     pub last_error: Option<String>,
     /// Whether the topic exists (a `pending` job may be waiting for Kafka).

@@ -11,9 +11,11 @@ use serde_json::Value;
 use crate::db::{Client, DbError};
 
 /// A statement that parsed and passed its own rules (not yet the citizen check).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Statement {
     pub statement_id: String,
+    /// Optional on ingestion (taken from the path); must match it if given.
+    #[schema(required = false)]
     pub import_id: i64,
     pub citizen_id: i32,
     pub course: String,
@@ -21,6 +23,7 @@ pub struct Statement {
     pub channel: Option<String>,
     pub score: f64,
     pub text: String,
+    #[schema(value_type = String, format = DateTime)]
     pub ts: DateTime<Utc>,
 }
 
@@ -327,7 +330,7 @@ pub async fn write_batch(
 }
 
 /// A dead letter as the API lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub id: i64,
     pub job: String,
@@ -336,6 +339,7 @@ pub struct DeadLetter {
     /// The raw payload (invalid UTF-8 replaced).
     pub payload: String,
     pub reason: String,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
 }
 
