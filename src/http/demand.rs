@@ -54,8 +54,9 @@ struct DemandParams {
     channel: Option<String>,
 }
 
-/// One group of the demand, for the OpenAPI document only (rows serialise
-/// with only the keys named in `by`, so the real type is a dynamic map).
+// Schema-only: a row serialises with just the keys named in `by`, so the real
+// `DemandRow` is a dynamic map this struct mirrors for the document.
+/// One group of the demand: the keys named in `by`, then its counts.
 #[derive(utoipa::ToSchema)]
 #[schema(as = DemandRow)]
 #[allow(dead_code)]
