@@ -14,6 +14,7 @@ use warp::{Filter, Reply};
 
 use super::error::{respond, ApiError};
 use super::extract;
+use super::openapi::{Data, ErrorBody};
 use super::routes::{route, PathParams};
 use super::{data, with_state, State};
 use crate::citizens::{self, parse, store, CitizensError, GroupBy, Invalid};
@@ -63,6 +64,145 @@ fn today() -> NaiveDate {
     Utc::now().date_naive()
 }
 
+/// Documents this file's routes; merged into the document by `openapi.rs`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(post_import, get_citizens, patch_citizen, birthdays, age_percentiles),
+    components(schemas(
+        schema::Citizen,
+        schema::Import,
+        schema::CitizenPatch,
+        schema::ImportCreated,
+        schema::Presents,
+        schema::Birthdays,
+        schema::AgePercentiles,
+    )),
+    tags((name = "citizens", description = "Citizens imports, their relatives and statistics"))
+)]
+pub(super) struct Api;
+
+/// Mirror of the domain's wire format for the OpenAPI document only: the
+/// domain parses requests from `serde_json::Value` field by field (to report
+/// every bad field) and serialises its own types, so these are never built.
+#[allow(dead_code)]
+mod schema {
+    use utoipa::ToSchema;
+
+    /// A citizen as imported and as returned.
+    #[derive(ToSchema)]
+    pub struct Citizen {
+        /// Unique within the import, 0..=2^31-1.
+        #[schema(minimum = 0, maximum = 2147483647, example = 1)]
+        pub citizen_id: i32,
+        /// 1 to 256 characters with at least one letter or digit.
+        #[schema(example = "Москва")]
+        pub town: String,
+        /// 1 to 256 characters with at least one letter or digit.
+        #[schema(example = "Льва Толстого")]
+        pub street: String,
+        /// 1 to 256 characters with at least one letter or digit.
+        #[schema(example = "16к7стр5")]
+        pub building: String,
+        #[schema(minimum = 0, maximum = 2147483647, example = 7)]
+        pub apartment: i32,
+        /// 1 to 256 characters.
+        #[schema(example = "Иванов Иван Иванович")]
+        pub name: String,
+        /// `DD.MM.YYYY`, a real date not after today (UTC).
+        #[schema(pattern = r"^\d{2}\.\d{2}\.\d{4}$", example = "26.12.1986")]
+        pub birth_date: String,
+        #[schema(inline)]
+        pub gender: Gender,
+        /// Citizen ids of this import, each at most once; relations are
+        /// mutual (if 1 lists 2, 2 lists 1).
+        pub relatives: Vec<i32>,
+        /// Advertising channel, 1 to 256 characters; absent when unknown.
+        #[schema(nullable = false, example = "telegram")]
+        pub channel: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(rename_all = "lowercase")]
+    pub enum Gender {
+        Male,
+        Female,
+    }
+
+    /// `POST /imports` body: at most 10,000 citizens, no other field.
+    #[derive(ToSchema)]
+    pub struct Import {
+        pub citizens: Vec<Citizen>,
+    }
+
+    /// `PATCH` body: any non-empty subset of the citizen's fields except
+    /// `citizen_id`, none of them null; relations change on both sides.
+    #[derive(ToSchema)]
+    pub struct CitizenPatch {
+        #[schema(nullable = false)]
+        pub town: Option<String>,
+        #[schema(nullable = false)]
+        pub street: Option<String>,
+        #[schema(nullable = false)]
+        pub building: Option<String>,
+        #[schema(nullable = false, minimum = 0, maximum = 2147483647)]
+        pub apartment: Option<i32>,
+        #[schema(nullable = false)]
+        pub name: Option<String>,
+        /// `DD.MM.YYYY`.
+        #[schema(nullable = false, pattern = r"^\d{2}\.\d{2}\.\d{4}$")]
+        pub birth_date: Option<String>,
+        #[schema(nullable = false, inline)]
+        pub gender: Option<Gender>,
+        #[schema(nullable = false)]
+        pub relatives: Option<Vec<i32>>,
+        #[schema(nullable = false)]
+        pub channel: Option<String>,
+    }
+
+    /// `POST /imports` answer.
+    #[derive(ToSchema)]
+    pub struct ImportCreated {
+        #[schema(example = 1)]
+        pub import_id: i64,
+    }
+
+    /// One buyer and how many presents they buy in the group's period.
+    #[derive(ToSchema)]
+    pub struct Presents {
+        pub citizen_id: i32,
+        pub presents: i32,
+    }
+
+    /// Buyers per group: keys `1`..`12` (month) or channel names (`unknown`
+    /// for citizens without one), each with the citizens buying presents.
+    #[derive(ToSchema)]
+    pub struct Birthdays(pub std::collections::BTreeMap<String, Vec<Presents>>);
+
+    /// Age percentiles (full years, linear interpolation, 2 decimals) of one town.
+    #[derive(ToSchema)]
+    pub struct AgePercentiles {
+        pub town: String,
+        pub p50: f64,
+        pub p75: f64,
+        pub p99: f64,
+    }
+}
+
+/// Stores a new import of citizens.
+#[utoipa::path(
+    post,
+    path = "/imports",
+    tag = "citizens",
+    request_body = schema::Import,
+    responses(
+        (status = 201, description = "Stored; its id", body = Data<schema::ImportCreated>),
+        (status = 400, description = "Invalid JSON (`bad_request`) or invalid citizens \
+            (`validation_failed`, `fields` maps each bad value's path such as \
+            `citizens[3].birth_date` to what is wrong)", body = ErrorBody),
+        (status = 411, description = "No Content-Length", body = ErrorBody),
+        (status = 413, description = "Body larger than the configured limit", body = ErrorBody),
+    )
+)]
 async fn post_import(body: Bytes, state: State) -> Result<Response, ApiError> {
     // Parsing and checking 10,000 citizens takes milliseconds of CPU: keep it
     // off the threads that serve other requests.
@@ -93,6 +233,17 @@ fn import_committed(state: &State, import_id: i64) {
 }
 
 /// Streams `{"data":[…]}` as the rows arrive, never holding the whole import.
+#[utoipa::path(
+    get,
+    path = "/imports/{import_id}/citizens",
+    tag = "citizens",
+    params(("import_id" = i64, Path, description = "The import")),
+    responses(
+        (status = 200, description = "Every citizen of the import", body = Data<Vec<schema::Citizen>>),
+        (status = 400, description = "`import_id` is not an integer", body = ErrorBody),
+        (status = 404, description = "No such import", body = ErrorBody),
+    )
+)]
 async fn get_citizens(params: PathParams, state: State) -> Result<Response, ApiError> {
     let import_id: i64 = params.get("import_id")?;
     let batches = store::citizens(&state.pool, import_id).await?;
@@ -121,6 +272,25 @@ async fn get_citizens(params: PathParams, state: State) -> Result<Response, ApiE
     Ok(response)
 }
 
+/// Changes some of one citizen's fields and returns the citizen.
+#[utoipa::path(
+    patch,
+    path = "/imports/{import_id}/citizens/{citizen_id}",
+    tag = "citizens",
+    params(
+        ("import_id" = i64, Path, description = "The import"),
+        ("citizen_id" = i64, Path, description = "The citizen"),
+    ),
+    request_body = schema::CitizenPatch,
+    responses(
+        (status = 200, description = "The citizen after the change", body = Data<schema::Citizen>),
+        (status = 400, description = "Bad path parameter or invalid JSON (`bad_request`), \
+            or invalid fields (`validation_failed`, with `fields`)", body = ErrorBody),
+        (status = 404, description = "No such import or citizen", body = ErrorBody),
+        (status = 411, description = "No Content-Length", body = ErrorBody),
+        (status = 413, description = "Body larger than the configured limit", body = ErrorBody),
+    )
+)]
 async fn patch_citizen(
     params: PathParams,
     body: Bytes,
@@ -134,11 +304,29 @@ async fn patch_citizen(
     Ok(data(StatusCode::OK, &citizen))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct BirthdaysQuery {
+    /// `month` (default: keys `1`..`12`) or `channel`.
+    #[param(pattern = "^(month|channel)$", default = "month")]
     group_by: Option<String>,
 }
+
+/// How many presents each citizen buys for their relatives' birthdays, per
+/// month or per advertising channel.
+#[utoipa::path(
+    get,
+    path = "/imports/{import_id}/citizens/birthdays",
+    tag = "citizens",
+    params(("import_id" = i64, Path, description = "The import"), BirthdaysQuery),
+    responses(
+        (status = 200, description = "Buyers per group", body = Data<schema::Birthdays>),
+        (status = 400, description = "Bad `import_id`, unknown parameter, or `group_by` \
+            not month/channel (`fields.group_by`)", body = ErrorBody),
+        (status = 404, description = "No such import", body = ErrorBody),
+    )
+)]
 
 async fn birthdays(params: PathParams, raw: String, state: State) -> Result<Response, ApiError> {
     let import_id: i64 = params.get("import_id")?;
@@ -157,6 +345,18 @@ async fn birthdays(params: PathParams, raw: String, state: State) -> Result<Resp
     Ok(data(StatusCode::OK, &birthdays))
 }
 
+/// Per town, the 50th, 75th and 99th percentiles of the citizens' ages.
+#[utoipa::path(
+    get,
+    path = "/imports/{import_id}/towns/stat/percentile/age",
+    tag = "citizens",
+    params(("import_id" = i64, Path, description = "The import")),
+    responses(
+        (status = 200, description = "One entry per town, ordered by town", body = Data<Vec<schema::AgePercentiles>>),
+        (status = 400, description = "`import_id` is not an integer", body = ErrorBody),
+        (status = 404, description = "No such import", body = ErrorBody),
+    )
+)]
 async fn age_percentiles(params: PathParams, state: State) -> Result<Response, ApiError> {
     let import_id: i64 = params.get("import_id")?;
     let towns = store::age_percentiles(&state.pool, import_id, today()).await?;

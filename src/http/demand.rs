@@ -9,6 +9,7 @@ use warp::{Filter, Reply};
 
 use super::error::{respond, ApiError};
 use super::extract::{query, raw_query};
+use super::openapi::{Data, ErrorBody};
 use super::routes::{route, PathParams};
 use super::{data, with_state, State};
 use crate::demand::{self, chart, DemandParamError, DemandQuery, DemandRow};
@@ -27,13 +28,55 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
     json.or(svg).unify().boxed()
 }
 
-#[derive(Debug, Deserialize)]
+/// Documents this file's routes; merged into the document by `openapi.rs`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(demand_json, demand_svg),
+    components(schemas(DemandRowSchema)),
+    tags((name = "demand", description = "Course demand by town, age group, channel and course"))
+)]
+pub(super) struct Api;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DemandParams {
+    /// Required: comma-separated grouping keys among `town`, `age_group`,
+    /// `channel`, `course`, each at most once (the chart takes one or two).
+    #[param(example = "town,age_group")]
     by: Option<String>,
+    /// 1 to 20 strictly increasing ages between 1 and 150 that bound the age groups.
+    #[param(default = "18,25,35,45,55,65")]
     age_bins: Option<String>,
+    /// Only statements for this course (1 to 256 characters).
     course: Option<String>,
+    /// Only this advertising channel (1 to 256 characters; `unknown` for none).
     channel: Option<String>,
+}
+
+// Schema-only: a row serialises with just the keys named in `by`, so the real
+// `DemandRow` is a dynamic map this struct mirrors for the document.
+/// One group of the demand: the keys named in `by`, then its counts.
+#[derive(utoipa::ToSchema)]
+#[schema(as = DemandRow)]
+#[allow(dead_code)]
+struct DemandRowSchema {
+    /// Present when `by` names `town`.
+    #[schema(nullable = false)]
+    town: Option<String>,
+    /// Present when `by` names `age_group`, e.g. `18-24`.
+    #[schema(nullable = false)]
+    age_group: Option<String>,
+    /// Present when `by` names `channel` (`unknown` for none).
+    #[schema(nullable = false)]
+    channel: Option<String>,
+    /// Present when `by` names `course`.
+    #[schema(nullable = false)]
+    course: Option<String>,
+    /// Statements in the group.
+    statements: i64,
+    /// Distinct citizens who made them.
+    residents: i64,
 }
 
 impl From<DemandParamError> for ApiError {
@@ -63,12 +106,37 @@ async fn load(
         .ok_or_else(|| ApiError::not_found(format!("import {import_id} does not exist")))
 }
 
+/// Demand of one import grouped by the keys of `by`, most statements first.
+#[utoipa::path(
+    get,
+    path = "/imports/{id}/demand",
+    tag = "demand",
+    params(("id" = i64, Path, description = "The import"), DemandParams),
+    responses(
+        (status = 200, description = "One row per group", body = Data<Vec<DemandRowSchema>>),
+        (status = 400, description = "Bad `id`, unknown parameter, or a parameter that \
+            does not parse (`fields` names it)", body = ErrorBody),
+        (status = 404, description = "No such import", body = ErrorBody),
+    )
+)]
 async fn demand_json(params: PathParams, raw: String, state: State) -> Result<Response, ApiError> {
     let demand_query = parse(&raw)?;
     let rows = load(&params, &demand_query, &state).await?;
     Ok(data(StatusCode::OK, &rows))
 }
 
+/// The same demand as a bar chart; `by` names one or two keys.
+#[utoipa::path(
+    get,
+    path = "/imports/{id}/demand.svg",
+    tag = "demand",
+    params(("id" = i64, Path, description = "The import"), DemandParams),
+    responses(
+        (status = 200, description = "An SVG chart", content_type = "image/svg+xml", body = String),
+        (status = 400, description = "As for `/demand`, or `by` names more than two keys", body = ErrorBody),
+        (status = 404, description = "No such import", body = ErrorBody),
+    )
+)]
 async fn demand_svg(params: PathParams, raw: String, state: State) -> Result<Response, ApiError> {
     let demand_query = parse(&raw)?.for_chart()?;
     let rows = load(&params, &demand_query, &state).await?;

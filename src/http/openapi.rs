@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use utoipa::openapi::security::{HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{docs, jobs, observability, ops, statements};
+use super::{citizens, demand, docs, jobs, observability, ops, statements};
 
 /// The error envelope `{"error":{"code","message","fields"?}}`, schema `Error`:
 /// use it as `body = ErrorBody` for every error response.
@@ -66,8 +66,12 @@ struct Resources;
 
 impl Modify for Resources {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let resources: [utoipa::openapi::OpenApi; 2] =
-            [jobs::Api::openapi(), statements::Api::openapi()];
+        let resources = [
+            citizens::Api::openapi(),
+            demand::Api::openapi(),
+            jobs::Api::openapi(),
+            statements::Api::openapi(),
+        ];
         for resource in resources {
             openapi.merge(resource);
         }
