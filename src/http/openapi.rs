@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use utoipa::openapi::security::{HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{docs, observability, ops};
+use super::{airports, docs, observability, ops};
 
 /// The error envelope `{"error":{"code","message","fields"?}}`, schema `Error`:
 /// use it as `body = ErrorBody` for every error response.
@@ -66,7 +66,7 @@ struct Resources;
 
 impl Modify for Resources {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let resources: [utoipa::openapi::OpenApi; 0] = [];
+        let resources: [utoipa::openapi::OpenApi; 1] = [airports::Api::openapi()];
         for resource in resources {
             openapi.merge(resource);
         }
