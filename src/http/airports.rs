@@ -91,6 +91,15 @@ impl utoipa::Modify for Aliases {
                 .paths
                 .add_path_operation(alias, vec![method], operation);
         }
+        // `method(get, post)` gives both one operation id; ids must be unique.
+        if let Some(post) = openapi
+            .paths
+            .paths
+            .get_mut("/confirm/{token}")
+            .and_then(|item| item.post.as_mut())
+        {
+            post.operation_id = Some("confirm_airport_change_post".to_owned());
+        }
 
         fn operation_of<'a>(
             item: &'a PathItem,
@@ -269,6 +278,7 @@ impl From<TokenError> for ApiError {
 #[utoipa::path(
     post,
     path = "/airports/upload",
+    operation_id = "upload_airports",
     tag = "airports",
     request_body(
         content = String,
@@ -357,6 +367,7 @@ async fn upload_multipart(
 #[utoipa::path(
     get,
     path = "/airports",
+    operation_id = "list_airports",
     tag = "airports",
     params(ListFilter),
     responses(
@@ -374,6 +385,7 @@ async fn list(raw: String, state: State) -> Result<Response, ApiError> {
 #[utoipa::path(
     get,
     path = "/airports/near",
+    operation_id = "near_airports",
     tag = "airports",
     params(NearQuery),
     responses(
@@ -391,6 +403,7 @@ async fn near(raw: String, state: State) -> Result<Response, ApiError> {
 #[utoipa::path(
     get,
     path = "/airports/{id}",
+    operation_id = "get_airport",
     tag = "airports",
     params(("id" = i64, Path, description = "Airport id")),
     responses(
@@ -414,6 +427,7 @@ fn created(airport: &airports::Airport) -> Response {
 #[utoipa::path(
     put,
     path = "/airports",
+    operation_id = "create_airport",
     tag = "airports",
     request_body = NewAirport,
     responses(
@@ -483,6 +497,7 @@ fn nonempty(patch: AirportPatch) -> Result<AirportPatch, ApiError> {
 #[utoipa::path(
     patch,
     path = "/airports/{id}",
+    operation_id = "patch_airport",
     tag = "airports",
     params(("id" = i64, Path, description = "Airport id")),
     request_body = AirportPatch,
@@ -509,6 +524,7 @@ async fn patch(
 #[utoipa::path(
     delete,
     path = "/airports/{id}",
+    operation_id = "delete_airport",
     tag = "airports",
     params(("id" = i64, Path, description = "Airport id")),
     responses(
@@ -527,6 +543,7 @@ async fn delete(params: PathParams, raw: String, state: State) -> Result<Respons
 #[utoipa::path(
     get,
     path = "/airports/{id}/delete",
+    operation_id = "soft_delete_airport",
     tag = "airports",
     params(("id" = i64, Path, description = "Airport id")),
     responses(
@@ -567,6 +584,7 @@ fn confirmation(state: &State, action: Action) -> Result<Response, ApiError> {
 #[utoipa::path(
     get,
     path = "/airports/create",
+    operation_id = "airport_create_link",
     tag = "airports",
     params(NewAirport),
     responses(
@@ -584,6 +602,7 @@ async fn confirm_create(raw: String, state: State) -> Result<Response, ApiError>
 #[utoipa::path(
     get,
     path = "/airports/{id}/update",
+    operation_id = "airport_update_link",
     tag = "airports",
     params(("id" = i64, Path, description = "Airport id")),
     responses(
@@ -609,6 +628,7 @@ async fn confirm_update(
 #[utoipa::path(
     method(get, post),
     path = "/confirm/{token}",
+    operation_id = "confirm_airport_change",
     tag = "airports",
     params(("token" = String, Path, description = "The signed token from `confirm_url`")),
     responses(
