@@ -59,7 +59,7 @@ impl From<deadpool_postgres::PoolError> for AirportError {
 }
 
 /// An airport as stored (soft-deleted rows carry `deleted_at`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Airport {
     pub id: i64,
     pub name: String,
@@ -77,13 +77,16 @@ pub struct Airport {
     pub kind: Option<String>,
     pub source: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub deleted_at: Option<DateTime<Utc>>,
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: DateTime<Utc>,
 }
 
 /// An airport found by [`near`], with its distance from the query point.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct NearAirport {
     #[serde(flatten)]
     pub airport: Airport,
@@ -92,9 +95,14 @@ pub struct NearAirport {
 
 /// A new airport: name and position required, the rest optional. Empty
 /// strings are NULL, as in the CSV.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// The utoipa derives are metadata for the OpenAPI document (the body of
+// `PUT /airports`, the query of `GET /airports/create`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct NewAirport {
+    #[schema(value_type = String)]
+    #[param(value_type = String)]
     pub name: Name,
     #[serde(default, deserialize_with = "text")]
     pub city: Option<String>,
@@ -104,13 +112,23 @@ pub struct NewAirport {
     pub iata: Option<String>,
     #[serde(default, deserialize_with = "text")]
     pub icao: Option<String>,
+    #[schema(value_type = f64, minimum = -90, maximum = 90)]
+    #[param(value_type = f64, minimum = -90, maximum = 90)]
     pub latitude: Latitude,
+    #[schema(value_type = f64, minimum = -180, maximum = 180)]
+    #[param(value_type = f64, minimum = -180, maximum = 180)]
     pub longitude: Longitude,
     #[serde(default)]
     pub altitude: Option<i32>,
+    /// Hours from UTC, up to two decimals, within [-12, 14].
     #[serde(default)]
+    #[schema(value_type = Option<f64>)]
+    #[param(value_type = Option<f64>)]
     pub timezone: Option<Timezone>,
+    /// One character (E, A, S, O, Z, N, U).
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    #[param(value_type = Option<String>)]
     pub dst: Option<Dst>,
     #[serde(default, deserialize_with = "text")]
     pub tz: Option<String>,
@@ -122,7 +140,7 @@ pub struct NewAirport {
 
 /// A partial update: an absent field is kept, `null` clears a nullable one.
 /// Name and position can change but never become NULL.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AirportPatch {
     #[serde(
@@ -130,66 +148,77 @@ pub struct AirportPatch {
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = String)]
     pub name: Option<Name>,
     #[serde(
         default,
         deserialize_with = "nullable_text",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<String>)]
     pub city: Option<Option<String>>,
     #[serde(
         default,
         deserialize_with = "nullable_text",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<String>)]
     pub country: Option<Option<String>>,
     #[serde(
         default,
         deserialize_with = "nullable_text",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<String>)]
     pub iata: Option<Option<String>>,
     #[serde(
         default,
         deserialize_with = "nullable_text",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<String>)]
     pub icao: Option<Option<String>>,
     #[serde(
         default,
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = f64)]
     pub latitude: Option<Latitude>,
     #[serde(
         default,
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = f64)]
     pub longitude: Option<Longitude>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<i32>)]
     pub altitude: Option<Option<i32>>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<f64>)]
     pub timezone: Option<Option<Timezone>>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<String>)]
     pub dst: Option<Option<Dst>>,
     #[serde(
         default,
         deserialize_with = "nullable_text",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<String>)]
     pub tz: Option<Option<String>>,
     #[serde(
         default,
@@ -197,12 +226,14 @@ pub struct AirportPatch {
         deserialize_with = "nullable_text",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<String>)]
     pub kind: Option<Option<String>>,
     #[serde(
         default,
         deserialize_with = "nullable_text",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<String>)]
     pub source: Option<Option<String>>,
 }
 

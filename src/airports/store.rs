@@ -41,19 +41,21 @@ pub const MAX_LIMIT: i64 = 1000;
 const DEFAULT_LIMIT: i64 = 100;
 
 /// `GET /airports` filters (case-insensitive equality) and keyset paging by id.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListFilter {
     pub city: Option<String>,
     pub country: Option<String>,
     pub iata: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
     pub limit: Option<i64>,
     /// Return airports with ids above this one (the previous page's `next_after`).
     pub after: Option<i64>,
 }
 
 /// One page of airports and the cursor of the next page, if there may be one.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Page {
     pub airports: Vec<Airport>,
     pub next_after: Option<i64>,
@@ -259,12 +261,17 @@ pub async fn soft_delete(pool: &Pool, id: i64) -> Result<Airport, AirportError> 
 }
 
 /// `GET /airports/near`: a point and a radius.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct NearQuery {
+    #[param(value_type = f64, minimum = -90, maximum = 90)]
     pub lat: super::Latitude,
+    #[param(value_type = f64, minimum = -180, maximum = 180)]
     pub lon: super::Longitude,
+    /// Radius in km, in (0, 20040].
     pub radius_km: f64,
+    /// At most this many airports, 1 to 1000 (default 100).
     pub limit: Option<i64>,
 }
 

@@ -28,7 +28,7 @@ use crate::db::{Client, Pool};
 const BATCH: usize = 512;
 
 /// `{"inserted": N, "updated": M}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UploadOutcome {
     pub inserted: u64,
     pub updated: u64,

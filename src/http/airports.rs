@@ -14,10 +14,117 @@ use warp::{Filter, Reply};
 
 use super::error::{respond, ApiError};
 use super::extract::{body_bytes, json, query, raw_query};
+use super::openapi::{Data, ErrorBody};
 use super::routes::{route, PathParams};
 use super::{data, with_state, State};
 use crate::airports::confirm::{Action, Signer, TokenError};
-use crate::airports::{self, AirportError, AirportPatch, ListFilter, NearQuery, NewAirport};
+use crate::airports::{
+    self, Airport, AirportError, AirportPatch, ListFilter, NearAirport, NearQuery, NewAirport,
+    Page, UploadOutcome,
+};
+
+/// The airports part of the OpenAPI document. The bare aliases are added by
+/// [`Aliases`] as copies of the operations they share a handler with.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        upload_route,
+        list,
+        near,
+        get,
+        create,
+        patch,
+        delete,
+        confirm_create,
+        confirm_update,
+        soft_delete,
+        confirm,
+    ),
+    components(schemas(Airport, NearAirport, NewAirport, AirportPatch, Page, UploadOutcome, Confirmation)),
+    modifiers(&Aliases),
+    tags((name = "airports", description = "Airports: CSV upload, lookup, nearby search, \
+        changes, and signed confirmation links for changes made by GET"))
+)]
+pub(super) struct Api;
+
+/// The seed's bare aliases: (alias, method, the documented path serving it).
+/// On the aliases the airport id is the query parameter `?id=` instead of `{id}`.
+const ALIASES: [(&str, &str, &str); 7] = [
+    ("/upload", "post", "/airports/upload"),
+    ("/create", "put", "/airports"),
+    ("/create", "get", "/airports/create"),
+    ("/update", "patch", "/airports/{id}"),
+    ("/update", "get", "/airports/{id}/update"),
+    ("/delete", "delete", "/airports/{id}"),
+    ("/delete", "get", "/airports/{id}/delete"),
+];
+
+struct Aliases;
+
+impl utoipa::Modify for Aliases {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{HttpMethod, ParameterIn, PathItem};
+        for (alias, method, original) in ALIASES {
+            let Some(mut operation) = openapi
+                .paths
+                .paths
+                .get(original)
+                .and_then(|item| operation_of(item, method))
+                .cloned()
+            else {
+                continue;
+            };
+            operation.operation_id = None;
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if parameter.name == "id" && parameter.parameter_in == ParameterIn::Path {
+                    parameter.parameter_in = ParameterIn::Query;
+                }
+            }
+            let method = match method {
+                "post" => HttpMethod::Post,
+                "put" => HttpMethod::Put,
+                "patch" => HttpMethod::Patch,
+                "delete" => HttpMethod::Delete,
+                _ => HttpMethod::Get,
+            };
+            openapi
+                .paths
+                .add_path_operation(alias, vec![method], operation);
+        }
+        // `method(get, post)` gives both one operation id; ids must be unique.
+        if let Some(post) = openapi
+            .paths
+            .paths
+            .get_mut("/confirm/{token}")
+            .and_then(|item| item.post.as_mut())
+        {
+            post.operation_id = Some("confirm_airport_change_post".to_owned());
+        }
+
+        fn operation_of<'a>(
+            item: &'a PathItem,
+            method: &str,
+        ) -> Option<&'a utoipa::openapi::path::Operation> {
+            match method {
+                "post" => item.post.as_ref(),
+                "put" => item.put.as_ref(),
+                "patch" => item.patch.as_ref(),
+                "delete" => item.delete.as_ref(),
+                _ => item.get.as_ref(),
+            }
+        }
+    }
+}
+
+/// A signed confirmation link (`GET /airports/create`, `GET /airports/{id}/update`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Confirmation {
+    /// `POST` or `GET` it to carry out the change.
+    #[schema(example = "/confirm/eyJ…")]
+    confirm_url: String,
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: chrono::DateTime<chrono::Utc>,
+}
 
 pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
     let limit = state.config.body_limit;
@@ -168,6 +275,24 @@ impl From<TokenError> for ApiError {
 }
 
 /// `POST` of a CSV body, raw (`text/csv`) or as the `file` part of a multipart form.
+#[utoipa::path(
+    post,
+    path = "/airports/upload",
+    operation_id = "upload_airports",
+    tag = "airports",
+    request_body(
+        content = String,
+        content_type = "text/csv",
+        description = "OpenFlights airports CSV, raw or as the part `file` of a \
+            `multipart/form-data` body. Rows are upserted by id, all or nothing."
+    ),
+    responses(
+        (status = 201, description = "Written: how many rows were inserted and updated", body = Data<UploadOutcome>),
+        (status = 400, description = "Bad rows (`fields.bad_rows`, `fields.errors` with line and reason; \
+            nothing was written) or an unreadable body", body = ErrorBody),
+        (status = 413, description = "The body exceeds the configured limit", body = ErrorBody),
+    )
+)]
 fn upload_route(pattern: &'static str, state: &State) -> BoxedFilter<(Response,)> {
     let limit = state.config.body_limit;
     let multipart = route(pattern, Method::POST)
@@ -238,18 +363,55 @@ async fn upload_multipart(
     ))
 }
 
+/// Airports, filtered by city, country or IATA code (case-insensitive), paged by id.
+#[utoipa::path(
+    get,
+    path = "/airports",
+    operation_id = "list_airports",
+    tag = "airports",
+    params(ListFilter),
+    responses(
+        (status = 200, description = "A page; pass `next_after` as `after` for the next", body = Data<Page>),
+        (status = 400, description = "Unknown or invalid query parameter", body = ErrorBody),
+    )
+)]
 async fn list(raw: String, state: State) -> Result<Response, ApiError> {
     let filter: ListFilter = query(&raw)?;
     let page = airports::list(&state.pool, &filter).await?;
     Ok(data(StatusCode::OK, &page))
 }
 
+/// Airports within `radius_km` of a point, nearest first.
+#[utoipa::path(
+    get,
+    path = "/airports/near",
+    operation_id = "near_airports",
+    tag = "airports",
+    params(NearQuery),
+    responses(
+        (status = 200, description = "Airports with `distance_km`, nearest first", body = Data<Vec<NearAirport>>),
+        (status = 400, description = "Missing or invalid query parameter", body = ErrorBody),
+    )
+)]
 async fn near(raw: String, state: State) -> Result<Response, ApiError> {
     let near: NearQuery = query(&raw)?;
     let found = airports::near(&state.pool, &near).await?;
     Ok(data(StatusCode::OK, &found))
 }
 
+/// One airport.
+#[utoipa::path(
+    get,
+    path = "/airports/{id}",
+    operation_id = "get_airport",
+    tag = "airports",
+    params(("id" = i64, Path, description = "Airport id")),
+    responses(
+        (status = 200, description = "The airport", body = Data<Airport>),
+        (status = 400, description = "The id is not an integer", body = ErrorBody),
+        (status = 404, description = "No such airport", body = ErrorBody),
+    )
+)]
 async fn get(params: PathParams, state: State) -> Result<Response, ApiError> {
     let id = params.get::<i64>("id")?;
     let airport = airports::get(&state.pool, id).await?;
@@ -261,6 +423,20 @@ fn created(airport: &airports::Airport) -> Response {
     warp::reply::with_header(data(StatusCode::CREATED, airport), LOCATION, location).into_response()
 }
 
+/// Creates an airport.
+#[utoipa::path(
+    put,
+    path = "/airports",
+    operation_id = "create_airport",
+    tag = "airports",
+    request_body = NewAirport,
+    responses(
+        (status = 201, description = "Created; `Location` names it", body = Data<Airport>,
+            headers(("Location" = String, description = "`/airports/{id}`"))),
+        (status = 400, description = "Invalid JSON or airport", body = ErrorBody),
+        (status = 413, description = "The body exceeds the configured limit", body = ErrorBody),
+    )
+)]
 async fn create(body: Bytes, state: State) -> Result<Response, ApiError> {
     let airport: NewAirport = typed(json::<Value>(&body)?)?;
     let airport = airports::create(&state.pool, &airport).await?;
@@ -317,6 +493,21 @@ fn nonempty(patch: AirportPatch) -> Result<AirportPatch, ApiError> {
     }
 }
 
+/// Changes the given fields of an airport (`null` clears a nullable one).
+#[utoipa::path(
+    patch,
+    path = "/airports/{id}",
+    operation_id = "patch_airport",
+    tag = "airports",
+    params(("id" = i64, Path, description = "Airport id")),
+    request_body = AirportPatch,
+    responses(
+        (status = 200, description = "The changed airport", body = Data<Airport>),
+        (status = 400, description = "Invalid id, JSON or field, or no field to change", body = ErrorBody),
+        (status = 404, description = "No such airport", body = ErrorBody),
+        (status = 413, description = "The body exceeds the configured limit", body = ErrorBody),
+    )
+)]
 async fn patch(
     params: PathParams,
     raw: String,
@@ -329,12 +520,38 @@ async fn patch(
     Ok(data(StatusCode::OK, &airport))
 }
 
+/// Deletes an airport for good.
+#[utoipa::path(
+    delete,
+    path = "/airports/{id}",
+    operation_id = "delete_airport",
+    tag = "airports",
+    params(("id" = i64, Path, description = "Airport id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "The id is not an integer", body = ErrorBody),
+        (status = 404, description = "No such airport", body = ErrorBody),
+    )
+)]
 async fn delete(params: PathParams, raw: String, state: State) -> Result<Response, ApiError> {
     let id = id(&params, &raw)?;
     airports::delete(&state.pool, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Soft-deletes an airport: it stays, with `deleted_at` set.
+#[utoipa::path(
+    get,
+    path = "/airports/{id}/delete",
+    operation_id = "soft_delete_airport",
+    tag = "airports",
+    params(("id" = i64, Path, description = "Airport id")),
+    responses(
+        (status = 200, description = "The airport, with `deleted_at`", body = Data<Airport>),
+        (status = 400, description = "The id is not an integer", body = ErrorBody),
+        (status = 404, description = "No such airport", body = ErrorBody),
+    )
+)]
 async fn soft_delete(params: PathParams, raw: String, state: State) -> Result<Response, ApiError> {
     let id = id(&params, &raw)?;
     let airport = airports::soft_delete(&state.pool, id).await?;
@@ -356,19 +573,45 @@ fn confirmation(state: &State, action: Action) -> Result<Response, ApiError> {
         .map_err(|e| ApiError::internal(&e))?;
     Ok(data(
         StatusCode::OK,
-        &json!({
-            "confirm_url": format!("/confirm/{}", token.token),
-            "expires_at": token.expires_at,
-        }),
+        &Confirmation {
+            confirm_url: format!("/confirm/{}", token.token),
+            expires_at: token.expires_at,
+        },
     ))
 }
 
+/// A signed link that creates the airport described by the query once followed.
+#[utoipa::path(
+    get,
+    path = "/airports/create",
+    operation_id = "airport_create_link",
+    tag = "airports",
+    params(NewAirport),
+    responses(
+        (status = 200, description = "The confirmation link and its expiry", body = Data<Confirmation>),
+        (status = 400, description = "Invalid query or airport", body = ErrorBody),
+    )
+)]
 async fn confirm_create(raw: String, state: State) -> Result<Response, ApiError> {
     let airport: NewAirport =
         typed(airports::pairs_to_json(pairs(&raw)?).map_err(ApiError::bad_request)?)?;
     confirmation(&state, Action::Create { airport })
 }
 
+/// A signed link that applies the query's fields to the airport once followed.
+#[utoipa::path(
+    get,
+    path = "/airports/{id}/update",
+    operation_id = "airport_update_link",
+    tag = "airports",
+    params(("id" = i64, Path, description = "Airport id")),
+    responses(
+        (status = 200, description = "The confirmation link and its expiry; the query \
+            holds the fields to change, as in `AirportPatch`", body = Data<Confirmation>),
+        (status = 400, description = "Invalid id or field, or no field to change", body = ErrorBody),
+        (status = 404, description = "No such airport", body = ErrorBody),
+    )
+)]
 async fn confirm_update(
     params: PathParams,
     raw: String,
@@ -381,6 +624,24 @@ async fn confirm_update(
     confirmation(&state, Action::Update { id, patch })
 }
 
+/// Carries out the change a signed link stands for, once.
+#[utoipa::path(
+    method(get, post),
+    path = "/confirm/{token}",
+    operation_id = "confirm_airport_change",
+    tag = "airports",
+    params(("token" = String, Path, description = "The signed token from `confirm_url`")),
+    responses(
+        (status = 200, description = "Updated", body = Data<Airport>),
+        (status = 201, description = "Created; `Location` names it", body = Data<Airport>,
+            headers(("Location" = String, description = "`/airports/{id}`"))),
+        (status = 400, description = "Malformed token, or the change is no longer valid", body = ErrorBody),
+        (status = 403, description = "Bad signature", body = ErrorBody),
+        (status = 404, description = "The airport to update is gone", body = ErrorBody),
+        (status = 409, description = "The link was already used", body = ErrorBody),
+        (status = 410, description = "The link has expired", body = ErrorBody),
+    )
+)]
 async fn confirm(params: PathParams, state: State) -> Result<Response, ApiError> {
     let token = params
         .raw("token")

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use utoipa::openapi::security::{HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{citizens, demand, docs, jobs, observability, ops, statements};
+use super::{airports, citizens, demand, docs, jobs, observability, ops, statements};
 
 /// The error envelope `{"error":{"code","message","fields"?}}`, schema `Error`:
 /// use it as `body = ErrorBody` for every error response.
@@ -67,6 +67,7 @@ struct Resources;
 impl Modify for Resources {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let resources = [
+            airports::Api::openapi(),
             citizens::Api::openapi(),
             demand::Api::openapi(),
             jobs::Api::openapi(),
