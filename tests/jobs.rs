@@ -6,7 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::streams::{self, eventually, Served};
+use common::streams::{self, eventually};
+use common::Served;
 use common::{error_code, json, TestApp, TestDatabase, ADMIN_TOKEN};
 use insikt::jobs::job_name;
 use reqwest::Method;

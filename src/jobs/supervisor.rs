@@ -290,14 +290,20 @@ async fn stop_local(state: &mut SupervisorState, name: &str) {
     }
 }
 
-async fn stop(state: &mut SupervisorState, name: &str) -> Result<(), JobsError> {
-    let client = state.context.pool.get().await?;
-    let row = repo::by_name(&client, name)
+/// The job `name` when it can still be stopped or started (it exists and has not expired).
+async fn live_job(client: &crate::db::Client, name: &str) -> Result<JobRow, JobsError> {
+    let row = repo::by_name(client, name)
         .await?
         .ok_or_else(|| JobsError::NotFound(name.to_owned()))?;
     if row.state == "expired" {
         return Err(JobsError::Expired(name.to_owned()));
     }
+    Ok(row)
+}
+
+async fn stop(state: &mut SupervisorState, name: &str) -> Result<(), JobsError> {
+    let client = state.context.pool.get().await?;
+    let row = live_job(&client, name).await?;
     repo::set_desired(&client, name, "stopped").await?;
     stop_local(state, name).await;
     if row.topic_ready {
@@ -312,12 +318,7 @@ async fn start(
     name: &str,
 ) -> Result<(), JobsError> {
     let client = state.context.pool.get().await?;
-    let row = repo::by_name(&client, name)
-        .await?
-        .ok_or_else(|| JobsError::NotFound(name.to_owned()))?;
-    if row.state == "expired" {
-        return Err(JobsError::Expired(name.to_owned()));
-    }
+    let row = live_job(&client, name).await?;
     repo::set_desired(&client, name, "running").await?;
     if row.state == "failed" || row.state == "stopped" {
         // An operator's start gives a failed job a fresh failure budget.

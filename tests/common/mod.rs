@@ -190,14 +190,63 @@ pub fn test_config(database: &TestDatabase) -> Config {
     config
 }
 
-/// The real application serving on a free port; stopped and its database
-/// dropped when this is dropped.
+/// The real application serving on a free port until stopped (or dropped).
+pub struct Served {
+    pub addr: std::net::SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Served {
+    pub async fn start(config: Config) -> Self {
+        let app = Application::build(config)
+            .await
+            .expect("application starts");
+        let addr = app.local_addr();
+        let (shutdown, stop) = oneshot::channel();
+        let server = tokio::spawn(app.run_until(async {
+            let _ = stop.await;
+        }));
+        Self {
+            addr,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops the server and waits for it to finish in-flight requests.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// The real application on its own fresh database; the server stops, then
+/// the database is dropped, when this is dropped (fields drop in order).
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
     pub client: reqwest::Client,
+    served: Served,
     pub database: TestDatabase,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestApp {
@@ -210,28 +259,20 @@ impl TestApp {
         let database = TestDatabase::create().await;
         let mut config = test_config(&database);
         adjust(&mut config);
-        let app = Application::build(config)
-            .await
-            .expect("application starts");
-        let addr = app.local_addr();
-        let (shutdown, stop) = oneshot::channel();
-        let server = tokio::spawn(app.run_until(async {
-            let _ = stop.await;
-        }));
+        let served = Served::start(config).await;
         Self {
-            addr,
+            addr: served.addr,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(120))
                 .build()
                 .unwrap(),
+            served,
             database,
-            shutdown: Some(shutdown),
-            server: Some(server),
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        self.served.url(path)
     }
 
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -260,24 +301,8 @@ impl TestApp {
     }
 
     /// Stops the server and waits for it to finish in-flight requests.
-    pub async fn stop(mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
-        }
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
+    pub async fn stop(self) {
+        self.served.stop().await;
     }
 }
 

@@ -7,9 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use insikt::config::Config;
-use insikt::startup::Application;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 use super::TestDatabase;
 
@@ -88,44 +86,6 @@ pub async fn stored(db: &tokio_postgres::Client, import_id: i64) -> i64 {
         import_id,
     )
     .await
-}
-
-/// An app on a database it does not own, so it can be stopped gracefully
-/// and another started on the same database.
-pub struct Served {
-    pub addr: std::net::SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Served {
-    pub async fn start(config: Config) -> Self {
-        let app = Application::build(config)
-            .await
-            .expect("application starts");
-        let addr = app.local_addr();
-        let (shutdown, stop) = oneshot::channel();
-        let server = tokio::spawn(app.run_until(async {
-            let _ = stop.await;
-        }));
-        Self {
-            addr,
-            shutdown: Some(shutdown),
-            server,
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    /// Graceful shutdown: HTTP first, then every job after its current batch.
-    pub async fn stop(mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        let _ = (&mut self.server).await;
-    }
 }
 
 /// A config for `Served` apps on `database` sharing one stream setup.
