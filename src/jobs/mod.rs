@@ -55,7 +55,17 @@ pub struct Settings {
     pub instance: String,
 }
 
+/// Longest extra time a topic keeps its messages after its job expired.
+const ARCHIVE_GRACE_MAX: Duration = Duration::from_secs(3600);
+
 impl Settings {
+    /// The topic's `retention.ms`: the job's retention window plus a grace
+    /// (the window itself, at most an hour), so that the job, which archives
+    /// its unconsumed rest at expiry, reads it before the broker may delete it.
+    pub fn topic_retention(&self) -> Duration {
+        self.retention + self.retention.min(ARCHIVE_GRACE_MAX)
+    }
+
     pub fn from_config(config: &Config) -> Self {
         Self {
             brokers: config.kafka_brokers.clone(),
@@ -303,6 +313,19 @@ impl std::fmt::Debug for SupervisorHandle {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn topics_outlive_their_jobs_by_a_bounded_grace() {
+        let mut settings = Settings::from_config(&Config::from_env());
+        settings.retention = Duration::from_secs(20);
+        assert_eq!(settings.topic_retention(), Duration::from_secs(40));
+        settings.retention = Duration::from_secs(14 * 86_400);
+        assert_eq!(
+            settings.topic_retention(),
+            Duration::from_secs(14 * 86_400 + 3600)
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -219,7 +219,7 @@ async fn reconcile(
             match state
                 .context
                 .cluster
-                .create_topic(&row.topic, settings.retention)
+                .create_topic(&row.topic, settings.topic_retention())
                 .await
             {
                 Ok(()) => {
