@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 
 scripts/services.sh up
 
+# A one-shot build gains nothing from incremental caches, which were half of
+# target/ (5 GB) and ran a CI disk full.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
