@@ -13,6 +13,8 @@ use super::openapi::{Data, ErrorBody};
 use super::routes::{route, PathParams};
 use super::{data, extract, with_state, State};
 use crate::statements::{self, DeadLetter, Statement};
+use crate::telemetry;
+use tracing::Instrument;
 
 /// At most this many problems are named in one 400.
 const MAX_REPORTED: usize = 100;
@@ -156,9 +158,23 @@ pub(super) async fn ingest(
         .iter()
         .map(|(_, s)| (s.citizen_id.to_string(), s.to_payload()))
         .collect();
+    // A producer span whose W3C context goes into every record's headers, so
+    // the job storing them continues this request's trace.
+    let span = tracing::info_span!(
+        "kafka.produce",
+        otel.name = %format_args!("{} publish", job.topic),
+        otel.kind = "producer",
+        messaging.system = "kafka",
+        messaging.destination.name = %job.topic,
+        messaging.batch.message_count = parsed.len(),
+        job = %job.name,
+        import = import_id,
+    );
+    let headers = telemetry::inject_context(&span);
     let accepted = state
         .producer
-        .send_all(&job.topic, records)
+        .send_all_with_headers(&job.topic, records, &headers)
+        .instrument(span)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "produce failed");

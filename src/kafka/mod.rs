@@ -8,6 +8,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
@@ -188,18 +189,72 @@ impl Producer {
         topic: &str,
         records: Vec<(String, Vec<u8>)>,
     ) -> Result<usize, KafkaClientError> {
+        self.send_all_with_headers(topic, records, &[]).await
+    }
+
+    /// Like [`Producer::send_all`], with the same `(name, value)` headers on
+    /// every record (e.g. the W3C trace context of the producing request).
+    /// Every record that fails is counted in the producer error metric.
+    pub async fn send_all_with_headers(
+        &self,
+        topic: &str,
+        records: Vec<(String, Vec<u8>)>,
+        headers: &[(String, String)],
+    ) -> Result<usize, KafkaClientError> {
         let count = records.len();
-        let sends = records.iter().map(|(key, payload)| {
-            self.inner.send(
-                FutureRecord::to(topic).key(key).payload(payload),
-                Timeout::After(DELIVERY_TIMEOUT),
+        let owned = (!headers.is_empty()).then(|| {
+            headers.iter().fold(
+                OwnedHeaders::new_with_capacity(headers.len()),
+                |h, (k, v)| {
+                    h.insert(Header {
+                        key: k,
+                        value: Some(v),
+                    })
+                },
             )
         });
+        let sends = records.iter().map(|(key, payload)| {
+            let mut record = FutureRecord::to(topic).key(key).payload(payload);
+            if let Some(headers) = &owned {
+                record = record.headers(headers.clone());
+            }
+            self.inner.send(record, Timeout::After(DELIVERY_TIMEOUT))
+        });
+        let mut first_error = None;
         for outcome in futures_util::future::join_all(sends).await {
-            outcome.map_err(|(error, _)| KafkaClientError::Kafka(error))?;
+            if let Err((error, _)) = outcome {
+                crate::telemetry::metrics::producer_error(error_kind(&error));
+                first_error.get_or_insert(error);
+            }
         }
-        Ok(count)
+        match first_error {
+            Some(error) => Err(KafkaClientError::Kafka(error)),
+            None => Ok(count),
+        }
     }
+}
+
+/// A short fixed word for a produce failure, as the error metric's label.
+fn error_kind(error: &KafkaError) -> &'static str {
+    match error {
+        KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => "queue_full",
+        KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut) => "timeout",
+        KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge) => "too_large",
+        KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopicOrPartition) => "unknown_topic",
+        KafkaError::MessageProduction(_) => "broker",
+        KafkaError::Canceled => "canceled",
+        _ => "other",
+    }
+}
+
+/// The headers of a consumed message as `(name, value)`; headers without a
+/// value are skipped.
+pub fn headers<'a>(message: &'a BorrowedMessage<'_>) -> impl Iterator<Item = (&'a str, &'a [u8])> {
+    message
+        .headers()
+        .into_iter()
+        .flat_map(|headers| headers.iter())
+        .filter_map(|header| Some((header.key, header.value?)))
 }
 
 impl std::fmt::Debug for Producer {

@@ -17,7 +17,7 @@ pub mod profile;
 use std::sync::OnceLock;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TracerProvider as _};
 use opentelemetry::Context;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -162,6 +162,57 @@ pub fn trace_id(span: &Span) -> Option<String> {
         .then(|| span_context.trace_id().to_string())
 }
 
+/// Most links one batch span carries (the SDK drops links beyond 128 anyway).
+const MAX_LINKS: usize = 128;
+
+/// The distinct remote trace contexts carried by a batch of messages, in the
+/// order first seen: the first becomes the parent of the span processing the
+/// batch, the others its links (one request's messages share one context, so
+/// a batch usually has few).
+#[derive(Debug, Default)]
+pub struct RemoteContexts(Vec<SpanContext>);
+
+impl RemoteContexts {
+    /// Notes the context in one message's `headers` (see [`extract_context`]);
+    /// messages without one, or repeating one already noted, add nothing.
+    pub fn add<'a>(&mut self, headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) {
+        let mut headers = headers.into_iter().peekable();
+        if headers.peek().is_none() || self.0.len() > MAX_LINKS {
+            return;
+        }
+        let context = extract_context(headers);
+        let span_context = context.span().span_context().clone();
+        let known = self.0.iter().any(|c| {
+            c.trace_id() == span_context.trace_id() && c.span_id() == span_context.span_id()
+        });
+        if span_context.is_valid() && !known {
+            self.0.push(span_context);
+        }
+    }
+
+    /// How many distinct contexts were noted.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Makes `span` continue the first context and link to the others; call
+    /// it before the span is first entered. Without any context the span
+    /// starts its own trace.
+    pub fn continue_in(&self, span: &Span) {
+        let mut contexts = self.0.iter();
+        if let Some(first) = contexts.next() {
+            set_parent(span, Context::new().with_remote_span_context(first.clone()));
+        }
+        for other in contexts {
+            span.add_link(other.clone());
+        }
+    }
+}
+
 /// Header list used as propagation carrier (few entries: a Vec beats a map).
 #[derive(Default)]
 struct Carrier(Vec<(String, String)>);
@@ -284,6 +335,47 @@ mod tests {
             });
             assert!(fresh.is_some_and(|id| id != "00000000000000000000000000000000"));
         }
+    }
+
+    #[test]
+    fn a_batch_continues_its_first_context_and_links_the_other_distinct_ones() {
+        let ((first, second), spans) = with_tracing(|| {
+            let one = tracing::info_span!("request one");
+            let two = tracing::info_span!("request two");
+            let (h1, h2) = (inject_context(&one), inject_context(&two));
+            let as_kafka = |headers: &[(String, String)]| -> Vec<(String, Vec<u8>)> {
+                headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+                    .collect()
+            };
+            let messages = [
+                as_kafka(&h1),
+                vec![],
+                as_kafka(&h2),
+                as_kafka(&h1),
+                vec![("traceparent".to_owned(), b"garbage".to_vec())],
+            ];
+            let mut remotes = RemoteContexts::default();
+            for headers in &messages {
+                remotes.add(headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+            }
+            assert_eq!(remotes.len(), 2);
+            let batch = tracing::info_span!("batch");
+            remotes.continue_in(&batch);
+            drop(batch);
+            (
+                one.context().span().span_context().clone(),
+                two.context().span().span_context().clone(),
+            )
+        });
+        let batch = spans.iter().find(|s| s.name == "batch").unwrap();
+        assert_eq!(batch.span_context.trace_id(), first.trace_id());
+        assert_eq!(batch.parent_span_id, first.span_id());
+        let links: Vec<_> = batch.links.iter().map(|l| l.span_context.clone()).collect();
+        assert_eq!(links.len(), 1, "{links:?}");
+        assert_eq!(links[0].trace_id(), second.trace_id());
+        assert_eq!(links[0].span_id(), second.span_id());
     }
 
     #[test]
