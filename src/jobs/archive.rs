@@ -95,6 +95,7 @@ pub async fn expire(
     )
     .await?;
     tx.commit().await?;
+    crate::telemetry::metrics::set_job_state(&row.name, "expired");
     tracing::info!(job = %row.name, files = files.len(), "job expired and archived");
     Ok(files)
 }

@@ -6,12 +6,17 @@
 use std::collections::{HashMap, HashSet};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::time::Instant;
+use tokio::time::{Duration, Instant};
+use tracing::Instrument;
 
 use super::repo::{self, JobRow};
 use super::{archive, Context};
 use crate::kafka::{self, Consumer, Message, Offset, TopicPartitionList};
 use crate::statements::{self, Batch, Received, Rejected, Statement};
+use crate::telemetry::{metrics, RemoteContexts};
+
+/// How often a job refreshes its lag gauge (a metadata request to the broker).
+const LAG_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Job;
 
@@ -33,7 +38,18 @@ pub struct JobState {
     offsets: HashMap<i32, i64>,
     /// The batch read while the previous one was being written; dropped
     /// unwritten on stop (its offsets were never stored, so it is re-read).
-    ahead: Option<Batch>,
+    ahead: Option<(Batch, Read)>,
+    /// When the lag gauge was last refreshed.
+    lag_at: Option<Instant>,
+}
+
+/// What the trace and metrics need to know about a batch, besides the batch.
+#[derive(Debug, Default)]
+struct Read {
+    /// The trace contexts its messages carried (from the producing requests).
+    remotes: RemoteContexts,
+    /// The offsets read, as `partition:first-last` per partition.
+    ranges: String,
 }
 
 impl Actor for Job {
@@ -53,6 +69,7 @@ impl Actor for Job {
             consumer: None,
             offsets,
             ahead: None,
+            lag_at: None,
             context: context.clone(),
             row,
         };
@@ -102,11 +119,27 @@ impl Actor for Job {
             myself.stop(Some("expired".into()));
             return Ok(());
         }
-        let batch = match state.ahead.take() {
-            Some(batch) => batch,
+        let (batch, read) = match state.ahead.take() {
+            Some(ahead) => ahead,
             None => read_batch(state).await,
         };
         if !batch.next_offsets.is_empty() {
+            // One span per batch, continuing the trace of the request that
+            // produced its first message and linking the others.
+            let span = tracing::info_span!(
+                "job.batch",
+                otel.kind = "consumer",
+                otel.status_code = tracing::field::Empty,
+                job = %state.row.name,
+                import = state.row.import_id,
+                messages = batch.accepted.len() + batch.rejected.len(),
+                offsets = %read.ranges,
+                traces = read.remotes.len(),
+                stored = tracing::field::Empty,
+                duplicates = tracing::field::Empty,
+                dead_letters = tracing::field::Empty,
+            );
+            read.remotes.continue_in(&span);
             // Write this batch while reading the next one.
             let started = Instant::now();
             let write = async {
@@ -123,34 +156,71 @@ impl Actor for Job {
                     Err(e) => Err(e.into()),
                 };
                 (written, started.elapsed())
-            };
+            }
+            .instrument(span.clone());
             let ((written, write_time), next) = tokio::join!(write, read_batch(state));
-            let written = written?;
+            let written = match written {
+                Ok(written) => written,
+                Err(error) => {
+                    span.record("otel.status_code", "error");
+                    return Err(error.into());
+                }
+            };
+            span.record("stored", written.stored);
+            span.record("duplicates", written.duplicates);
+            span.record("dead_letters", written.dead_letters);
+            let job = state.row.name.as_str();
+            metrics::job_statements_stored(job, written.stored);
+            metrics::job_dead_letters(job, written.dead_letters);
+            metrics::observe_job_batch(job, write_time.as_secs_f64());
             state.offsets.extend(batch.next_offsets.iter().copied());
             tracing::debug!(
-                job = %state.row.name,
+                parent: &span,
                 ?written,
                 write_ms = write_time.as_millis() as u64,
-                read_ahead = next.accepted.len() + next.rejected.len(),
+                read_ahead = next.0.accepted.len() + next.0.rejected.len(),
                 total_ms = started.elapsed().as_millis() as u64,
                 "batch written"
             );
             state.ahead = Some(next);
         }
+        refresh_lag(state);
         myself.send_message(JobMsg::Poll)?;
         Ok(())
     }
 }
 
-/// Up to `batch_size` messages, waiting at most `batch_wait` for them.
-async fn read_batch(state: &JobState) -> Batch {
+/// Sets the lag gauge (the topic's high watermark minus the stored next
+/// offsets, as `GET /jobs` shows it) every [`LAG_EVERY`], from a task of its
+/// own so the batches never wait for the broker.
+fn refresh_lag(state: &mut JobState) {
+    if state.lag_at.is_some_and(|at| at.elapsed() < LAG_EVERY) {
+        return;
+    }
+    state.lag_at = Some(Instant::now());
+    let cluster = state.context.cluster.clone();
+    let (job, topic) = (state.row.name.clone(), state.row.topic.clone());
+    let next: i64 = state.offsets.values().sum();
+    tokio::spawn(async move {
+        match super::high_watermark(&cluster, &topic).await {
+            Ok(high) => metrics::set_job_lag(&job, (high - next).max(0)),
+            Err(error) => tracing::debug!(%job, %error, "lag not refreshed"),
+        }
+    });
+}
+
+/// Up to `batch_size` messages, waiting at most `batch_wait` for them, with
+/// the trace contexts they carry.
+async fn read_batch(state: &JobState) -> (Batch, Read) {
     let mut batch = Batch::default();
+    let mut read = Read::default();
     let Some(consumer) = state.consumer.as_ref() else {
-        return batch;
+        return (batch, read);
     };
     let settings = &state.context.settings;
     let deadline = Instant::now() + settings.batch_wait;
     let mut next: HashMap<i32, i64> = HashMap::new();
+    let mut first: HashMap<i32, i64> = HashMap::new();
     let mut count = 0;
     while count < settings.batch_size {
         let message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
@@ -165,6 +235,8 @@ async fn read_batch(state: &JobState) -> Batch {
         count += 1;
         let (partition, offset) = (message.partition(), message.offset());
         next.insert(partition, offset + 1);
+        first.entry(partition).or_insert(offset);
+        read.remotes.add(kafka::headers(&message));
         let payload = message.payload().unwrap_or_default();
         match accept(payload, state.row.import_id, &state.citizens) {
             Ok(statement) => batch.accepted.push(Received {
@@ -181,7 +253,16 @@ async fn read_batch(state: &JobState) -> Batch {
         }
     }
     batch.next_offsets = next.into_iter().collect();
-    batch
+    read.ranges = batch
+        .next_offsets
+        .iter()
+        .map(|(partition, next)| {
+            let from = first.get(partition).copied().unwrap_or(*next - 1);
+            format!("{partition}:{from}-{}", next - 1)
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    (batch, read)
 }
 
 /// A message becomes a statement of this import about one of its citizens,

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::{job_name, topic_name, JobView};
 use crate::db::{Client, DbError};
+use crate::telemetry::metrics;
 
 /// Filters of `GET /jobs`.
 #[derive(Debug, Clone, Default)]
@@ -61,13 +62,16 @@ pub async fn create_missing(
     for import in imports {
         let import_id: i64 = import.get(0);
         let name = job_name(import_id);
-        client
+        let inserted = client
             .execute(
                 "INSERT INTO jobs (name, import_id, topic, expires_at) \
                  VALUES ($1, $2, $3, now() + make_interval(secs => $4)) ON CONFLICT DO NOTHING",
                 &[&name, &import_id, &topic_name(prefix, &name), &seconds],
             )
             .await?;
+        if inserted > 0 {
+            metrics::set_job_state(&name, "pending");
+        }
     }
     Ok(())
 }
@@ -99,14 +103,17 @@ pub async fn by_name(client: &Client, name: &str) -> Result<Option<JobRow>, DbEr
 /// The topic exists: a stopped job becomes `stopped`, others stay pending
 /// until their actor reports `running`.
 pub async fn topic_created(client: &Client, name: &str) -> Result<(), DbError> {
-    client
-        .execute(
+    let updated = client
+        .query_opt(
             "UPDATE jobs SET topic_ready = true, last_error = NULL, updated_at = now(), \
              state = CASE WHEN desired = 'stopped' AND state = 'pending' THEN 'stopped' ELSE state END \
-             WHERE name = $1",
+             WHERE name = $1 RETURNING state",
             &[&name],
         )
         .await?;
+    if let Some(row) = updated {
+        metrics::set_job_state(name, row.get(0));
+    }
     Ok(())
 }
 
@@ -120,7 +127,8 @@ pub async fn set_desired(client: &Client, name: &str, desired: &str) -> Result<(
     Ok(())
 }
 
-/// Records a state change (never leaving `expired`).
+/// Records a state change (never leaving `expired`), in the table and in the
+/// job state gauge.
 pub async fn set_state(
     client: &Client,
     name: &str,
@@ -128,7 +136,7 @@ pub async fn set_state(
     owner: Option<&str>,
     error: Option<&str>,
 ) -> Result<(), DbError> {
-    client
+    let updated = client
         .execute(
             "UPDATE jobs SET state = $2, owner = $3, \
              last_error = COALESCE($4, last_error), updated_at = now(), \
@@ -137,6 +145,9 @@ pub async fn set_state(
             &[&name, &state, &owner, &error],
         )
         .await?;
+    if updated > 0 {
+        metrics::set_job_state(name, state);
+    }
     Ok(())
 }
 
