@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use common::{error_code, json, TestApp, ADMIN_TOKEN};
+use common::{error_code, json, streams, TestApp, ADMIN_TOKEN};
 use insikt::http::routes::ROUTES;
 use opentelemetry::trace::{SpanKind, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
@@ -277,6 +277,185 @@ async fn metrics_count_a_request_just_made_by_route_pattern() {
     assert!(after
         .iter()
         .any(|s| s.name == "insikt_db_pool_connections" && s.labels["state"] == "idle"));
+}
+
+/// The records of `topic` (one partition) with their headers, read from the
+/// beginning with a plain consumer until `count` arrived.
+async fn records_of(brokers: &str, topic: &str, count: usize) -> Vec<Vec<(String, String)>> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set(
+            "group.id",
+            format!("insikt-test-reader-{}", uuid::Uuid::new_v4()),
+        )
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let mut records = Vec::new();
+    while records.len() < count {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("the produced records arrive")
+            .unwrap();
+        let headers = message.headers().map_or_else(Vec::new, |headers| {
+            headers
+                .iter()
+                .map(|h| {
+                    let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
+                    (h.key.to_owned(), value.into_owned())
+                })
+                .collect()
+        });
+        records.push(headers);
+    }
+    records
+}
+
+fn attribute(span: &SpanData, key: &str) -> Option<opentelemetry::Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.clone())
+}
+
+#[tokio::test]
+async fn one_trace_spans_the_request_its_kafka_records_and_the_job_batch() {
+    spans();
+    let mut brokers = String::new();
+    let app = TestApp::spawn_with(|config| {
+        streams::configure(config);
+        brokers = config.kafka_brokers.clone();
+    })
+    .await;
+    let db = app.db().await;
+    let import = streams::create_import(&db, &[1, 2]).await;
+    let name = insikt::jobs::job_name(import);
+    let sent = 3;
+    let items = Value::Array(
+        (0..sent)
+            .map(|i| streams::statement(&format!("s{i}"), import, 1 + i % 2))
+            .collect(),
+    );
+    // A trace id of our own, so the test finds its spans among all others.
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    let caller_span = "00f067aa0ba902b7";
+    let response = app
+        .request(Method::POST, &format!("/imports/{import}/statements"))
+        .header("traceparent", format!("00-{trace}-{caller_span}-01"))
+        .header("tracestate", "insikt-test=1")
+        .json(&items)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(response).await;
+    assert_eq!(status, 202, "{body}");
+    let trace_id = TraceId::from_hex(&trace).unwrap();
+
+    // (a) Every record carries the request's trace context.
+    let (status, job) = json(app.get(&format!("/jobs/{name}")).await).await;
+    assert_eq!(status, 200, "{job}");
+    let topic = job["data"]["topic"].as_str().unwrap().to_owned();
+    let records = records_of(&brokers, &topic, sent as usize).await;
+    let mut parents = BTreeSet::new();
+    for headers in &records {
+        let header = |key: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_else(|| panic!("no {key} header in {headers:?}"))
+        };
+        let parts: Vec<&str> = header("traceparent").split('-').collect();
+        assert_eq!(parts.len(), 4, "{headers:?}");
+        assert_eq!((parts[0], parts[1]), ("00", trace.as_str()));
+        parents.insert(parts[2].to_owned());
+        assert!(
+            header("tracestate").contains("insikt-test=1"),
+            "{headers:?}"
+        );
+    }
+    assert_eq!(parents.len(), 1, "one producer span: {parents:?}");
+
+    // The job stores them all ...
+    streams::eventually("the statements stored", Duration::from_secs(60), || async {
+        (streams::stored(&db, import).await == i64::from(sent)).then_some(())
+    })
+    .await;
+
+    // ... and the trace runs request -> producer span (in the headers) -> job batch.
+    let found = streams::eventually("the job's batch spans", Duration::from_secs(30), || async {
+        let found = spans_of(trace_id).await;
+        let stored: i64 = found
+            .iter()
+            .filter(|s| s.name == "job.batch")
+            .filter_map(|s| attribute(s, "stored"))
+            .map(|v| match v {
+                opentelemetry::Value::I64(n) => n,
+                other => panic!("stored is {other:?}"),
+            })
+            .sum();
+        let request = found.iter().any(|s| s.span_kind == SpanKind::Server);
+        (request && stored == i64::from(sent)).then_some(found)
+    })
+    .await;
+    let request = found
+        .iter()
+        .find(|s| s.name == "POST /imports/{id}/statements")
+        .unwrap_or_else(|| panic!("no request span: {found:?}"));
+    assert_eq!(request.parent_span_id.to_string(), caller_span);
+    let produce = found
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Producer)
+        .unwrap_or_else(|| panic!("no producer span: {found:?}"));
+    assert_eq!(
+        produce.span_context.span_id().to_string(),
+        *parents.first().unwrap()
+    );
+    for batch in found.iter().filter(|s| s.name == "job.batch") {
+        assert_eq!(batch.span_kind, SpanKind::Consumer);
+        assert_eq!(batch.parent_span_id, produce.span_context.span_id());
+        assert_eq!(
+            attribute(batch, "job").map(|v| v.as_str().into_owned()),
+            Some(name.clone())
+        );
+    }
+
+    // The job's metrics count what it stored.
+    let samples = scrape(&app).await;
+    let job_label = [("job", name.as_str())];
+    assert_eq!(
+        value(&samples, "insikt_job_statements_stored_total", &job_label),
+        f64::from(sent)
+    );
+    assert_eq!(
+        value(&samples, "insikt_job_dead_letters_total", &job_label),
+        0.0
+    );
+    assert!(
+        value(
+            &samples,
+            "insikt_job_batch_duration_seconds_count",
+            &job_label
+        ) >= 1.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "insikt_job_state",
+            &[("job", name.as_str()), ("state", "running")]
+        ),
+        1.0
+    );
+    assert!(samples
+        .iter()
+        .any(|s| s.name == "insikt_job_lag_messages" && s.labels.get("job") == Some(&name)));
 }
 
 /// Keeps a core busy until dropped, so a profile has samples.

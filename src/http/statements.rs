@@ -166,7 +166,7 @@ pub(super) async fn ingest(
         otel.kind = "producer",
         messaging.system = "kafka",
         messaging.destination.name = %job.topic,
-        messaging.batch.message_count = parsed.len(),
+        messaging.batch.message_count = parsed.len() as i64,
         job = %job.name,
         import = import_id,
     );

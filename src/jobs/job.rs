@@ -126,15 +126,19 @@ impl Actor for Job {
         if !batch.next_offsets.is_empty() {
             // One span per batch, continuing the trace of the request that
             // produced its first message and linking the others.
+            // A root of its own (not a child of the long-lived actor span)
+            // unless the messages carry a context to continue.
             let span = tracing::info_span!(
+                parent: None,
                 "job.batch",
                 otel.kind = "consumer",
                 otel.status_code = tracing::field::Empty,
                 job = %state.row.name,
                 import = state.row.import_id,
-                messages = batch.accepted.len() + batch.rejected.len(),
+                // Counts as i64: tracing-opentelemetry exports u64 as strings.
+                messages = (batch.accepted.len() + batch.rejected.len()) as i64,
                 offsets = %read.ranges,
-                traces = read.remotes.len(),
+                traces = read.remotes.len() as i64,
                 stored = tracing::field::Empty,
                 duplicates = tracing::field::Empty,
                 dead_letters = tracing::field::Empty,
@@ -166,9 +170,9 @@ impl Actor for Job {
                     return Err(error.into());
                 }
             };
-            span.record("stored", written.stored);
-            span.record("duplicates", written.duplicates);
-            span.record("dead_letters", written.dead_letters);
+            span.record("stored", written.stored as i64);
+            span.record("duplicates", written.duplicates as i64);
+            span.record("dead_letters", written.dead_letters as i64);
             let job = state.row.name.as_str();
             metrics::job_statements_stored(job, written.stored);
             metrics::job_dead_letters(job, written.dead_letters);

@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tracing::Instrument;
 
 use super::job::{Job, JobArgs, JobMsg};
 use super::repo::{self, JobRow};
@@ -267,7 +268,15 @@ async fn spawn(
         context: state.context.clone(),
         row,
     };
-    match Actor::spawn_linked(Some(registered), Job, args, myself.get_cell()).await {
+    // ractor nests an actor's spans (and those of the messages it sends
+    // itself) under the span current at spawn: give the job a root span of
+    // its own, or the request that started it would stay open for as long as
+    // the job runs, and never be exported.
+    let span = tracing::info_span!(parent: None, "job actor", job = %name);
+    match Actor::spawn_linked(Some(registered), Job, args, myself.get_cell())
+        .instrument(span)
+        .await
+    {
         Ok((actor, _)) => {
             tracing::info!(job = %name, "job actor started");
             state.running.insert(name, actor);
