@@ -458,6 +458,90 @@ async fn one_trace_spans_the_request_its_kafka_records_and_the_job_batch() {
         .any(|s| s.name == "insikt_job_lag_messages" && s.labels.get("job") == Some(&name)));
 }
 
+#[tokio::test]
+async fn a_batch_holding_several_requests_continues_the_first_and_links_the_others() {
+    spans();
+    let app = TestApp::spawn_with(|config| {
+        streams::configure(config);
+        // Long enough for the stopped job's first read to take both requests.
+        config.job_batch_ms = 1000;
+    })
+    .await;
+    let db = app.db().await;
+    // Metrics are process-wide and job names derive from import ids, which
+    // every test database numbers from 1: import 2 keeps this job's series
+    // apart from the other trace test's.
+    streams::create_import(&db, &[]).await;
+    let import = streams::create_import(&db, &[1]).await;
+    let name = insikt::jobs::job_name(import);
+    let control = |action: &'static str| {
+        app.request(Method::POST, &format!("/jobs/{name}/{action}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+    };
+    // The supervisor creates the job; stop it so both requests wait in the topic.
+    streams::eventually("the job", Duration::from_secs(30), || async {
+        (app.get(&format!("/jobs/{name}")).await.status() == 200).then_some(())
+    })
+    .await;
+    let (status, body) = json(control("stop").await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+
+    let traces: Vec<String> = (0..2)
+        .map(|_| uuid::Uuid::new_v4().simple().to_string())
+        .collect();
+    for (i, trace) in traces.iter().enumerate() {
+        let response = app
+            .request(Method::POST, &format!("/imports/{import}/statements"))
+            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+            .json(&serde_json::json!([streams::statement(
+                &format!("l{i}"),
+                import,
+                1
+            )]))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json(response).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let (status, body) = json(control("start").await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    streams::eventually("both stored", Duration::from_secs(60), || async {
+        (streams::stored(&db, import).await == 2).then_some(())
+    })
+    .await;
+
+    let [first, second] = [&traces[0], &traces[1]].map(|t| TraceId::from_hex(t).unwrap());
+    let (batch, producers) =
+        streams::eventually("the batch span", Duration::from_secs(30), || async {
+            let found = spans_of(first).await;
+            let batch = found.iter().find(|s| s.name == "job.batch")?.clone();
+            let second_producer = spans_of(second)
+                .await
+                .into_iter()
+                .find(|s| s.span_kind == SpanKind::Producer)?;
+            let first_producer = found
+                .into_iter()
+                .find(|s| s.span_kind == SpanKind::Producer)?;
+            Some((batch, [first_producer, second_producer]))
+        })
+        .await;
+    assert_eq!(
+        attribute(&batch, "messages"),
+        Some(opentelemetry::Value::I64(2))
+    );
+    assert_eq!(
+        attribute(&batch, "traces"),
+        Some(opentelemetry::Value::I64(2))
+    );
+    assert_eq!(batch.parent_span_id, producers[0].span_context.span_id());
+    let links: Vec<_> = batch.links.iter().map(|l| &l.span_context).collect();
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert_eq!(links[0].trace_id(), second);
+    assert_eq!(links[0].span_id(), producers[1].span_context.span_id());
+}
+
 /// Keeps a core busy until dropped, so a profile has samples.
 struct Burner(Arc<AtomicBool>);
 
