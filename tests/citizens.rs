@@ -724,3 +724,96 @@ async fn ten_thousand_citizens_round_trip_exactly() {
     assert_eq!(got, posted);
     assert_symmetric(&got);
 }
+
+/// Statistics are kept per import version: a PATCH made through either of two
+/// instances sharing the database shows in both instances' next answers,
+/// including those they had already computed and kept.
+#[tokio::test]
+async fn statistics_follow_patches_made_through_any_instance() {
+    let app = TestApp::spawn().await;
+    let mut config = common::test_config(&app.database);
+    config.instance_id = Some("test-second-instance".to_owned());
+    let second = common::Served::start(config).await;
+    let instances = [app.url(""), second.url("")];
+
+    let mut a = citizen(1, &[2]);
+    a["birth_date"] = json!("15.03.1990");
+    let mut b = citizen(2, &[1]);
+    b["birth_date"] = json!("20.04.1991");
+    let import_id = post_import(&app, &json!({"citizens": [a, b]})).await;
+    let birthdays = format!("/imports/{import_id}/citizens/birthdays");
+    let by_channel = format!("{birthdays}?group_by=channel");
+    let percentiles = format!("/imports/{import_id}/towns/stat/percentile/age");
+    let get = |base: &str, path: &str| {
+        let request = app.client.get(format!("{base}{path}"));
+        async move {
+            let (status, body) = json(request.send().await.unwrap()).await;
+            assert_eq!(status, 200, "{body}");
+            body["data"].clone()
+        }
+    };
+    let towns = |answer: Value| -> Vec<Value> {
+        answer
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["town"].clone())
+            .collect()
+    };
+
+    // Both instances answer, twice (the second answer is a kept one).
+    for base in &instances {
+        for _ in 0..2 {
+            let months = get(base, &birthdays).await;
+            assert_eq!(months["3"], json!([{"citizen_id": 2, "presents": 1}]));
+            assert_eq!(months["4"], json!([{"citizen_id": 1, "presents": 1}]));
+            let channels = get(base, &by_channel).await;
+            assert_eq!(
+                channels,
+                json!({"unknown": [{"citizen_id": 1, "presents": 1}, {"citizen_id": 2, "presents": 1}]})
+            );
+            assert_eq!(towns(get(base, &percentiles).await), [json!("Керчь")]);
+        }
+    }
+
+    // Through the second instance: 2's birthday moves to May, 2 moves town
+    // and gets a channel.
+    let change = json!({"birth_date": "20.05.1991", "town": "Москва", "channel": "radio"});
+    let response = app
+        .client
+        .patch(second.url(&format!("/imports/{import_id}/citizens/2")))
+        .json(&change)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    for base in &instances {
+        let months = get(base, &birthdays).await;
+        assert_eq!(months["4"], json!([]), "{base}");
+        assert_eq!(months["5"], json!([{"citizen_id": 1, "presents": 1}]));
+        let channels = get(base, &by_channel).await;
+        assert_eq!(channels["radio"], json!([{"citizen_id": 2, "presents": 1}]));
+        assert_eq!(
+            towns(get(base, &percentiles).await),
+            [json!("Керчь"), json!("Москва")]
+        );
+    }
+
+    // Through the first: 1 and 2 are no longer relatives.
+    let (status, _) = patch(&app, import_id, 1, &json!({"relatives": []})).await;
+    assert_eq!(status, 200);
+    for base in &instances {
+        let months = get(base, &birthdays).await;
+        assert!(months
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|m| m == &json!([])));
+    }
+
+    // A PATCH that fails changes no answer either.
+    let (status, _) = patch(&app, import_id, 1, &json!({"relatives": [9]})).await;
+    assert_eq!(status, 400);
+    assert_eq!(towns(get(&instances[1], &percentiles).await).len(), 2);
+    second.stop().await;
+}

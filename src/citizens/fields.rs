@@ -50,6 +50,11 @@ impl CitizenId {
         non_negative_i32(value).map(Self)
     }
 
+    /// An integer already read from JSON; `None` beyond 2^31-1.
+    pub fn from_u64(n: u64) -> Option<Self> {
+        i32::try_from(n).ok().map(Self)
+    }
+
     /// A citizen id taken from a URL; out-of-range values name no citizen.
     pub fn from_path(id: i64) -> Option<Self> {
         i32::try_from(id).ok().filter(|id| *id >= 0).map(Self)
@@ -72,6 +77,11 @@ impl fmt::Display for CitizenId {
 pub struct Apartment(i32);
 
 impl Apartment {
+    /// An integer already read from JSON; `None` beyond 2^31-1.
+    pub fn from_u64(n: u64) -> Option<Self> {
+        i32::try_from(n).ok().map(Self)
+    }
+
     pub fn from_json(value: &serde_json::Value) -> Result<Self, FieldError> {
         non_negative_i32(value).map(Self)
     }

@@ -2,9 +2,12 @@
 //! plus insikt's optional advertising `channel`.
 //!
 //! `fields` holds the types a valid citizen is made of, `parse` turns JSON
-//! bodies into them, `relatives` checks the rules spanning a whole import, and
-//! `store` is the PostgreSQL side. No HTTP here: errors are [`CitizensError`].
+//! bodies into them (`fast` first tries a valid import's quick path),
+//! `relatives` checks the rules spanning a whole import, `store` is the
+//! PostgreSQL side and `cache` keeps statistics per import version. No HTTP here: errors are [`CitizensError`].
 
+mod cache;
+pub mod fast;
 pub mod fields;
 pub mod parse;
 mod relatives;
@@ -14,7 +17,7 @@ use serde::Serialize;
 
 pub use fields::{Apartment, BirthDate, CitizenId, FieldError, Gender, Place, Text};
 pub use relatives::check_import;
-pub use store::{AgePercentiles, Birthdays, GroupBy, Presents};
+pub use store::{AgePercentiles, Birthdays, GroupBy, Presents, Stats};
 
 use crate::db::DbError;
 

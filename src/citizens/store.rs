@@ -4,19 +4,22 @@
 
 use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use chrono::NaiveDate;
 use futures_util::{Stream, TryStreamExt};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::Row;
 
-use super::{Citizen, CitizenId, CitizenPatch, CitizensError, Invalid};
-use crate::db::{DbError, Pool};
+use super::cache::{Cache, Key};
+use super::{BirthDate, Citizen, CitizenId, CitizenPatch, CitizensError, Invalid};
+use crate::db::{Client, DbError, Pool};
 
 /// A citizen's columns in the order `citizen` reads them (a macro, so that
 /// the queries below can be `concat!`-ed constants).
@@ -34,54 +37,79 @@ pub const SELECT_CITIZENS: &str = concat!(
     " FROM citizens WHERE import_id = $1 ORDER BY citizen_id"
 );
 
+/// The statistics queries read the import's version (see `cache`) in the
+/// same statement, hence in the same snapshot, as the answer: one row with
+/// NULLs when the import has nothing to count, none when it does not exist.
+/// `$1` is the import id.
+macro_rules! with_version {
+    ($select:literal, $inner:literal, $order:literal) => {
+        concat!(
+            "SELECT i.version, ",
+            $select,
+            " FROM imports i LEFT JOIN LATERAL (",
+            $inner,
+            ") AS s ON true WHERE i.import_id = $1 ORDER BY ",
+            $order
+        )
+    };
+}
+
 /// Relations are symmetric, so "c's relatives born in month m" is "the
 /// citizens born in m who list c": each citizen's own row gives its birth
 /// month to every relative it lists, no join needed. A self-relative is
 /// listed once, so counted once.
-pub const BIRTHDAYS_BY_MONTH: &str =
-    "SELECT extract(month FROM c.birth_date)::int4, r.id, count(*)::int4 \
+pub const BIRTHDAYS_BY_MONTH: &str = with_version!(
+    "s.month, s.id, s.presents",
+    "SELECT extract(month FROM c.birth_date)::int4 AS month, r.id, count(*)::int4 AS presents \
      FROM citizens c, unnest(c.relatives) AS r(id) \
-     WHERE c.import_id = $1 AND cardinality(c.relatives) > 0 GROUP BY 1, 2 ORDER BY 1, 2";
+     WHERE c.import_id = $1 AND cardinality(c.relatives) > 0 GROUP BY 1, 2",
+    "s.month, s.id"
+);
 
 /// `$2`: the key of citizens without a channel.
-pub const BIRTHDAYS_BY_CHANNEL: &str = "SELECT coalesce(channel, $2) COLLATE \"C\", \
+pub const BIRTHDAYS_BY_CHANNEL: &str = with_version!(
+    "s.channel, s.ids, s.presents",
+    "SELECT coalesce(channel, $2) COLLATE \"C\" AS channel, \
        coalesce(array_agg(citizen_id ORDER BY citizen_id) \
-         FILTER (WHERE cardinality(relatives) > 0), '{}'), \
+         FILTER (WHERE cardinality(relatives) > 0), '{}') AS ids, \
        coalesce(array_agg(cardinality(relatives) ORDER BY citizen_id) \
-         FILTER (WHERE cardinality(relatives) > 0), '{}') \
-     FROM citizens WHERE import_id = $1 GROUP BY 1 ORDER BY 1";
+         FILTER (WHERE cardinality(relatives) > 0), '{}') AS presents \
+     FROM citizens WHERE import_id = $1 GROUP BY 1",
+    "s.channel"
+);
 
 /// `$2`: today (UTC), the day ages are counted on. The array form of
 /// `percentile_cont` sorts each town's ages once for all three percentiles.
 /// Grouping and ordering by byte order (`COLLATE "C"`) spares the locale's
 /// string comparisons; towns come back in code-point order.
-pub const AGE_PERCENTILES: &str = "SELECT town, round(p[1]::numeric, 2)::float8, \
-       round(p[2]::numeric, 2)::float8, round(p[3]::numeric, 2)::float8 \
-     FROM (SELECT town COLLATE \"C\" AS town, \
-             percentile_cont(ARRAY[0.5, 0.75, 0.99]) WITHIN GROUP \
-               (ORDER BY extract(year FROM age($2::date, birth_date))::float8) AS p \
-           FROM citizens WHERE import_id = $1 GROUP BY 1) AS towns \
-     ORDER BY town";
+pub const AGE_PERCENTILES: &str = with_version!(
+    "s.town, round(s.p[1]::numeric, 2)::float8, \
+       round(s.p[2]::numeric, 2)::float8, round(s.p[3]::numeric, 2)::float8",
+    "SELECT town COLLATE \"C\" AS town, \
+       percentile_cont(ARRAY[0.5, 0.75, 0.99]) WITHIN GROUP \
+         (ORDER BY extract(year FROM age($2::date, birth_date))::float8) AS p \
+     FROM citizens WHERE import_id = $1 GROUP BY 1",
+    "s.town"
+);
 
 /// Writes a validated import (see `parse::import` and `check_import`) in one
 /// transaction and returns its id. Nothing is visible until it commits.
 pub async fn insert_import(pool: &Pool, citizens: &[Citizen]) -> Result<i64, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let import_id: i64 = tx
-        .query_one(
-            "INSERT INTO imports DEFAULT VALUES RETURNING import_id",
-            &[],
-        )
-        .await?
-        .get(0);
-    let sink = tx
-        .copy_in(concat!(
+    // Prepared once per connection: each saves a round trip per import.
+    let insert = tx
+        .prepare_cached("INSERT INTO imports DEFAULT VALUES RETURNING import_id")
+        .await?;
+    let import_id: i64 = tx.query_one(&insert, &[]).await?.try_get(0)?;
+    let copy = tx
+        .prepare_cached(concat!(
             "COPY citizens (import_id, ",
             columns!(),
             ") FROM STDIN (FORMAT binary)"
         ))
         .await?;
+    let sink = tx.copy_in(&copy).await?;
     let types = [
         Type::INT8,
         Type::INT4,
@@ -145,35 +173,76 @@ fn citizen(row: &Row) -> Result<Citizen, tokio_postgres::Error> {
     })
 }
 
-/// Citizens per message between the reading task and the response body:
-/// enough to amortise the hand-over, small enough to keep memory flat.
-const BATCH: usize = 256;
+/// A citizen borrowed from its row: serialises exactly like [`Citizen`]
+/// (same fields, same order) without copying its strings first.
+#[derive(Serialize)]
+struct CitizenRow<'a> {
+    citizen_id: CitizenId,
+    town: &'a str,
+    street: &'a str,
+    building: &'a str,
+    apartment: i32,
+    name: &'a str,
+    birth_date: BirthDate,
+    gender: &'a str,
+    relatives: Vec<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+}
 
-/// Every citizen of an import, ordered by `citizen_id`, in batches as
-/// PostgreSQL sends them. A task reads the rows and hands them over a bounded
-/// channel, so a slow client slows the query instead of filling memory, and a
-/// client that goes away ends the query (and frees the connection).
-pub async fn citizens(pool: &Pool, import_id: i64) -> Result<CitizenBatches, CitizensError> {
+impl<'a> CitizenRow<'a> {
+    fn read(row: &'a Row) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            citizen_id: row.try_get(0)?,
+            town: row.try_get(1)?,
+            street: row.try_get(2)?,
+            building: row.try_get(3)?,
+            apartment: row.try_get(4)?,
+            name: row.try_get(5)?,
+            birth_date: row.try_get(6)?,
+            gender: row.try_get(7)?,
+            relatives: row.try_get(8)?,
+            channel: row.try_get(9)?,
+        })
+    }
+}
+
+/// Bytes of JSON per message between the reading task and the response body:
+/// enough to amortise the hand-over, small enough to keep memory flat.
+const CHUNK: usize = 64 * 1024;
+
+/// Every citizen of an import as JSON objects separated by commas (the
+/// inside of the API's array), ordered by `citizen_id`, in chunks as
+/// PostgreSQL sends the rows. A task reads and serialises the rows and hands
+/// the chunks over a bounded channel, so a slow client slows the query
+/// instead of filling memory, and a client that goes away ends the query
+/// (and frees the connection).
+pub async fn citizens_json(pool: &Pool, import_id: i64) -> Result<JsonChunks, CitizensError> {
     let client = pool.get().await?;
     ensure_import(&client, import_id).await?;
-    let (tx, rx) = mpsc::channel(2);
+    let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
         let read = async {
             let statement = client.prepare_cached(SELECT_CITIZENS).await?;
             let rows = client.query_raw(&statement, [&import_id]).await?;
             let mut rows = std::pin::pin!(rows);
-            let mut batch = Vec::with_capacity(BATCH);
+            let mut chunk = Vec::with_capacity(CHUNK + 1024);
+            let mut first = true;
             while let Some(row) = rows.try_next().await? {
-                batch.push(citizen(&row)?);
-                if batch.len() == BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    if tx.send(Ok(full)).await.is_err() {
+                if !std::mem::take(&mut first) {
+                    chunk.push(b',');
+                }
+                let citizen = CitizenRow::read(&row)?;
+                serde_json::to_writer(&mut chunk, &citizen).expect("writing JSON to memory");
+                if chunk.len() >= CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK + 1024));
+                    if tx.send(Ok(Bytes::from(full))).await.is_err() {
                         return Ok(()); // the client went away
                     }
                 }
             }
-            if !batch.is_empty() {
-                let _ = tx.send(Ok(batch)).await;
+            if !chunk.is_empty() {
+                let _ = tx.send(Ok(Bytes::from(chunk))).await;
             }
             Ok::<_, tokio_postgres::Error>(())
         };
@@ -181,14 +250,14 @@ pub async fn citizens(pool: &Pool, import_id: i64) -> Result<CitizenBatches, Cit
             let _ = tx.send(Err(DbError::from(error))).await;
         }
     });
-    Ok(CitizenBatches(rx))
+    Ok(JsonChunks(rx))
 }
 
-/// The stream [`citizens`] returns.
-pub struct CitizenBatches(mpsc::Receiver<Result<Vec<Citizen>, DbError>>);
+/// The stream [`citizens_json`] returns.
+pub struct JsonChunks(mpsc::Receiver<Result<Bytes, DbError>>);
 
-impl Stream for CitizenBatches {
-    type Item = Result<Vec<Citizen>, DbError>;
+impl Stream for JsonChunks {
+    type Item = Result<Bytes, DbError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.0.poll_recv(cx)
@@ -197,7 +266,8 @@ impl Stream for CitizenBatches {
 
 /// Applies a PATCH and returns the citizen as stored. Relatives are edited on
 /// both sides; the import's row lock makes concurrent PATCHes of one import
-/// take turns, so the relation stays symmetric.
+/// take turns, so the relation stays symmetric. Three round trips besides
+/// BEGIN: lock with the read of the relatives, write both sides, COMMIT.
 pub async fn patch(
     pool: &Pool,
     import_id: i64,
@@ -215,46 +285,73 @@ pub async fn patch(
     };
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    // FOR NO KEY UPDATE conflicts with itself (PATCHes take turns) but not with
-    // the key-share locks that foreign keys to `imports` take.
+    // Bumping the version takes the import row's FOR NO KEY UPDATE lock:
+    // PATCHes of one import take turns (it does not conflict with the
+    // key-share locks foreign keys to `imports` take), and cached answers
+    // about the import stop matching once this commits. A failed PATCH rolls
+    // the bump back.
     let lock = tx
-        .prepare_cached("SELECT 1 FROM imports WHERE import_id = $1 FOR NO KEY UPDATE")
+        .prepare_cached(
+            "UPDATE imports SET version = version + 1 WHERE import_id = $1 RETURNING version",
+        )
         .await?;
-    if tx.query_opt(&lock, &[&import_id]).await?.is_none() {
+    // The citizen's relatives and which of the new ones are unknown.
+    let current = tx
+        .prepare_cached(
+            "SELECT (SELECT relatives FROM citizens WHERE import_id = $1 AND citizen_id = $2), \
+               ARRAY(SELECT t.id FROM unnest($3::int4[]) AS t(id) WHERE NOT EXISTS \
+                 (SELECT 1 FROM citizens c WHERE c.import_id = $1 AND c.citizen_id = t.id))",
+        )
+        .await?;
+    let lock_params: [&(dyn ToSql + Sync); 1] = [&import_id];
+    let locked = tx.query_opt(&lock, &lock_params);
+    let (locked, current) = match &patch.relatives {
+        // Sent together, saving a round trip: one session runs its
+        // statements in order, so the read starts (and takes its snapshot)
+        // only once the lock is granted, and no other PATCH of the import
+        // comes between it and the writes below.
+        Some(relatives) => {
+            let read_params: [&(dyn ToSql + Sync); 3] = [&import_id, &id, relatives];
+            let read = tx.query_one(&current, &read_params);
+            let (locked, row) = futures_util::future::try_join(locked, read).await?;
+            (locked, Some((relatives, row)))
+        }
+        None => (locked.await?, None),
+    };
+    if locked.is_none() {
         return Err(CitizensError::ImportNotFound(import_id));
     }
 
-    let mut side_effects = None;
-    if let Some(relatives) = &patch.relatives {
-        let current = tx
-            .prepare_cached(
-                "SELECT relatives FROM citizens WHERE import_id = $1 AND citizen_id = $2",
-            )
-            .await?;
-        let Some(row) = tx.query_opt(&current, &[&import_id, &id]).await? else {
+    let mut removed: Vec<CitizenId> = Vec::new();
+    let mut added: Vec<CitizenId> = Vec::new();
+    if let Some((relatives, row)) = current {
+        let Some(old): Option<Vec<CitizenId>> = row.try_get(0)? else {
             return Err(not_found);
         };
-        let old: Vec<CitizenId> = row.try_get(0)?;
-        check_relatives_exist(&tx, import_id, relatives).await?;
+        let missing: Vec<CitizenId> = row.try_get(1)?;
+        if !missing.is_empty() {
+            return Err(missing_relatives(relatives, &missing).into());
+        }
         let old_set: HashSet<_> = old.iter().copied().collect();
         let new_set: HashSet<_> = relatives.iter().copied().collect();
         // The citizen's own list is written whole below; these are the others.
-        let removed: Vec<CitizenId> = old
+        removed = old
             .iter()
             .filter(|r| !new_set.contains(r) && **r != id)
             .copied()
             .collect();
-        let added: Vec<CitizenId> = relatives
+        added = relatives
             .iter()
             .filter(|r| !old_set.contains(r) && **r != id)
             .copied()
             .collect();
-        side_effects = Some((removed, added));
     }
 
+    // One statement writes the citizen and the other side of every changed
+    // relation (the others only when the citizen exists).
     let update = tx
         .prepare_cached(concat!(
-            "UPDATE citizens SET \
+            "WITH me AS (UPDATE citizens SET \
                town = coalesce($3, town), street = coalesce($4, street), \
                building = coalesce($5, building), apartment = coalesce($6, apartment), \
                name = coalesce($7, name), birth_date = coalesce($8, birth_date), \
@@ -262,7 +359,12 @@ pub async fn patch(
                channel = coalesce($11, channel) \
              WHERE import_id = $1 AND citizen_id = $2 \
              RETURNING ",
-            columns!()
+            columns!(),
+            "), others AS (UPDATE citizens SET relatives = CASE WHEN citizen_id = ANY($12) \
+               THEN array_remove(relatives, $2) ELSE array_append(relatives, $2) END \
+             WHERE import_id = $1 AND citizen_id = ANY($12::int4[] || $13::int4[]) \
+               AND EXISTS (SELECT 1 FROM me)) \
+             SELECT * FROM me"
         ))
         .await?;
     let row = tx
@@ -280,6 +382,8 @@ pub async fn patch(
                 &patch.gender,
                 &patch.relatives,
                 &patch.channel,
+                &removed,
+                &added,
             ],
         )
         .await?;
@@ -287,43 +391,12 @@ pub async fn patch(
         return Err(not_found);
     };
     let updated = citizen(&row)?;
-
-    if let Some((removed, added)) = side_effects.filter(|(r, a)| !r.is_empty() || !a.is_empty()) {
-        let others = tx
-            .prepare_cached(
-                "UPDATE citizens SET relatives = CASE WHEN citizen_id = ANY($3) \
-                   THEN array_remove(relatives, $2) ELSE array_append(relatives, $2) END \
-                 WHERE import_id = $1 AND citizen_id = ANY($3::int4[] || $4::int4[])",
-            )
-            .await?;
-        tx.execute(&others, &[&import_id, &id, &removed, &added])
-            .await?;
-    }
     tx.commit().await?;
     Ok(updated)
 }
 
-/// A PATCH may only name citizens of the same import.
-async fn check_relatives_exist(
-    tx: &deadpool_postgres::Transaction<'_>,
-    import_id: i64,
-    relatives: &[CitizenId],
-) -> Result<(), CitizensError> {
-    let missing = tx
-        .prepare_cached(
-            "SELECT id FROM unnest($2::int4[]) AS t(id) WHERE NOT EXISTS \
-               (SELECT 1 FROM citizens c WHERE c.import_id = $1 AND c.citizen_id = t.id)",
-        )
-        .await?;
-    let missing: HashSet<CitizenId> = tx
-        .query(&missing, &[&import_id, &relatives])
-        .await?
-        .iter()
-        .map(|row| row.try_get(0))
-        .collect::<Result<_, _>>()?;
-    if missing.is_empty() {
-        return Ok(());
-    }
+/// The 400 for relatives that are not citizens of the import, naming each.
+fn missing_relatives(relatives: &[CitizenId], missing: &[CitizenId]) -> Invalid {
     let fields: Vec<(String, String)> = relatives
         .iter()
         .enumerate()
@@ -335,11 +408,10 @@ async fn check_relatives_exist(
             )
         })
         .collect();
-    Err(Invalid {
+    Invalid {
         message: format!("invalid patch: {} {}", fields[0].0, fields[0].1),
         fields,
     }
-    .into())
 }
 
 /// How `birthdays` groups the buyers.
@@ -377,45 +449,112 @@ impl Serialize for Birthdays {
     }
 }
 
+/// The statistics' answers per import version (see [`Cache`]).
+#[derive(Debug)]
+pub struct Stats {
+    by_month: Cache<Birthdays>,
+    by_channel: Cache<Birthdays>,
+    percentiles: Cache<Vec<AgePercentiles>>,
+}
+
+impl Stats {
+    /// Keeps the answers about the `imports` most recently asked about
+    /// (each a few hundred kB at most for 10,000 citizens).
+    pub fn new(imports: usize) -> Self {
+        Self {
+            by_month: Cache::new(imports),
+            by_channel: Cache::new(imports),
+            percentiles: Cache::new(imports),
+        }
+    }
+}
+
+/// The import's current version; `ImportNotFound` when it does not exist.
+async fn version(client: &Client, import_id: i64) -> Result<i64, CitizensError> {
+    let statement = client
+        .prepare_cached("SELECT version FROM imports WHERE import_id = $1")
+        .await?;
+    match client.query_opt(&statement, &[&import_id]).await? {
+        Some(row) => Ok(row.try_get(0)?),
+        None => Err(CitizensError::ImportNotFound(import_id)),
+    }
+}
+
+/// Runs a statistics query (see `with_version!`): the version it saw and its
+/// rows, minus the all-NULL row of an import with nothing to count (`K` is
+/// the type of the rows' first column after the version).
+async fn versioned_rows<K: for<'a> FromSql<'a>>(
+    client: &Client,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    import_id: i64,
+) -> Result<(i64, Vec<Row>), CitizensError> {
+    let statement = client.prepare_cached(sql).await?;
+    let rows = client.query(&statement, params).await?;
+    let Some(first) = rows.first() else {
+        return Err(CitizensError::ImportNotFound(import_id));
+    };
+    let version: i64 = first.try_get(0)?;
+    let mut counted = Vec::with_capacity(rows.len());
+    for row in rows {
+        if row.try_get::<_, Option<K>>(1)?.is_some() {
+            counted.push(row);
+        }
+    }
+    Ok((version, counted))
+}
+
 /// How many presents each citizen buys for their relatives' birthdays, by
-/// month (every month present) or by the buyer's channel.
+/// month (every month present) or by the buyer's channel. Answered from
+/// `stats` while the import is unchanged.
 pub async fn birthdays(
     pool: &Pool,
+    stats: &Stats,
     import_id: i64,
     group_by: GroupBy,
-) -> Result<Birthdays, CitizensError> {
+) -> Result<Arc<Birthdays>, CitizensError> {
     let client = pool.get().await?;
-    let birthdays = match group_by {
+    let cache = match group_by {
+        GroupBy::Month => &stats.by_month,
+        GroupBy::Channel => &stats.by_channel,
+    };
+    let key = |version| Key {
+        import_id,
+        version,
+        day: None,
+    };
+    if let Some(hit) = cache.get(key(version(&client, import_id).await?)) {
+        return Ok(hit);
+    }
+    let (version, birthdays) = match group_by {
         GroupBy::Month => {
-            let statement = client.prepare_cached(BIRTHDAYS_BY_MONTH).await?;
-            let rows = client.query(&statement, &[&import_id]).await?;
+            let (version, rows) =
+                versioned_rows::<i32>(&client, BIRTHDAYS_BY_MONTH, &[&import_id], import_id)
+                    .await?;
             let mut months: Vec<(String, Vec<Presents>)> =
                 (1..=12).map(|m| (m.to_string(), Vec::new())).collect();
             for row in &rows {
-                let month: i32 = row.try_get(0)?;
+                let month: i32 = row.try_get(1)?;
                 let buyers = &mut months[(month - 1) as usize].1;
                 buyers.push(Presents {
-                    citizen_id: row.try_get(1)?,
-                    presents: row.try_get(2)?,
+                    citizen_id: row.try_get(2)?,
+                    presents: row.try_get(3)?,
                 });
             }
-            if rows.is_empty() {
-                ensure_import(&client, import_id).await?;
-            }
-            Birthdays(months)
+            (version, Birthdays(months))
         }
         GroupBy::Channel => {
-            let statement = client.prepare_cached(BIRTHDAYS_BY_CHANNEL).await?;
-            let rows = client
-                .query(&statement, &[&import_id, &UNKNOWN_CHANNEL])
-                .await?;
-            if rows.is_empty() {
-                ensure_import(&client, import_id).await?;
-            }
+            let (version, rows) = versioned_rows::<String>(
+                &client,
+                BIRTHDAYS_BY_CHANNEL,
+                &[&import_id, &UNKNOWN_CHANNEL],
+                import_id,
+            )
+            .await?;
             let mut groups = Vec::with_capacity(rows.len());
             for row in &rows {
-                let ids: Vec<CitizenId> = row.try_get(1)?;
-                let counts: Vec<i32> = row.try_get(2)?;
+                let ids: Vec<CitizenId> = row.try_get(2)?;
+                let counts: Vec<i32> = row.try_get(3)?;
                 let buyers = ids
                     .into_iter()
                     .zip(counts)
@@ -424,11 +563,13 @@ pub async fn birthdays(
                         presents,
                     })
                     .collect();
-                groups.push((row.try_get(0)?, buyers));
+                groups.push((row.try_get(1)?, buyers));
             }
-            Birthdays(groups)
+            (version, Birthdays(groups))
         }
     };
+    let birthdays = Arc::new(birthdays);
+    cache.put(key(version), Arc::clone(&birthdays));
     Ok(birthdays)
 }
 
@@ -446,23 +587,37 @@ pub struct AgePercentiles {
 /// ranks (`percentile_cont`, numpy's default) and rounded to 2 decimals.
 pub async fn age_percentiles(
     pool: &Pool,
+    stats: &Stats,
     import_id: i64,
     today: NaiveDate,
-) -> Result<Vec<AgePercentiles>, CitizensError> {
+) -> Result<Arc<Vec<AgePercentiles>>, CitizensError> {
     let client = pool.get().await?;
-    let statement = client.prepare_cached(AGE_PERCENTILES).await?;
-    let rows = client.query(&statement, &[&import_id, &today]).await?;
-    if rows.is_empty() {
-        ensure_import(&client, import_id).await?;
+    let key = |version| Key {
+        import_id,
+        version,
+        day: Some(today),
+    };
+    if let Some(hit) = stats
+        .percentiles
+        .get(key(version(&client, import_id).await?))
+    {
+        return Ok(hit);
     }
-    rows.iter()
+    let (version, rows) =
+        versioned_rows::<String>(&client, AGE_PERCENTILES, &[&import_id, &today], import_id)
+            .await?;
+    let towns = rows
+        .iter()
         .map(|row| {
             Ok(AgePercentiles {
-                town: row.try_get(0)?,
-                p50: row.try_get(1)?,
-                p75: row.try_get(2)?,
-                p99: row.try_get(3)?,
+                town: row.try_get(1)?,
+                p50: row.try_get(2)?,
+                p75: row.try_get(3)?,
+                p99: row.try_get(4)?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+    let towns = Arc::new(towns);
+    stats.percentiles.put(key(version), Arc::clone(&towns));
+    Ok(towns)
 }

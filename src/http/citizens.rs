@@ -1,6 +1,8 @@
 //! Citizens imports: `POST /imports` and the reads and PATCH under
 //! `/imports/{import_id}` (the 2019 backend-school citizens API).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use chrono::{NaiveDate, Utc};
 use futures_util::{stream, StreamExt};
@@ -17,10 +19,15 @@ use super::extract;
 use super::openapi::{Data, ErrorBody};
 use super::routes::{route, PathParams};
 use super::{data, with_state, State};
-use crate::citizens::{self, parse, store, CitizensError, GroupBy, Invalid};
+use crate::citizens::{self, fast, parse, store, CitizensError, GroupBy, Invalid};
+
+/// Imports whose statistics are kept (see `store::Stats`).
+const STATS_IMPORTS: usize = 64;
 
 pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
     let limit = state.config.body_limit;
+    let stats = Arc::new(store::Stats::new(STATS_IMPORTS));
+    let with_stats = warp::any().map(move || Arc::clone(&stats));
     let post_import = route("/imports", Method::POST)
         .and(extract::body_bytes(limit))
         .and(with_state(state))
@@ -38,6 +45,7 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
     let birthdays = route("/imports/{import_id}/citizens/birthdays", Method::GET)
         .and(extract::raw_query())
         .and(with_state(state))
+        .and(with_stats.clone())
         .then(birthdays)
         .map(respond);
     let percentiles = route(
@@ -45,6 +53,7 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
         Method::GET,
     )
     .and(with_state(state))
+    .and(with_stats)
     .then(age_percentiles)
     .map(respond);
     post_import
@@ -82,8 +91,9 @@ fn today() -> NaiveDate {
 pub(super) struct Api;
 
 /// Mirror of the domain's wire format for the OpenAPI document only: the
-/// domain parses requests from `serde_json::Value` field by field (to report
-/// every bad field) and serialises its own types, so these are never built.
+/// domain parses requests itself (typed when valid, else field by field from
+/// `serde_json::Value` to report every bad field) and serialises its own
+/// types, so these are never built.
 #[allow(dead_code)]
 mod schema {
     use utoipa::ToSchema;
@@ -207,8 +217,16 @@ async fn post_import(body: Bytes, state: State) -> Result<Response, ApiError> {
     // Parsing and checking 10,000 citizens takes milliseconds of CPU: keep it
     // off the threads that serve other requests.
     let citizens = tokio::task::spawn_blocking(move || {
-        let value: Value = extract::json(&body)?;
-        let citizens = parse::import(&value, today())?;
+        let today = today();
+        // A valid body takes the typed path; anything else is parsed again
+        // thoroughly to say what is wrong (the answer is the same either way).
+        let citizens = match fast::import(&body, today) {
+            Some(citizens) => citizens,
+            None => {
+                let value: Value = extract::json(&body)?;
+                parse::import(&value, today)?
+            }
+        };
         citizens::check_import(&citizens)?;
         Ok::<_, ApiError>(citizens)
     })
@@ -246,24 +264,16 @@ fn import_committed(state: &State, import_id: i64) {
 )]
 async fn get_citizens(params: PathParams, state: State) -> Result<Response, ApiError> {
     let import_id: i64 = params.get("import_id")?;
-    let batches = store::citizens(&state.pool, import_id).await?;
-    let mut first = true;
-    let citizens = batches.map(move |batch| {
-        let batch = batch.map_err(|e| {
-            tracing::error!(error = %e, import_id, "reading citizens failed mid-response");
-            std::io::Error::other("reading citizens failed")
-        })?;
-        let mut buffer = Vec::with_capacity(batch.len() * 320);
-        for citizen in &batch {
-            if !std::mem::take(&mut first) {
-                buffer.push(b',');
-            }
-            serde_json::to_writer(&mut buffer, citizen).map_err(std::io::Error::other)?;
-        }
-        Ok::<_, std::io::Error>(Bytes::from(buffer))
-    });
+    let chunks = store::citizens_json(&state.pool, import_id)
+        .await?
+        .map(move |chunk| {
+            chunk.map_err(|e| {
+                tracing::error!(error = %e, import_id, "reading citizens failed mid-response");
+                std::io::Error::other("reading citizens failed")
+            })
+        });
     let body = stream::once(async { Ok(Bytes::from_static(b"{\"data\":[")) })
-        .chain(citizens)
+        .chain(chunks)
         .chain(stream::once(async { Ok(Bytes::from_static(b"]}")) }));
     let mut response = warp::reply::stream(body).into_response();
     response
@@ -328,7 +338,12 @@ struct BirthdaysQuery {
     )
 )]
 
-async fn birthdays(params: PathParams, raw: String, state: State) -> Result<Response, ApiError> {
+async fn birthdays(
+    params: PathParams,
+    raw: String,
+    state: State,
+    stats: Arc<store::Stats>,
+) -> Result<Response, ApiError> {
     let import_id: i64 = params.get("import_id")?;
     let query: BirthdaysQuery = extract::query(&raw)?;
     let group_by = match query.group_by.as_deref() {
@@ -341,8 +356,8 @@ async fn birthdays(params: PathParams, raw: String, state: State) -> Result<Resp
             .with_field("group_by", "must be month or channel"))
         }
     };
-    let birthdays = store::birthdays(&state.pool, import_id, group_by).await?;
-    Ok(data(StatusCode::OK, &birthdays))
+    let birthdays = store::birthdays(&state.pool, &stats, import_id, group_by).await?;
+    Ok(data(StatusCode::OK, &*birthdays))
 }
 
 /// Per town, the 50th, 75th and 99th percentiles of the citizens' ages.
@@ -357,10 +372,14 @@ async fn birthdays(params: PathParams, raw: String, state: State) -> Result<Resp
         (status = 404, description = "No such import", body = ErrorBody),
     )
 )]
-async fn age_percentiles(params: PathParams, state: State) -> Result<Response, ApiError> {
+async fn age_percentiles(
+    params: PathParams,
+    state: State,
+    stats: Arc<store::Stats>,
+) -> Result<Response, ApiError> {
     let import_id: i64 = params.get("import_id")?;
-    let towns = store::age_percentiles(&state.pool, import_id, today()).await?;
-    Ok(data(StatusCode::OK, &towns))
+    let towns = store::age_percentiles(&state.pool, &stats, import_id, today()).await?;
+    Ok(data(StatusCode::OK, &*towns))
 }
 
 impl From<Invalid> for ApiError {
