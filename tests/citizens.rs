@@ -817,3 +817,53 @@ async fn statistics_follow_patches_made_through_any_instance() {
     assert_eq!(towns(get(&instances[1], &percentiles).await).len(), 2);
     second.stop().await;
 }
+
+/// The foreign key citizens -> imports became statement-level triggers (V7);
+/// the guarantees it gave must hold the same way.
+#[tokio::test]
+async fn citizens_still_need_their_import_and_go_with_it() {
+    let app = TestApp::spawn().await;
+    let kept = post_import(&app, &spec_example()).await;
+    let gone = post_import(
+        &app,
+        &json!({"citizens": [citizen(1, &[]), citizen(2, &[])]}),
+    )
+    .await;
+    let db = app.db().await;
+
+    let orphan = db
+        .execute(
+            "INSERT INTO citizens (import_id, citizen_id, town, street, building, apartment, \
+             name, birth_date, gender) VALUES ($1, 1, 'T', 'S', '1', 1, 'N', '2000-01-01', 'male')",
+            &[&(gone + kept + 100)],
+        )
+        .await
+        .expect_err("a citizen of a missing import is refused");
+    assert_eq!(
+        orphan.code(),
+        Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
+    );
+    let moved = db
+        .execute(
+            "UPDATE citizens SET import_id = $2 WHERE import_id = $1",
+            &[&kept, &(gone + kept + 100)],
+        )
+        .await;
+    assert!(moved.is_err(), "citizens cannot move to a missing import");
+
+    db.execute("DELETE FROM imports WHERE import_id = $1", &[&gone])
+        .await
+        .unwrap();
+    let per_import = |id: i64| {
+        let db = &db;
+        async move {
+            let row = db
+                .query_one("SELECT count(*) FROM citizens WHERE import_id = $1", &[&id])
+                .await
+                .unwrap();
+            row.get::<_, i64>(0)
+        }
+    };
+    assert_eq!(per_import(gone).await, 0);
+    assert_eq!(per_import(kept).await, 3);
+}
