@@ -76,14 +76,8 @@ impl Actor for Job {
             }
             consumer.assign(&assignment)?;
             state.consumer = Some(consumer);
-            repo::set_state(
-                &client,
-                &state.row.name,
-                "running",
-                Some(&settings.instance),
-                None,
-            )
-            .await?;
+            // Only the consumer group's assignment (the supervisor's claim) sets the owner.
+            repo::set_state(&client, &state.row.name, "running", None, None).await?;
         }
         myself.send_message(JobMsg::Poll)?;
         Ok(state)
@@ -117,6 +111,7 @@ impl Actor for Job {
                             &state.row.name,
                             state.row.import_id,
                             &batch,
+                            &state.context.settings.instance,
                         )
                         .await
                     }
@@ -125,7 +120,15 @@ impl Actor for Job {
                 (written, started.elapsed())
             };
             let ((written, write_time), next) = tokio::join!(write, read_batch(state));
-            let written = written?;
+            let written = match written {
+                // Another instance owns the job now: let go quietly (no failure).
+                Err(crate::db::DbError::Stale(reason)) => {
+                    tracing::info!(job = %state.row.name, %reason, "job fenced off");
+                    myself.stop(Some("fenced".into()));
+                    return Ok(());
+                }
+                other => other?,
+            };
             state.offsets.extend(batch.next_offsets.iter().copied());
             tracing::debug!(
                 job = %state.row.name,
