@@ -57,3 +57,6 @@ echo "demand bench: 10,000 citizens, 100,000 statements, $groups groups for by=t
 echo "median of 20: by=town,age_group,channel  $(measure '/imports/1/demand?by=town,age_group,channel') ms (target < 50 ms)"
 echo "median of 20: by=town                    $(measure '/imports/1/demand?by=town') ms"
 echo "median of 20: by=town,channel (SVG)      $(measure '/imports/1/demand.svg?by=town,channel') ms"
+
+# The issue's second figure: two instances against one over six streams.
+bash scripts/bench/scale.sh

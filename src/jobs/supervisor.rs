@@ -82,10 +82,17 @@ impl Actor for Supervisor {
         myself: ActorRef<SupervisorMsg>,
         context: Context,
     ) -> Result<SupervisorState, ActorProcessingErr> {
-        // This instance holds nothing yet (a previous run under the same id may have).
-        let client = context.pool.get().await?;
-        repo::release(&client, None, &context.settings.instance).await?;
-        drop(client);
+        // This instance holds nothing yet (a previous run under the same id
+        // may have). Best effort: the service starts while PostgreSQL is down,
+        // and the group's next owner claims the jobs anyway.
+        match context.pool.get().await {
+            Ok(client) => {
+                if let Err(error) = repo::release(&client, None, &context.settings.instance).await {
+                    tracing::warn!(%error, "could not release a previous run's jobs");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not release a previous run's jobs"),
+        }
         myself.send_message(SupervisorMsg::Reconcile)?;
         myself.send_interval(context.settings.reconcile_every, || {
             SupervisorMsg::Reconcile
