@@ -39,7 +39,13 @@ SELECT 1, 'st-' || i, 1 + floor(random() * 10000)::int,
 ANALYZE;
 SQL
 
-INSIKT_DATABASE_URL=$url INSIKT_LISTEN=127.0.0.1:$port INSIKT_LOG=warn "$bin" serve --no-migrate &
+# Its own topics and consumer group: the broker is shared, and with the
+# defaults this instance would join (and split topics with) any other
+# instance of the default group.
+unique=bench-demand-$$-$(date +%s)
+INSIKT_DATABASE_URL=$url INSIKT_LISTEN=127.0.0.1:$port INSIKT_LOG=warn \
+  INSIKT_TOPIC_PREFIX="insikt.$unique" INSIKT_CONSUMER_GROUP="insikt-$unique" \
+  "$bin" serve --no-migrate &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; psql -q "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"' EXIT
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
@@ -57,3 +63,6 @@ echo "demand bench: 10,000 citizens, 100,000 statements, $groups groups for by=t
 echo "median of 20: by=town,age_group,channel  $(measure '/imports/1/demand?by=town,age_group,channel') ms (target < 50 ms)"
 echo "median of 20: by=town                    $(measure '/imports/1/demand?by=town') ms"
 echo "median of 20: by=town,channel (SVG)      $(measure '/imports/1/demand.svg?by=town,channel') ms"
+
+# The issue's second figure: two instances against one over six streams.
+bash scripts/bench/scale.sh

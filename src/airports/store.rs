@@ -351,3 +351,57 @@ pub async fn confirm(pool: &Pool, verified: &Verified) -> Result<Confirmed, Airp
     tx.commit().await?;
     Ok(done)
 }
+
+/// A town of an import and the airports whose city has its name.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TownAirports {
+    pub town: String,
+    pub airports: Vec<Airport>,
+}
+
+/// Every town of the import (by name, ascending) with the live airports whose
+/// `city` matches it case-insensitively; `None` when the import does not
+/// exist. The join probes `airports_city_idx` (`lower(city), id` over live
+/// rows) once per town, and the towns come from the citizens' primary key.
+pub async fn town_airports(
+    pool: &Pool,
+    import_id: i64,
+) -> Result<Option<Vec<TownAirports>>, AirportError> {
+    let client = pool.get().await?;
+    if client
+        .query_opt("SELECT 1 FROM imports WHERE import_id = $1", &[&import_id])
+        .await?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let qualified = COLUMNS
+        .split(", ")
+        .map(|c| format!("a.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "WITH towns AS (SELECT DISTINCT town FROM citizens WHERE import_id = $1)
+         SELECT {qualified}, t.town FROM towns t
+         LEFT JOIN airports a ON lower(a.city) = lower(t.town) AND a.deleted_at IS NULL
+         ORDER BY t.town, a.id"
+    );
+    let rows = client.query(&sql, &[&import_id]).await?;
+    let mut towns: Vec<TownAirports> = Vec::new();
+    for row in &rows {
+        let town: String = row.get(17);
+        if towns.last().is_none_or(|t| t.town != town) {
+            towns.push(TownAirports {
+                town,
+                airports: Vec::new(),
+            });
+        }
+        // A town without an airport comes back once, with NULL airport columns.
+        if row.get::<_, Option<i64>>(0).is_some() {
+            if let Some(last) = towns.last_mut() {
+                last.airports.push(from_row(row));
+            }
+        }
+    }
+    Ok(Some(towns))
+}

@@ -31,6 +31,10 @@ pub enum DbError {
     Postgres(#[from] tokio_postgres::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] refinery::Error),
+    /// A write guard found that another writer took over the row (e.g. a job
+    /// now owned by another instance); nothing was written.
+    #[error("stale writer: {0}")]
+    Stale(String),
 }
 
 impl DbError {

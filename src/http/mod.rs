@@ -15,6 +15,7 @@ pub mod openapi;
 mod ops;
 pub mod routes;
 mod statements;
+mod towns;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -74,6 +75,8 @@ pub fn router(state: &State) -> BoxedFilter<(Response,)> {
         .or(demand::routes(state))
         .unify()
         .or(citizens::routes(state))
+        .unify()
+        .or(towns::routes(state))
         .unify()
         .or(observability::routes(state))
         .unify()

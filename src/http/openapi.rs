@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use utoipa::openapi::security::{HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{airports, citizens, demand, docs, jobs, observability, ops, statements};
+use super::{airports, citizens, demand, docs, jobs, observability, ops, statements, towns};
 
 /// The error envelope `{"error":{"code","message","fields"?}}`, schema `Error`:
 /// use it as `body = ErrorBody` for every error response.
@@ -72,6 +72,7 @@ impl Modify for Resources {
             demand::Api::openapi(),
             jobs::Api::openapi(),
             statements::Api::openapi(),
+            towns::Api::openapi(),
         ];
         for resource in resources {
             openapi.merge(resource);

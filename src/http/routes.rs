@@ -66,6 +66,7 @@ pub static ROUTES: &[Route] = &[
         "/imports/{import_id}/towns/stat/percentile/age",
         &[Method::GET],
     ),
+    route_entry("/imports/{id}/towns/airports", &[Method::GET]),
     route_entry("/metrics", &[Method::GET]),
     route_entry("/debug/pprof/profile", &[Method::GET]),
     route_entry("/openapi.json", &[Method::GET]),

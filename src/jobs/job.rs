@@ -93,14 +93,8 @@ impl Actor for Job {
             }
             consumer.assign(&assignment)?;
             state.consumer = Some(consumer);
-            repo::set_state(
-                &client,
-                &state.row.name,
-                "running",
-                Some(&settings.instance),
-                None,
-            )
-            .await?;
+            // Only the consumer group's assignment (the supervisor's claim) sets the owner.
+            repo::set_state(&client, &state.row.name, "running", None, None).await?;
         }
         myself.send_message(JobMsg::Poll)?;
         Ok(state)
@@ -154,6 +148,7 @@ impl Actor for Job {
                             &state.row.name,
                             state.row.import_id,
                             &batch,
+                            &state.context.settings.instance,
                         )
                         .await
                     }
@@ -165,6 +160,12 @@ impl Actor for Job {
             let ((written, write_time), next) = tokio::join!(write, read_batch(state));
             let written = match written {
                 Ok(written) => written,
+                // Another instance owns the job now: let go quietly (no failure).
+                Err(crate::db::DbError::Stale(reason)) => {
+                    tracing::info!(parent: &span, job = %state.row.name, %reason, "job fenced off");
+                    myself.stop(Some("fenced".into()));
+                    return Ok(());
+                }
                 Err(error) => {
                     span.record("otel.status_code", "error");
                     return Err(error.into());

@@ -5,6 +5,7 @@
 
 mod archive;
 mod job;
+mod notify;
 mod repo;
 mod supervisor;
 
@@ -18,9 +19,9 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::db::{DbError, Pool};
-use crate::kafka::{Cluster, KafkaClientError};
+use crate::kafka::{Cluster, KafkaClientError, Membership, Ownership};
 
-pub use repo::JobFilter;
+pub use repo::{JobFilter, CHANNEL};
 use supervisor::{Supervisor, SupervisorMsg};
 
 /// The name of an import's job (its partition hash): FNV-1a 64 over the
@@ -53,6 +54,8 @@ pub struct Settings {
     pub reconcile_every: Duration,
     pub archive_dir: PathBuf,
     pub instance: String,
+    /// For the dedicated connection that listens for job changes.
+    pub database_url: String,
 }
 
 /// Longest extra time a topic keeps its messages after its job expired.
@@ -77,6 +80,7 @@ impl Settings {
             reconcile_every: Duration::from_secs(config.reconcile_secs.max(1)),
             archive_dir: config.archive_dir.clone(),
             instance: config.instance_id(),
+            database_url: config.database_url.clone(),
         }
     }
 }
@@ -158,6 +162,50 @@ pub struct JobView {
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a request to the supervisor may take (a stop waits for a batch).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a stop through a non-owner waits for the owner to stop the job.
+const REMOTE_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a rebalance waits for revoked jobs to stop.
+const REVOKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the consumer group tells this instance, passed to the supervisor.
+struct GroupOwnership {
+    supervisor: ActorRef<SupervisorMsg>,
+    prefix: String,
+}
+
+impl GroupOwnership {
+    /// Job names from topic names (`{prefix}.{name}`).
+    fn names(&self, topics: Vec<String>) -> Vec<String> {
+        topics
+            .into_iter()
+            .filter_map(|t| {
+                t.strip_prefix(&self.prefix)
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+}
+
+impl Ownership for GroupOwnership {
+    fn assigned(&self, topics: Vec<String>) {
+        let names = self.names(topics);
+        let _ = self.supervisor.send_message(SupervisorMsg::Assigned(names));
+    }
+
+    fn revoked(&self, topics: Vec<String>) {
+        let names = self.names(topics);
+        let (done, stopped) = std::sync::mpsc::channel();
+        if self
+            .supervisor
+            .send_message(SupervisorMsg::Revoked(names, done))
+            .is_ok()
+        {
+            // Blocks the membership's thread, hence the rebalance, not the runtime.
+            let _ = stopped.recv_timeout(REVOKE_TIMEOUT);
+        }
+    }
+}
 
 /// The only way into the jobs from outside: a clonable handle that sends
 /// messages to the supervisor actor and reads job state from PostgreSQL.
@@ -165,10 +213,15 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct SupervisorHandle {
     actor: ActorRef<SupervisorMsg>,
     context: Context,
+    /// This instance's consumer-group member and change listener, until shutdown.
+    membership: Arc<std::sync::Mutex<Option<Membership>>>,
+    listener: Arc<tokio::task::JoinHandle<()>>,
 }
 
 impl SupervisorHandle {
-    /// Spawns the supervisor, which reconciles at once and then periodically.
+    /// Spawns the supervisor, which reconciles at once and then periodically,
+    /// joins the consumer group (whose assignment decides which jobs run
+    /// here) and listens for job changes made through other instances.
     pub async fn start(
         settings: Settings,
         pool: Pool,
@@ -182,7 +235,24 @@ impl SupervisorHandle {
         let (actor, _) = Actor::spawn(None, Supervisor, context.clone())
             .await
             .map_err(|e| JobsError::Archive(format!("cannot start the supervisor: {e}")))?;
-        Ok(Self { actor, context })
+        let settings = &context.settings;
+        let membership = Membership::join(
+            &settings.brokers,
+            &format!("insikt-{}-member", settings.instance),
+            &settings.consumer_group,
+            &crate::kafka::topic_pattern(&settings.topic_prefix),
+            GroupOwnership {
+                supervisor: actor.clone(),
+                prefix: settings.topic_prefix.clone(),
+            },
+        )?;
+        let listener = tokio::spawn(notify::listen(settings.database_url.clone(), actor.clone()));
+        Ok(Self {
+            actor,
+            context,
+            membership: Arc::new(std::sync::Mutex::new(Some(membership))),
+            listener: Arc::new(listener),
+        })
     }
 
     async fn call<T: Send + 'static>(
@@ -223,11 +293,25 @@ impl SupervisorHandle {
     }
 
     /// Stops a job after its current batch; it stays stopped across restarts.
+    /// Through a non-owner, waits (a bounded time) for the owner to stop it.
     pub async fn stop(&self, name: &str) -> Result<JobView, JobsError> {
         let name = name.to_owned();
         let key = name.clone();
-        self.call(move |reply| SupervisorMsg::Stop(key, reply))
+        let stopped = self
+            .call(move |reply| SupervisorMsg::Stop(key, reply))
             .await?;
+        let deadline = tokio::time::Instant::now() + REMOTE_STOP_TIMEOUT;
+        loop {
+            let client = self.context.pool.get().await?;
+            let row = repo::by_name(&client, &name)
+                .await?
+                .ok_or_else(|| JobsError::NotFound(name.clone()))?;
+            drop(client);
+            if stopped || row.state != "running" || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         self.get(&name).await?.ok_or(JobsError::NotFound(name))
     }
 
@@ -277,12 +361,18 @@ impl SupervisorHandle {
         Ok(jobs)
     }
 
-    /// Stops every job after its current batch, then the supervisor.
+    /// Stops every job after its current batch, leaves the consumer group
+    /// (so that the other instances take the jobs over), then stops the supervisor.
     pub async fn shutdown(&self) {
+        self.listener.abort();
         let _ = self
             .actor
             .call(SupervisorMsg::Shutdown, Some(CALL_TIMEOUT))
             .await;
+        let membership = self.membership.lock().ok().and_then(|mut m| m.take());
+        if let Some(membership) = membership {
+            membership.leave().await;
+        }
         let _ = self
             .actor
             .stop_and_wait(Some("shutdown".into()), Some(CALL_TIMEOUT))

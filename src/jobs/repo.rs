@@ -27,9 +27,11 @@ pub struct JobRow {
     pub desired: String,
     pub topic_ready: bool,
     pub expires_at: DateTime<Utc>,
+    /// The instance whose consumer-group member holds the job's topic.
+    pub owner: Option<String>,
 }
 
-const ROW_COLUMNS: &str = "name, import_id, topic, state, desired, topic_ready, expires_at";
+const ROW_COLUMNS: &str = "name, import_id, topic, state, desired, topic_ready, expires_at, owner";
 
 fn row(r: &tokio_postgres::Row) -> JobRow {
     JobRow {
@@ -40,6 +42,7 @@ fn row(r: &tokio_postgres::Row) -> JobRow {
         desired: r.get(4),
         topic_ready: r.get(5),
         expires_at: r.get(6),
+        owner: r.get(7),
     }
 }
 
@@ -127,8 +130,9 @@ pub async fn set_desired(client: &Client, name: &str, desired: &str) -> Result<(
     Ok(())
 }
 
-/// Records a state change (never leaving `expired`), in the table and in the
-/// job state gauge.
+/// Records a state change (never leaving `expired`) in the table and in the
+/// job state gauge, and the owner when given (ownership itself changes only
+/// with [`claim`] and [`release`]).
 pub async fn set_state(
     client: &Client,
     name: &str,
@@ -138,7 +142,7 @@ pub async fn set_state(
 ) -> Result<(), DbError> {
     let updated = client
         .execute(
-            "UPDATE jobs SET state = $2, owner = $3, \
+            "UPDATE jobs SET state = $2, owner = COALESCE($3, owner), \
              last_error = COALESCE($4, last_error), updated_at = now(), \
              started_at = CASE WHEN $2 = 'running' THEN COALESCE(started_at, now()) ELSE started_at END \
              WHERE name = $1 AND state <> 'expired'",
@@ -148,6 +152,50 @@ pub async fn set_state(
     if updated > 0 {
         metrics::set_job_state(name, state);
     }
+    Ok(())
+}
+
+/// Records `owner` as the owner of the jobs `names` (its group member was
+/// just assigned their topics). Waits for a batch in flight to commit: the
+/// batch's fence holds the row.
+pub async fn claim(client: &Client, names: &[String], owner: &str) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE jobs SET owner = $2, updated_at = now() WHERE name = ANY($1)",
+            &[&names, &owner],
+        )
+        .await?;
+    Ok(())
+}
+
+/// `owner` no longer holds the jobs `names` (all of its jobs when `None`):
+/// their owner is cleared and a running one is `pending` until its next
+/// owner starts it.
+pub async fn release(
+    client: &Client,
+    names: Option<&[String]>,
+    owner: &str,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE jobs SET owner = NULL, updated_at = now(), \
+             state = CASE WHEN state = 'running' THEN 'pending' ELSE state END \
+             WHERE owner = $2 AND ($1::text[] IS NULL OR name = ANY($1))",
+            &[&names, &owner],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The channel on which instances tell each other that a job's desired
+/// state changed (the payload is the job's name).
+pub const CHANNEL: &str = "insikt_jobs";
+
+/// Tells every instance (the owner among them) that job `name` changed.
+pub async fn notify(client: &Client, name: &str) -> Result<(), DbError> {
+    client
+        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &name])
+        .await?;
     Ok(())
 }
 

@@ -1,9 +1,10 @@
 //! The supervisor actor: reconciles this instance's jobs with PostgreSQL (on
 //! start, periodically and when asked), spawns one job actor per import
-//! partition hash, and handles child failures itself instead of ractor's
+//! partition hash for the jobs this instance owns (the consumer group assigns
+//! their topics to it), and handles child failures itself instead of ractor's
 //! default of stopping with the child.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -28,16 +29,25 @@ pub enum SupervisorMsg {
     Ensure(i64, RpcReplyPort<Result<(), JobsError>>),
     /// Like `Ensure`, without anyone waiting for the outcome.
     EnsureLater(i64),
-    Stop(String, RpcReplyPort<Result<(), JobsError>>),
+    /// Answers whether the job is known to be stopped (else its owner stops it).
+    Stop(String, RpcReplyPort<Result<bool, JobsError>>),
     Start(String, RpcReplyPort<Result<(), JobsError>>),
     /// A failed job's backoff is over.
     Restart(String),
     Shutdown(RpcReplyPort<()>),
+    /// The group assigned these jobs' topics to this instance.
+    Assigned(Vec<String>),
+    /// The group took these jobs' topics away; answered once they stopped.
+    Revoked(Vec<String>, std::sync::mpsc::Sender<()>),
+    /// Another instance (or this one) changed the job: reconcile it now.
+    Changed(String),
 }
 
 pub struct SupervisorState {
     context: Context,
     running: HashMap<String, ActorRef<JobMsg>>,
+    /// Jobs whose topics the consumer group assigned to this instance.
+    owned: HashSet<String>,
     failures: HashMap<String, VecDeque<Instant>>,
     /// Failed jobs waiting out their backoff; reconciliation leaves them be.
     retry_at: HashMap<String, Instant>,
@@ -73,6 +83,17 @@ impl Actor for Supervisor {
         myself: ActorRef<SupervisorMsg>,
         context: Context,
     ) -> Result<SupervisorState, ActorProcessingErr> {
+        // This instance holds nothing yet (a previous run under the same id
+        // may have). Best effort: the service starts while PostgreSQL is down,
+        // and the group's next owner claims the jobs anyway.
+        match context.pool.get().await {
+            Ok(client) => {
+                if let Err(error) = repo::release(&client, None, &context.settings.instance).await {
+                    tracing::warn!(%error, "could not release a previous run's jobs");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not release a previous run's jobs"),
+        }
         myself.send_message(SupervisorMsg::Reconcile)?;
         myself.send_interval(context.settings.reconcile_every, || {
             SupervisorMsg::Reconcile
@@ -80,6 +101,7 @@ impl Actor for Supervisor {
         Ok(SupervisorState {
             context,
             running: HashMap::new(),
+            owned: HashSet::new(),
             failures: HashMap::new(),
             retry_at: HashMap::new(),
             shutting_down: false,
@@ -125,13 +147,29 @@ impl Actor for Supervisor {
                     actor.stop_and_wait(Some("shutdown".into()), Some(STOP_TIMEOUT))
                 }))
                 .await;
+                // Another instance takes them over once this one left the group.
                 if let Ok(client) = state.context.pool.get().await {
-                    for (name, _) in &jobs {
-                        let _ = repo::set_state(&client, name, "pending", None, None).await;
+                    let me = &state.context.settings.instance;
+                    if let Err(error) = repo::release(&client, None, me).await {
+                        tracing::warn!(%error, "could not release this instance's jobs");
                     }
                 }
                 tracing::info!("every job stopped");
                 let _ = reply.send(());
+            }
+            SupervisorMsg::Assigned(names) => {
+                if let Err(error) = assigned(&myself, state, names).await {
+                    tracing::warn!(%error, "could not take over assigned jobs; retrying later");
+                }
+            }
+            SupervisorMsg::Revoked(names, done) => {
+                revoked(state, &names).await;
+                let _ = done.send(());
+            }
+            SupervisorMsg::Changed(name) => {
+                if let Err(error) = changed(&myself, state, &name).await {
+                    tracing::warn!(job = %name, %error, "could not apply a job change; retrying later");
+                }
             }
         }
         Ok(())
@@ -148,6 +186,10 @@ impl Actor for Supervisor {
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 if let Some(name) = forget(state, &cell) {
                     tracing::info!(job = %name, ?reason, "job actor stopped");
+                    if reason.as_deref() == Some("fenced") {
+                        // Another instance claimed it: not ours until the group says so again.
+                        state.owned.remove(&name);
+                    }
                 }
             }
             SupervisionEvent::ActorFailed(cell, error) => {
@@ -240,6 +282,11 @@ async fn reconcile(
         {
             continue;
         }
+        if !state.owned.contains(&row.name) {
+            // Another instance's (or nobody's, until the group assigns it).
+            stop_local(state, &row.name).await;
+            continue;
+        }
         let expired = chrono::Utc::now() >= row.expires_at;
         let wanted = row.desired == "running" || expired;
         match (wanted, state.running.get(&row.name)) {
@@ -247,6 +294,10 @@ async fn reconcile(
             (false, Some(_)) => {
                 // Stopped through another instance (or by hand in the table).
                 stop_local(state, &row.name).await;
+                repo::set_state(&client, &row.name, "stopped", None, None).await?;
+            }
+            (false, None) if row.state == "running" || row.state == "pending" => {
+                // A previous owner left it marked as running.
                 repo::set_state(&client, &row.name, "stopped", None, None).await?;
             }
             _ => {}
@@ -261,9 +312,10 @@ async fn spawn(
     row: JobRow,
 ) -> Result<(), JobsError> {
     let name = row.name.clone();
-    // Registered under its topic, which carries the instance's prefix, so
-    // apps sharing a process (tests) never collide in ractor's registry.
-    let registered = row.topic.clone();
+    // Registered under its topic, which carries the instance's prefix, and
+    // the instance, so apps sharing a process (tests) never collide in
+    // ractor's registry, not even while a job moves between them.
+    let registered = format!("{}@{}", row.topic, state.context.settings.instance);
     let args = JobArgs {
         context: state.context.clone(),
         row,
@@ -310,15 +362,21 @@ async fn live_job(client: &crate::db::Client, name: &str) -> Result<JobRow, Jobs
     Ok(row)
 }
 
-async fn stop(state: &mut SupervisorState, name: &str) -> Result<(), JobsError> {
+/// Stops the job here when this instance runs it; otherwise its owner
+/// stops it when notified. True when the job is known to be stopped.
+async fn stop(state: &mut SupervisorState, name: &str) -> Result<bool, JobsError> {
     let client = state.context.pool.get().await?;
     let row = live_job(&client, name).await?;
     repo::set_desired(&client, name, "stopped").await?;
+    let here = state.running.contains_key(name);
     stop_local(state, name).await;
-    if row.topic_ready {
+    // Nobody else runs it when this instance ran it or nobody owns it.
+    let stopped = here || state.owned.contains(name) || row.owner.is_none();
+    if row.topic_ready && stopped {
         repo::set_state(&client, name, "stopped", None, None).await?;
     }
-    Ok(())
+    repo::notify(&client, name).await?;
+    Ok(stopped || !row.topic_ready)
 }
 
 async fn start(
@@ -335,7 +393,69 @@ async fn start(
         state.retry_at.remove(name);
         repo::set_state(&client, name, "pending", None, None).await?;
     }
+    repo::notify(&client, name).await?;
     drop(client);
+    reconcile(myself, state, Some(row.import_id)).await
+}
+
+/// The group gave this instance these jobs: record it, then run them.
+async fn assigned(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    names: Vec<String>,
+) -> Result<(), JobsError> {
+    if state.shutting_down {
+        return Ok(());
+    }
+    state.owned.extend(names.iter().cloned());
+    let client = state.context.pool.get().await?;
+    repo::claim(&client, &names, &state.context.settings.instance).await?;
+    drop(client);
+    reconcile(myself, state, None).await
+}
+
+/// The group took these jobs away: stop them (each after its current
+/// batch, all at once) and give up their ownership.
+async fn revoked(state: &mut SupervisorState, names: &[String]) {
+    let mut actors = Vec::new();
+    for name in names {
+        state.owned.remove(name);
+        if let Some(actor) = state.running.remove(name) {
+            actors.push(actor);
+        }
+    }
+    futures_util::future::join_all(
+        actors
+            .iter()
+            .map(|actor| actor.stop_and_wait(Some("revoked".into()), Some(STOP_TIMEOUT))),
+    )
+    .await;
+    match state.context.pool.get().await {
+        Ok(client) => {
+            let me = &state.context.settings.instance;
+            if let Err(error) = repo::release(&client, Some(names), me).await {
+                tracing::warn!(%error, "could not release revoked jobs");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "could not release revoked jobs"),
+    }
+}
+
+async fn changed(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    name: &str,
+) -> Result<(), JobsError> {
+    let client = state.context.pool.get().await?;
+    let Some(row) = repo::by_name(&client, name).await? else {
+        return Ok(());
+    };
+    drop(client);
+    if row.desired == "running" && state.owned.contains(name) {
+        // An operator's start elsewhere gives a failed job a fresh budget here too.
+        state.failures.remove(name);
+        state.retry_at.remove(name);
+    }
     reconcile(myself, state, Some(row.import_id)).await
 }
 

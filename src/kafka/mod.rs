@@ -1,6 +1,8 @@
 //! Kafka through rdkafka: client configuration and cluster checks. Only the
 //! Kafka protocol is used, so any compatible broker works.
 
+mod membership;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
+pub use membership::{topic_pattern, Membership, Ownership};
 pub use rdkafka::consumer::{Consumer, StreamConsumer};
 pub use rdkafka::error::KafkaError;
 pub use rdkafka::message::{BorrowedMessage, Message};

@@ -234,17 +234,21 @@ pub struct Written {
 /// Writes a batch in ONE transaction: the statements (a statement id already
 /// stored is skipped), the dead letters and the job's next offsets. Either
 /// all of it is committed or none, which makes a replay after a crash exact.
+/// Only while the job's row names `owner` as its owner ([`DbError::Stale`]
+/// otherwise, nothing written).
 pub async fn write_batch(
     client: &mut Client,
     job: &str,
     import_id: i64,
     batch: &Batch,
+    owner: &str,
 ) -> Result<Written, DbError> {
     let tx = client.transaction().await?;
     // Safe for exactly-once: a PostgreSQL crash can lose the last commits, but
     // their offsets with them, so the job re-reads exactly what was lost.
     tx.batch_execute("SET LOCAL synchronous_commit = off")
         .await?;
+    fence(&tx, job, owner).await?;
     let mut stored = 0;
     if !batch.accepted.is_empty() {
         let n = batch.accepted.len();
@@ -327,6 +331,25 @@ pub async fn write_batch(
         duplicates: batch.accepted.len() as u64 - stored,
         dead_letters,
     })
+}
+
+/// The fence of a batch: locks the job's row (until the commit) and checks
+/// that it still names `owner`. An instance that lost the job in a rebalance
+/// thus cannot advance it any more, and the new owner's claim of the row
+/// waits for a batch in flight, so two instances never both advance a job.
+async fn fence(tx: &crate::db::Transaction<'_>, job: &str, owner: &str) -> Result<(), DbError> {
+    let owned = tx
+        .query_opt(
+            "SELECT 1 FROM jobs WHERE name = $1 AND owner = $2 FOR NO KEY UPDATE",
+            &[&job, &owner],
+        )
+        .await?;
+    match owned {
+        Some(_) => Ok(()),
+        None => Err(DbError::Stale(format!(
+            "job {job} is no longer owned by {owner}"
+        ))),
+    }
 }
 
 /// A dead letter as the API lists it.

@@ -1,0 +1,197 @@
+//! Benchmark (prints figures, asserts nothing): the stream throughput of one
+//! `insikt serve` process against two (one consumer group, one database)
+//! over six imports' streams. The six topics are filled first; each run then
+//! starts its instances on a fresh database and a fresh group, so both runs
+//! read exactly the same messages from the beginning. Run through
+//! `scripts/bench.sh scale` (which builds the release binary).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use insikt::config::Config;
+use insikt::jobs::{job_name, topic_name};
+use insikt::kafka::{Cluster, Producer};
+
+const IMPORTS: i64 = 6;
+const CITIZENS: i64 = 1000;
+
+#[tokio::main]
+async fn main() {
+    let per_import: i64 = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50_000);
+    let binary = std::env::var("INSIKT_BENCH_BIN").unwrap_or("target/release/insikt".into());
+    let config = Config::from_env();
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = format!("insikt.bench.scale.{unique}");
+    let base = config
+        .database_url
+        .rsplit_once('/')
+        .map_or(config.database_url.clone(), |(b, _)| b.to_owned());
+
+    // Six streams, filled before anyone reads them (imports 1..=6 in every fresh database).
+    let cluster = Cluster::connect(&config.kafka_brokers, "insikt-bench-scale").unwrap();
+    let producer = Producer::connect(&config.kafka_brokers, "insikt-bench-scale-producer").unwrap();
+    let started = Instant::now();
+    for import in 1..=IMPORTS {
+        let topic = topic_name(&prefix, &job_name(import));
+        cluster
+            .create_topic(&topic, config.retention)
+            .await
+            .unwrap();
+        for chunk in (0..per_import).collect::<Vec<_>>().chunks(10_000) {
+            let records = chunk
+                .iter()
+                .map(|i| {
+                    let citizen = i % CITIZENS;
+                    let payload = serde_json::json!({
+                        "statement_id": format!("bench-{i}"), "import_id": import,
+                        "citizen_id": citizen, "course": "rust", "channel": "radio",
+                        "score": 0.7, "text": "I would like a course about this, in the evenings.",
+                        "ts": "2026-11-28T12:00:00Z"
+                    });
+                    (citizen.to_string(), payload.to_string().into_bytes())
+                })
+                .collect();
+            producer.send_all(&topic, records).await.unwrap();
+        }
+    }
+    let total = IMPORTS * per_import;
+    println!(
+        "scale bench: {IMPORTS} imports x {per_import} statements = {total}, produced in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut rates = Vec::new();
+    for instances in [1usize, 2] {
+        let database = format!("insikt_bench_scale_{}_{instances}", &unique[..8]);
+        let url = format!("{base}/{database}");
+        insikt::db::migrate(&url).await.expect("migrate");
+        let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        db.batch_execute(&format!(
+            "INSERT INTO imports SELECT FROM generate_series(1, {IMPORTS});
+             INSERT INTO citizens (import_id, citizen_id, town, street, building, apartment, name, birth_date, gender)
+             SELECT i, c, 'Moscow', 'Lenina', '1', 1, 'Ivan', '1990-01-01', 'male'
+               FROM generate_series(1, {IMPORTS}) i, generate_series(0, {CITIZENS} - 1) c;"
+        ))
+        .await
+        .unwrap();
+
+        let group = format!("insikt-bench-scale-{unique}-{instances}");
+        let started = Instant::now();
+        let mut children: Vec<Child> = (0..instances)
+            .map(|k| {
+                serve(
+                    &binary,
+                    &url,
+                    &prefix,
+                    &group,
+                    &format!("bench-{instances}-{k}"),
+                )
+            })
+            .collect();
+        let mut first: Option<(Instant, i64)> = None;
+        loop {
+            let next: i64 = db
+                .query_one(
+                    "SELECT COALESCE(sum(next_offset), 0)::bigint FROM job_offsets",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if first.is_none() && next > 0 {
+                first = Some((Instant::now(), next));
+            }
+            if next >= total {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(1800),
+                "the jobs are stuck"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let elapsed = started.elapsed();
+        let (first_at, first_offset) = first.unwrap_or((started, 0));
+        let steady = (total - first_offset) as f64 / first_at.elapsed().as_secs_f64().max(1e-9);
+        let owners: Vec<String> = db
+            .query(
+                "SELECT COALESCE(owner, '-') || ': ' || count(*) FROM jobs GROUP BY owner ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let stored: i64 = db
+            .query_one("SELECT count(*) FROM statements", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let rate = total as f64 / elapsed.as_secs_f64();
+        println!(
+            "{instances} instance(s): {rate:>8.0} msg/s ({:.1} s incl. start and group join; \
+             {steady:.0} msg/s after the first commit); stored {stored}; jobs per owner {owners:?}",
+            elapsed.as_secs_f64()
+        );
+        rates.push((rate, steady));
+        for child in &mut children {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+        }
+        for child in &mut children {
+            let _ = child.wait();
+        }
+        drop(db);
+        let (admin, connection) =
+            tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+            .await;
+    }
+    println!(
+        "ratio two/one: {:.2} (whole run), {:.2} (after the first commit)",
+        rates[1].0 / rates[0].0,
+        rates[1].1 / rates[0].1
+    );
+    println!(
+        "(shared machine: {} cores, load average {})",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+}
+
+/// One `insikt serve` process on `url`, in `group`, with a free port.
+fn serve(binary: &str, url: &str, prefix: &str, group: &str, id: &str) -> Child {
+    Command::new(binary)
+        .arg("serve")
+        .env("INSIKT_DATABASE_URL", url)
+        .env("INSIKT_LISTEN", "127.0.0.1:0")
+        .env("INSIKT_NO_MIGRATE", "true")
+        .env("INSIKT_TOPIC_PREFIX", prefix)
+        .env("INSIKT_CONSUMER_GROUP", group)
+        .env("INSIKT_INSTANCE_ID", id)
+        .env("INSIKT_RECONCILE_SECS", "1")
+        .env("INSIKT_SECRET", "bench")
+        .env(
+            "INSIKT_ARCHIVE_DIR",
+            std::env::temp_dir().join("insikt-bench-scale"),
+        )
+        .env(
+            "INSIKT_LOG",
+            std::env::var("INSIKT_LOG").unwrap_or("warn".into()),
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"))
+}

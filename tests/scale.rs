@@ -1,0 +1,297 @@
+//! Scale-out against the real broker and PostgreSQL: two instances (different
+//! ids and ports, one database, one consumer group) share six imports'
+//! streams, hand them over when one leaves, and obey stop/start sent to the
+//! instance that does not own the job.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use common::streams::{self, eventually};
+use common::{json, Served, TestDatabase, ADMIN_TOKEN};
+use insikt::config::Config;
+use insikt::jobs::job_name;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(90);
+const IMPORTS: usize = 6;
+const CITIZENS: i32 = 10;
+
+fn instance(database: &TestDatabase, template: &Config, id: &str) -> Config {
+    let mut config = streams::served_config(database, template);
+    config.instance_id = Some(id.to_owned());
+    config
+}
+
+/// The backend pids of the instances' connections listening for job changes.
+async fn listeners(db: &tokio_postgres::Client) -> BTreeSet<i32> {
+    db.query(
+        "SELECT pid FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+async fn get(served: &Served, path: &str) -> Value {
+    let (status, body) = json(reqwest::get(served.url(path)).await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].clone()
+}
+
+async fn control(served: &Served, name: &str, action: &str) -> Value {
+    let response = reqwest::Client::new()
+        .post(served.url(&format!("/jobs/{name}/{action}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(response).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].clone()
+}
+
+/// Job name → owner, once all six jobs run; `None` while any does not.
+async fn owners(served: &Served) -> Option<HashMap<String, String>> {
+    owners_of(served, IMPORTS).await
+}
+
+async fn owners_of(served: &Served, count: usize) -> Option<HashMap<String, String>> {
+    let jobs = get(served, "/jobs").await;
+    let jobs = jobs.as_array().unwrap();
+    if jobs.len() != count {
+        return None;
+    }
+    jobs.iter()
+        .map(|job| {
+            let running = job["state"] == "running";
+            let owner = job["owner"].as_str().filter(|_| running)?;
+            Some((job["name"].as_str()?.to_owned(), owner.to_owned()))
+        })
+        .collect()
+}
+
+/// Produces statements `from..to` of `import` straight to its topic.
+async fn produce(
+    producer: &insikt::kafka::Producer,
+    topic: &str,
+    import: i64,
+    range: std::ops::Range<usize>,
+) {
+    let records = range
+        .map(|i| {
+            let citizen = (i as i32) % CITIZENS;
+            let payload = streams::statement(&format!("s{i}"), import, citizen);
+            (citizen.to_string(), payload.to_string().into_bytes())
+        })
+        .collect();
+    producer.send_all(topic, records).await.unwrap();
+}
+
+/// Per import: stored statements, distinct source offsets, dead letters.
+async fn tally(db: &tokio_postgres::Client, import: i64) -> (i64, i64, i64) {
+    let stored = streams::stored(db, import).await;
+    let offsets = streams::count(
+        db,
+        "SELECT count(DISTINCT kafka_offset) FROM statements WHERE import_id = $1",
+        import,
+    )
+    .await;
+    let dead = streams::count(
+        db,
+        "SELECT count(*) FROM dead_letters WHERE import_id = $1",
+        import,
+    )
+    .await;
+    (stored, offsets, dead)
+}
+
+async fn all_stored(db: &tokio_postgres::Client, imports: &[i64], each: i64) {
+    for &import in imports {
+        eventually(
+            &format!("{each} statements of import {import}"),
+            WAIT,
+            || async { (streams::stored(db, import).await >= each).then_some(()) },
+        )
+        .await;
+    }
+    for &import in imports {
+        assert_eq!(tally(db, import).await, (each, each, 0), "import {import}");
+    }
+}
+
+#[tokio::test]
+async fn two_instances_share_streams_hand_them_over_and_obey_either_for_stop_and_start() {
+    let database = TestDatabase::create().await;
+    let mut template = common::test_config(&database);
+    streams::configure(&mut template);
+    // No periodic reconciliation to fall back on: only the group's
+    // assignments and the NOTIFYs move jobs.
+    template.reconcile_secs = 3600;
+    let db = common::connect(&database.url).await;
+    let citizens: Vec<i32> = (0..CITIZENS).collect();
+    let mut imports = Vec::new();
+    for _ in 0..IMPORTS {
+        imports.push(streams::create_import(&db, &citizens).await);
+    }
+    let topic = |import: i64| format!("{}.{}", template.topic_prefix, job_name(import));
+
+    let alpha = Served::start(instance(&database, &template, "alpha")).await;
+    let beta = Served::start(instance(&database, &template, "beta")).await;
+
+    // Both own some jobs; either instance shows every job and its owner.
+    let shared = eventually("both instances owning running jobs", WAIT, || async {
+        let seen = owners(&alpha).await?;
+        let who: BTreeSet<&str> = seen.values().map(String::as_str).collect();
+        (who == BTreeSet::from(["alpha", "beta"])).then_some(seen)
+    })
+    .await;
+    eprintln!("shared: {shared:?}");
+    eventually("beta showing the same owners", WAIT, || async {
+        (owners(&beta).await.as_ref() == Some(&shared)).then_some(())
+    })
+    .await;
+
+    let producer = streams::producer(&template);
+    for &import in &imports {
+        produce(&producer, &topic(import), import, 0..300).await;
+    }
+    all_stored(&db, &imports, 300).await;
+
+    // alpha leaves: beta takes every job over and resumes at the stored offsets.
+    alpha.stop().await;
+    for &import in &imports {
+        produce(&producer, &topic(import), import, 300..600).await;
+    }
+    eventually("beta owning every job", WAIT, || async {
+        let seen = owners(&beta).await?;
+        seen.values().all(|o| o == "beta").then_some(())
+    })
+    .await;
+    all_stored(&db, &imports, 600).await;
+
+    // alpha again: it takes some jobs back, and beta stops and starts one of them.
+    let alpha = Served::start(instance(&database, &template, "alpha")).await;
+    let (name, import) = eventually("alpha owning a running job again", WAIT, || async {
+        let seen = owners(&beta).await?;
+        imports
+            .iter()
+            .map(|&i| (job_name(i), i))
+            .find(|(name, _)| seen.get(name).is_some_and(|o| o == "alpha"))
+    })
+    .await;
+    // The listeners reconnect when PostgreSQL drops their connections.
+    let before = eventually("two listeners", WAIT, || async {
+        let pids = listeners(&db).await;
+        (pids.len() == 2).then_some(pids)
+    })
+    .await;
+    for pid in &before {
+        db.execute("SELECT pg_terminate_backend($1)", &[pid])
+            .await
+            .unwrap();
+    }
+    eventually("two new listeners", WAIT, || async {
+        let pids = listeners(&db).await;
+        (pids.len() == 2 && pids.is_disjoint(&before)).then_some(())
+    })
+    .await;
+
+    let stopped = control(&beta, &name, "stop").await;
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    assert_eq!(stopped["desired"], "stopped");
+    assert_eq!(stopped["owner"], "alpha");
+    produce(&producer, &topic(import), import, 600..650).await;
+    // Several batch periods and reconciliations for alpha to (wrongly) store them.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let shown = get(&alpha, &format!("/jobs/{name}")).await;
+    assert_eq!(
+        (&shown["state"], &shown["lag"], &shown["owner"]),
+        (&"stopped".into(), &50.into(), &"alpha".into()),
+        "{shown}"
+    );
+    assert_eq!(streams::stored(&db, import).await, 600);
+
+    let started = control(&beta, &name, "start").await;
+    assert_eq!(started["desired"], "running", "{started}");
+    all_stored(&db, &[import], 650).await;
+    let shown = get(&beta, &format!("/jobs/{name}")).await;
+    assert_eq!(
+        (&shown["state"], &shown["owner"]),
+        (&"running".into(), &"alpha".into())
+    );
+    for &other in imports.iter().filter(|&&i| i != import) {
+        assert_eq!(tally(&db, other).await, (600, 600, 0), "import {other}");
+    }
+
+    alpha.stop().await;
+    beta.stop().await;
+    // Nobody owns anything once both left.
+    let left: i64 = db
+        .query_one("SELECT count(*) FROM jobs WHERE owner IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    drop(database);
+}
+
+#[tokio::test]
+async fn an_instance_whose_job_was_claimed_elsewhere_cannot_advance_it() {
+    let database = TestDatabase::create().await;
+    let mut template = common::test_config(&database);
+    streams::configure(&mut template);
+    let db = common::connect(&database.url).await;
+    let citizens: Vec<i32> = (0..CITIZENS).collect();
+    let import = streams::create_import(&db, &citizens).await;
+    let name = job_name(import);
+    let topic = format!("{}.{}", template.topic_prefix, name);
+    let producer = streams::producer(&template);
+
+    let alpha = Served::start(instance(&database, &template, "alpha")).await;
+    eventually("alpha running the job", WAIT, || async {
+        let seen = owners_of(&alpha, 1).await?;
+        (seen.get(&name)? == "alpha").then_some(())
+    })
+    .await;
+    produce(&producer, &topic, import, 0..100).await;
+    all_stored(&db, &[import], 100).await;
+
+    // As if a rebalance had given the job to another instance while alpha
+    // still believed it owned it: alpha's next batch must not commit.
+    db.execute(
+        "UPDATE jobs SET owner = 'intruder' WHERE name = $1",
+        &[&name],
+    )
+    .await
+    .unwrap();
+    produce(&producer, &topic, import, 100..200).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(tally(&db, import).await, (100, 100, 0));
+    let committed: i64 = db
+        .query_one(
+            "SELECT next_offset FROM job_offsets WHERE job = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(committed, 100);
+
+    // The next owner the group picks resumes exactly at the stored offset.
+    alpha.stop().await;
+    let gamma = Served::start(instance(&database, &template, "gamma")).await;
+    all_stored(&db, &[import], 200).await;
+    let shown = get(&gamma, &format!("/jobs/{name}")).await;
+    assert_eq!(
+        (&shown["owner"], &shown["committed_offset"]),
+        (&"gamma".into(), &200.into())
+    );
+    gamma.stop().await;
+    drop(database);
+}
