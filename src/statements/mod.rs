@@ -10,6 +10,8 @@ use serde_json::Value;
 
 use crate::db::{Client, DbError};
 
+mod parse;
+
 /// A statement that parsed and passed its own rules (not yet the citizen check).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Statement {
@@ -42,91 +44,7 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> Invalid {
     }
 }
 
-fn text_field(
-    object: &serde_json::Map<String, Value>,
-    field: &'static str,
-) -> Result<String, Invalid> {
-    match object.get(field) {
-        None | Some(Value::Null) => Err(invalid(field, "is required")),
-        Some(Value::String(s)) if s.trim().is_empty() => Err(invalid(field, "must not be empty")),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(invalid(field, "must be a string")),
-    }
-}
-
 impl Statement {
-    /// Parses one statement. `import_id` may be omitted when `default_import`
-    /// is given (the API's path), and must equal it when both are present.
-    pub fn from_value(value: &Value, default_import: Option<i64>) -> Result<Self, Invalid> {
-        let Value::Object(object) = value else {
-            return Err(invalid("statement", "must be a JSON object"));
-        };
-        let statement_id = text_field(object, "statement_id")?;
-        let import_id = match (object.get("import_id"), default_import) {
-            (None | Some(Value::Null), Some(default)) => default,
-            (None | Some(Value::Null), None) => return Err(invalid("import_id", "is required")),
-            (Some(v), default) => {
-                let id = v
-                    .as_i64()
-                    .ok_or_else(|| invalid("import_id", "must be an integer"))?;
-                if default.is_some_and(|d| d != id) {
-                    return Err(invalid("import_id", "does not match the import"));
-                }
-                id
-            }
-        };
-        let citizen_id = match object.get("citizen_id") {
-            None | Some(Value::Null) => return Err(invalid("citizen_id", "is required")),
-            Some(v) => v
-                .as_i64()
-                .and_then(|id| i32::try_from(id).ok())
-                .filter(|id| *id >= 0)
-                .ok_or_else(|| invalid("citizen_id", "must be a non-negative integer"))?,
-        };
-        let course = text_field(object, "course")?;
-        let channel = match object.get("channel") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
-            Some(_) => return Err(invalid("channel", "must be a non-empty string or null")),
-        };
-        let score = match object.get("score") {
-            None | Some(Value::Null) => return Err(invalid("score", "is required")),
-            Some(v) => v
-                .as_f64()
-                .filter(|s| s.is_finite())
-                .ok_or_else(|| invalid("score", "must be a number"))?,
-        };
-        let text = match object.get("text") {
-            None | Some(Value::Null) => return Err(invalid("text", "is required")),
-            Some(Value::String(s)) => s.clone(),
-            Some(_) => return Err(invalid("text", "must be a string")),
-        };
-        let ts = match object.get("ts") {
-            None | Some(Value::Null) => return Err(invalid("ts", "is required")),
-            Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
-                .map_err(|_| invalid("ts", "must be an RFC 3339 timestamp"))?
-                .with_timezone(&Utc),
-            Some(_) => return Err(invalid("ts", "must be an RFC 3339 timestamp")),
-        };
-        Ok(Self {
-            statement_id,
-            import_id,
-            citizen_id,
-            course,
-            channel,
-            score,
-            text,
-            ts,
-        })
-    }
-
-    /// Parses a message payload as read from a topic.
-    pub fn from_payload(payload: &[u8]) -> Result<Self, Invalid> {
-        let value: Value = serde_json::from_slice(payload)
-            .map_err(|e| invalid("payload", format!("invalid JSON: {e}")))?;
-        Self::from_value(&value, None)
-    }
-
     /// The bytes produced to the topic.
     pub fn to_payload(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a statement always serialises")
