@@ -4,11 +4,15 @@
 
 use std::collections::HashSet;
 
+use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, Utc};
+use futures_util::SinkExt;
 use serde::Serialize;
 use serde_json::Value;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{IsNull, ToSql, Type};
 
-use crate::db::{Client, DbError};
+use crate::db::{Client, DbError, Transaction};
 
 mod parse;
 
@@ -149,9 +153,21 @@ pub struct Written {
     pub dead_letters: u64,
 }
 
+/// The columns a job writes, in the order of `copy_statements` and of
+/// `insert_statements`' arrays.
+const STATEMENT_COLUMNS: &str = "import_id, statement_id, citizen_id, course, channel, \
+     score, text, ts, kafka_partition, kafka_offset";
+
 /// Writes a batch in ONE transaction: the statements (a statement id already
 /// stored is skipped), the dead letters and the job's next offsets. Either
 /// all of it is committed or none, which makes a replay after a crash exact.
+///
+/// Statements go in by binary COPY, about twice as fast as an
+/// `INSERT … ON CONFLICT` (no per-row speculative insertion, multi-row heap
+/// writes). COPY cannot skip a conflict, so it runs under a savepoint: a
+/// statement id stored by an earlier batch (a client resending) fails it
+/// with a unique violation, and the batch's statements are then written with
+/// `INSERT … ON CONFLICT DO NOTHING` instead, still in the same transaction.
 pub async fn write_batch(
     client: &mut Client,
     job: &str,
@@ -161,57 +177,41 @@ pub async fn write_batch(
     let tx = client.transaction().await?;
     // Safe for exactly-once: a PostgreSQL crash can lose the last commits, but
     // their offsets with them, so the job re-reads exactly what was lost.
-    tx.batch_execute("SET LOCAL synchronous_commit = off")
-        .await?;
     let mut stored = 0;
-    if !batch.accepted.is_empty() {
-        let n = batch.accepted.len();
-        let (mut ids, mut citizens, mut courses, mut channels) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut scores, mut texts, mut tss, mut partitions, mut offsets) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for r in &batch.accepted {
-            let s = &r.statement;
-            ids.push(s.statement_id.as_str());
-            citizens.push(s.citizen_id);
-            courses.push(s.course.as_str());
-            channels.push(s.channel.as_deref());
-            scores.push(s.score);
-            texts.push(s.text.as_str());
-            tss.push(s.ts);
-            partitions.push(r.partition);
-            offsets.push(r.offset);
-        }
-        stored = tx
-            .execute(
-                "INSERT INTO statements (import_id, statement_id, citizen_id, course, channel, \
-                 score, text, ts, kafka_partition, kafka_offset) \
-                 SELECT $1, * FROM unnest($2::text[], $3::int4[], $4::text[], $5::text[], \
-                 $6::float8[], $7::text[], $8::timestamptz[], $9::int4[], $10::int8[]) \
-                 ON CONFLICT (import_id, statement_id) DO NOTHING",
-                &[
-                    &import_id,
-                    &ids,
-                    &citizens,
-                    &courses,
-                    &channels,
-                    &scores,
-                    &texts,
-                    &tss,
-                    &partitions,
-                    &offsets,
-                ],
-            )
+    if batch.accepted.is_empty() {
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
             .await?;
+    } else {
+        tx.batch_execute("SET LOCAL synchronous_commit = off; SAVEPOINT statements_copy")
+            .await?;
+        // The first copy of a statement id wins, as with ON CONFLICT DO NOTHING.
+        let mut seen = HashSet::with_capacity(batch.accepted.len());
+        let unique: Vec<&Received> = batch
+            .accepted
+            .iter()
+            .filter(|r| seen.insert(r.statement.statement_id.as_str()))
+            .collect();
+        let copy = tx
+            .prepare_cached(&format!(
+                "COPY statements ({STATEMENT_COLUMNS}) FROM STDIN (FORMAT binary)"
+            ))
+            .await?;
+        // A value that cannot be encoded (none is known) takes the INSERT
+        // path, whose error then names it.
+        let copied = match encode_copy(import_id, &unique) {
+            Ok(data) => copy_statements(&tx, &copy, data).await.map(Some),
+            Err(_) => Ok(None),
+        };
+        stored = match copied {
+            Ok(Some(stored)) => stored,
+            Ok(None) => insert_statements(&tx, import_id, &unique).await?,
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT statements_copy")
+                    .await?;
+                insert_statements(&tx, import_id, &unique).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
     }
     let mut dead_letters = 0;
     if !batch.rejected.is_empty() {
@@ -219,11 +219,16 @@ pub async fn write_batch(
         let offsets: Vec<i64> = batch.rejected.iter().map(|r| r.offset).collect();
         let payloads: Vec<&[u8]> = batch.rejected.iter().map(|r| &r.payload[..]).collect();
         let reasons: Vec<&str> = batch.rejected.iter().map(|r| r.reason.as_str()).collect();
-        dead_letters = tx
-            .execute(
+        let insert = tx
+            .prepare_cached(
                 "INSERT INTO dead_letters (import_id, job, kafka_partition, kafka_offset, payload, reason) \
                  SELECT $1, $2, * FROM unnest($3::int4[], $4::int8[], $5::bytea[], $6::text[]) \
                  ON CONFLICT (job, kafka_partition, kafka_offset) DO NOTHING",
+            )
+            .await?;
+        dead_letters = tx
+            .execute(
+                &insert,
                 &[&import_id, &job, &partitions, &offsets, &payloads, &reasons],
             )
             .await?;
@@ -231,13 +236,14 @@ pub async fn write_batch(
     if !batch.next_offsets.is_empty() {
         let partitions: Vec<i32> = batch.next_offsets.iter().map(|(p, _)| *p).collect();
         let offsets: Vec<i64> = batch.next_offsets.iter().map(|(_, o)| *o).collect();
-        tx.execute(
-            "INSERT INTO job_offsets (job, partition, next_offset) \
-             SELECT $1, * FROM unnest($2::int4[], $3::int8[]) \
-             ON CONFLICT (job, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
-            &[&job, &partitions, &offsets],
-        )
-        .await?;
+        let upsert = tx
+            .prepare_cached(
+                "INSERT INTO job_offsets (job, partition, next_offset) \
+                 SELECT $1, * FROM unnest($2::int4[], $3::int8[]) \
+                 ON CONFLICT (job, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+            )
+            .await?;
+        tx.execute(&upsert, &[&job, &partitions, &offsets]).await?;
     }
     tx.commit().await?;
     Ok(Written {
@@ -245,6 +251,127 @@ pub async fn write_batch(
         duplicates: batch.accepted.len() as u64 - stored,
         dead_letters,
     })
+}
+
+/// Binary COPY of statements whose ids are distinct; fails with a unique
+/// violation if one is already stored. The rows are encoded up front and sent
+/// as one message: `BinaryCopyInWriter` hands the connection 4 KB at a time
+/// through a one-slot channel, a task switch every ~25 rows.
+async fn copy_statements(
+    tx: &Transaction<'_>,
+    copy: &tokio_postgres::Statement,
+    data: bytes::Bytes,
+) -> Result<u64, tokio_postgres::Error> {
+    let sink = tx.copy_in::<_, bytes::Bytes>(copy).await?;
+    let mut sink = std::pin::pin!(sink);
+    sink.send(data).await?;
+    sink.finish().await
+}
+
+type EncodeError = Box<dyn std::error::Error + Sync + Send>;
+
+/// The rows in PostgreSQL's binary COPY format (header, rows, trailer).
+fn encode_copy(import_id: i64, rows: &[&Received]) -> Result<bytes::Bytes, EncodeError> {
+    // Roughly the payload's size: saves most re-allocations.
+    let estimate: usize = rows
+        .iter()
+        .map(|r| {
+            let s = &r.statement;
+            100 + s.statement_id.len()
+                + s.course.len()
+                + s.channel.as_ref().map_or(0, String::len)
+                + s.text.len()
+        })
+        .sum();
+    let mut buf = BytesMut::with_capacity(19 + estimate + 2);
+    buf.put_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.put_i32(0); // flags
+    buf.put_i32(0); // header extension length
+    for r in rows {
+        let s = &r.statement;
+        let fields: [(&(dyn ToSql + Sync), Type); 10] = [
+            (&import_id, Type::INT8),
+            (&s.statement_id, Type::TEXT),
+            (&s.citizen_id, Type::INT4),
+            (&s.course, Type::TEXT),
+            (&s.channel, Type::TEXT),
+            (&s.score, Type::FLOAT8),
+            (&s.text, Type::TEXT),
+            (&s.ts, Type::TIMESTAMPTZ),
+            (&r.partition, Type::INT4),
+            (&r.offset, Type::INT8),
+        ];
+        buf.put_i16(fields.len() as i16);
+        for (value, ty) in fields {
+            let at = buf.len();
+            buf.put_i32(0);
+            let len = match value.to_sql_checked(&ty, &mut buf)? {
+                IsNull::Yes => -1,
+                IsNull::No => i32::try_from(buf.len() - at - 4)?,
+            };
+            buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        }
+    }
+    buf.put_i16(-1); // trailer
+    Ok(buf.freeze())
+}
+
+/// The slow path: one `INSERT … ON CONFLICT DO NOTHING` over arrays.
+async fn insert_statements(
+    tx: &Transaction<'_>,
+    import_id: i64,
+    rows: &[&Received],
+) -> Result<u64, tokio_postgres::Error> {
+    let n = rows.len();
+    let (mut ids, mut citizens, mut courses, mut channels) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut scores, mut texts, mut tss, mut partitions, mut offsets) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for r in rows {
+        let s = &r.statement;
+        ids.push(s.statement_id.as_str());
+        citizens.push(s.citizen_id);
+        courses.push(s.course.as_str());
+        channels.push(s.channel.as_deref());
+        scores.push(s.score);
+        texts.push(s.text.as_str());
+        tss.push(s.ts);
+        partitions.push(r.partition);
+        offsets.push(r.offset);
+    }
+    let insert = tx
+        .prepare_cached(&format!(
+            "INSERT INTO statements ({STATEMENT_COLUMNS}) \
+             SELECT $1, * FROM unnest($2::text[], $3::int4[], $4::text[], $5::text[], \
+             $6::float8[], $7::text[], $8::timestamptz[], $9::int4[], $10::int8[]) \
+             ON CONFLICT (import_id, statement_id) DO NOTHING"
+        ))
+        .await?;
+    tx.execute(
+        &insert,
+        &[
+            &import_id,
+            &ids,
+            &citizens,
+            &courses,
+            &channels,
+            &scores,
+            &texts,
+            &tss,
+            &partitions,
+            &offsets,
+        ],
+    )
+    .await
 }
 
 /// A dead letter as the API lists it.
