@@ -10,7 +10,6 @@ use futures_util::SinkExt;
 use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{IsNull, ToSql, Type};
 
 use crate::db::{Client, DbError, Transaction};
 
@@ -268,11 +267,17 @@ async fn copy_statements(
     sink.finish().await
 }
 
-type EncodeError = Box<dyn std::error::Error + Sync + Send>;
+/// Why a batch cannot be COPY-encoded (a value out of the wire format's range).
+#[derive(Debug)]
+struct TooLarge;
 
-/// The rows in PostgreSQL's binary COPY format (header, rows, trailer).
-fn encode_copy(import_id: i64, rows: &[&Received]) -> Result<bytes::Bytes, EncodeError> {
-    // Roughly the payload's size: saves most re-allocations.
+/// The rows in PostgreSQL's binary COPY format: a header, per row the field
+/// count then each field's length and bytes (-1: null), a trailer. Encoded
+/// by hand (as postgres-types would) rather than through `ToSql` trait
+/// objects: this runs for every field of every statement.
+fn encode_copy(import_id: i64, rows: &[&Received]) -> Result<bytes::Bytes, TooLarge> {
+    const FIELDS: i16 = 10;
+    // Roughly the size: saves most re-allocations.
     let estimate: usize = rows
         .iter()
         .map(|r| {
@@ -287,33 +292,42 @@ fn encode_copy(import_id: i64, rows: &[&Received]) -> Result<bytes::Bytes, Encod
     buf.put_slice(b"PGCOPY\n\xff\r\n\0");
     buf.put_i32(0); // flags
     buf.put_i32(0); // header extension length
+    let text = |buf: &mut BytesMut, s: &str| -> Result<(), TooLarge> {
+        buf.put_i32(i32::try_from(s.len()).map_err(|_| TooLarge)?);
+        buf.put_slice(s.as_bytes());
+        Ok(())
+    };
     for r in rows {
         let s = &r.statement;
-        let fields: [(&(dyn ToSql + Sync), Type); 10] = [
-            (&import_id, Type::INT8),
-            (&s.statement_id, Type::TEXT),
-            (&s.citizen_id, Type::INT4),
-            (&s.course, Type::TEXT),
-            (&s.channel, Type::TEXT),
-            (&s.score, Type::FLOAT8),
-            (&s.text, Type::TEXT),
-            (&s.ts, Type::TIMESTAMPTZ),
-            (&r.partition, Type::INT4),
-            (&r.offset, Type::INT8),
-        ];
-        buf.put_i16(fields.len() as i16);
-        for (value, ty) in fields {
-            let at = buf.len();
-            buf.put_i32(0);
-            let len = match value.to_sql_checked(&ty, &mut buf)? {
-                IsNull::Yes => -1,
-                IsNull::No => i32::try_from(buf.len() - at - 4)?,
-            };
-            buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        buf.put_i16(FIELDS);
+        buf.put_i32(8);
+        buf.put_i64(import_id);
+        text(&mut buf, &s.statement_id)?;
+        buf.put_i32(4);
+        buf.put_i32(s.citizen_id);
+        text(&mut buf, &s.course)?;
+        match &s.channel {
+            Some(channel) => text(&mut buf, channel)?,
+            None => buf.put_i32(-1),
         }
+        buf.put_i32(8);
+        buf.put_f64(s.score);
+        text(&mut buf, &s.text)?;
+        buf.put_i32(8);
+        buf.put_i64(pg_timestamp(s.ts).ok_or(TooLarge)?);
+        buf.put_i32(4);
+        buf.put_i32(r.partition);
+        buf.put_i32(8);
+        buf.put_i64(r.offset);
     }
     buf.put_i16(-1); // trailer
     Ok(buf.freeze())
+}
+
+/// A timestamptz on the wire: microseconds since 2000-01-01 00:00 UTC.
+fn pg_timestamp(ts: DateTime<Utc>) -> Option<i64> {
+    let epoch = DateTime::from_timestamp(946_684_800, 0)?;
+    (ts - epoch).num_microseconds()
 }
 
 /// The slow path: one `INSERT … ON CONFLICT DO NOTHING` over arrays.
@@ -490,6 +504,29 @@ mod tests {
             Statement::from_value(&json!([1]), None).unwrap_err().field,
             "statement"
         );
+    }
+
+    #[test]
+    fn timestamps_are_encoded_as_postgres_types_would() {
+        use tokio_postgres::types::{ToSql, Type};
+        for text in [
+            "2000-01-01T00:00:00Z",
+            "2026-11-28T12:00:00.123456789+03:00",
+            "1969-07-20T20:17:40.9999995Z",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999Z",
+        ] {
+            let ts = DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&Utc);
+            let mut expected = bytes::BytesMut::new();
+            ts.to_sql(&Type::TIMESTAMPTZ, &mut expected).unwrap();
+            assert_eq!(
+                pg_timestamp(ts).unwrap().to_be_bytes(),
+                expected[..],
+                "{text}"
+            );
+        }
     }
 
     #[test]
