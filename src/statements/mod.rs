@@ -174,76 +174,96 @@ pub async fn write_batch(
     batch: &Batch,
 ) -> Result<Written, DbError> {
     let tx = client.transaction().await?;
-    // Safe for exactly-once: a PostgreSQL crash can lose the last commits, but
-    // their offsets with them, so the job re-reads exactly what was lost.
-    let mut stored = 0;
-    if batch.accepted.is_empty() {
-        tx.batch_execute("SET LOCAL synchronous_commit = off")
-            .await?;
-    } else {
-        tx.batch_execute("SET LOCAL synchronous_commit = off; SAVEPOINT statements_copy")
-            .await?;
-        // The first copy of a statement id wins, as with ON CONFLICT DO NOTHING.
-        let mut seen = HashSet::with_capacity(batch.accepted.len());
-        let unique: Vec<&Received> = batch
-            .accepted
-            .iter()
-            .filter(|r| seen.insert(r.statement.statement_id.as_str()))
-            .collect();
-        let copy = tx
-            .prepare_cached(&format!(
-                "COPY statements ({STATEMENT_COLUMNS}) FROM STDIN (FORMAT binary)"
-            ))
-            .await?;
-        // A value that cannot be encoded (none is known) takes the INSERT
-        // path, whose error then names it.
-        let copied = match encode_copy(import_id, &unique) {
-            Ok(data) => copy_statements(&tx, &copy, data).await.map(Some),
-            Err(_) => Ok(None),
-        };
-        stored = match copied {
-            Ok(Some(stored)) => stored,
-            Ok(None) => insert_statements(&tx, import_id, &unique).await?,
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT statements_copy")
-                    .await?;
-                insert_statements(&tx, import_id, &unique).await?
+    // The first copy of a statement id wins, as with ON CONFLICT DO NOTHING.
+    let mut seen = HashSet::with_capacity(batch.accepted.len());
+    let unique: Vec<&Received> = batch
+        .accepted
+        .iter()
+        .filter(|r| seen.insert(r.statement.statement_id.as_str()))
+        .collect();
+    let offsets_upsert = tx
+        .prepare_cached(
+            "INSERT INTO job_offsets (job, partition, next_offset) \
+             SELECT $1, * FROM unnest($2::int4[], $3::int8[]) \
+             ON CONFLICT (job, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+        )
+        .await?;
+    let dead_letters_insert = tx
+        .prepare_cached(
+            "INSERT INTO dead_letters (import_id, job, kafka_partition, kafka_offset, payload, reason) \
+             SELECT $1, $2, * FROM unnest($3::int4[], $4::int8[], $5::bytea[], $6::text[]) \
+             ON CONFLICT (job, kafka_partition, kafka_offset) DO NOTHING",
+        )
+        .await?;
+    let copy = tx
+        .prepare_cached(&format!(
+            "COPY statements ({STATEMENT_COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    // Everything before the statements goes out as one pipeline (tokio-postgres
+    // sends concurrent requests back to back, in the order first polled),
+    // while the COPY data is encoded.
+    let pipeline = async {
+        // Safe for exactly-once: a PostgreSQL crash can lose the last commits,
+        // but their offsets with them, so the job re-reads exactly what was lost.
+        let settings = tx.batch_execute("SET LOCAL synchronous_commit = off");
+        let dead_letters = async {
+            if batch.rejected.is_empty() {
+                return Ok(0);
             }
-            Err(e) => return Err(e.into()),
-        };
-    }
-    let mut dead_letters = 0;
-    if !batch.rejected.is_empty() {
-        let partitions: Vec<i32> = batch.rejected.iter().map(|r| r.partition).collect();
-        let offsets: Vec<i64> = batch.rejected.iter().map(|r| r.offset).collect();
-        let payloads: Vec<&[u8]> = batch.rejected.iter().map(|r| &r.payload[..]).collect();
-        let reasons: Vec<&str> = batch.rejected.iter().map(|r| r.reason.as_str()).collect();
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO dead_letters (import_id, job, kafka_partition, kafka_offset, payload, reason) \
-                 SELECT $1, $2, * FROM unnest($3::int4[], $4::int8[], $5::bytea[], $6::text[]) \
-                 ON CONFLICT (job, kafka_partition, kafka_offset) DO NOTHING",
-            )
-            .await?;
-        dead_letters = tx
-            .execute(
-                &insert,
+            let partitions: Vec<i32> = batch.rejected.iter().map(|r| r.partition).collect();
+            let offsets: Vec<i64> = batch.rejected.iter().map(|r| r.offset).collect();
+            let payloads: Vec<&[u8]> = batch.rejected.iter().map(|r| &r.payload[..]).collect();
+            let reasons: Vec<&str> = batch.rejected.iter().map(|r| r.reason.as_str()).collect();
+            tx.execute(
+                &dead_letters_insert,
                 &[&import_id, &job, &partitions, &offsets, &payloads, &reasons],
             )
-            .await?;
-    }
-    if !batch.next_offsets.is_empty() {
-        let partitions: Vec<i32> = batch.next_offsets.iter().map(|(p, _)| *p).collect();
-        let offsets: Vec<i64> = batch.next_offsets.iter().map(|(_, o)| *o).collect();
-        let upsert = tx
-            .prepare_cached(
-                "INSERT INTO job_offsets (job, partition, next_offset) \
-                 SELECT $1, * FROM unnest($2::int4[], $3::int8[]) \
-                 ON CONFLICT (job, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
-            )
-            .await?;
-        tx.execute(&upsert, &[&job, &partitions, &offsets]).await?;
-    }
+            .await
+        };
+        let next_offsets = async {
+            if batch.next_offsets.is_empty() {
+                return Ok(0);
+            }
+            let partitions: Vec<i32> = batch.next_offsets.iter().map(|(p, _)| *p).collect();
+            let offsets: Vec<i64> = batch.next_offsets.iter().map(|(_, o)| *o).collect();
+            tx.execute(&offsets_upsert, &[&job, &partitions, &offsets])
+                .await
+        };
+        // Last: rolling back to it must keep the offsets and dead letters.
+        let savepoint = async {
+            if unique.is_empty() {
+                return Ok(());
+            }
+            tx.batch_execute("SAVEPOINT statements_copy").await
+        };
+        tokio::try_join!(settings, dead_letters, next_offsets, savepoint)
+    };
+    let encode = async {
+        if unique.is_empty() {
+            return None;
+        }
+        Some(encode_copy(import_id, &unique))
+    };
+    let (pipelined, encoded) = tokio::join!(pipeline, encode);
+    let (_, dead_letters, _, _) = pipelined?;
+    let copied = match encoded {
+        None => Ok(Some(0)),
+        Some(Ok(data)) => copy_statements(&tx, &copy, data).await.map(Some),
+        // A value that cannot be encoded (none is known) takes the INSERT
+        // path, whose error then names it.
+        Some(Err(TooLarge)) => Ok(None),
+    };
+    let stored = match copied {
+        Ok(Some(stored)) => stored,
+        Ok(None) => insert_statements(&tx, import_id, &unique).await?,
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT statements_copy")
+                .await?;
+            insert_statements(&tx, import_id, &unique).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
     tx.commit().await?;
     Ok(Written {
         stored,
