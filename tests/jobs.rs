@@ -677,3 +677,130 @@ async fn a_running_job_expires_with_every_statement_either_stored_or_archived() 
         let _ = std::fs::remove_file(path);
     }
 }
+
+/// The batch write on its own (no job running): a batch whose ids are new is
+/// copied; one holding an id stored before falls back to skipping it, in the
+/// same transaction as its dead letters and offsets, and within a batch the
+/// first copy of an id wins.
+#[tokio::test]
+async fn a_batch_write_skips_stored_ids_and_keeps_the_first_copy() {
+    use insikt::statements::{write_batch, Batch, Received, Rejected, Statement, Written};
+
+    let database = TestDatabase::create().await;
+    let db = common::connect(&database.url).await;
+    let import = streams::create_import(&db, &[1, 2]).await;
+    db.execute(
+        "INSERT INTO jobs (name, import_id, topic, expires_at, owner) \
+         VALUES ('batch-test', $1, 'batch-test', now() + interval '1 day', 'me')",
+        &[&import],
+    )
+    .await
+    .unwrap();
+    let pool = insikt::db::pool(&database.url, 1).unwrap();
+    let mut client = pool.get().await.unwrap();
+    let received = |id: &str, offset: i64| {
+        let mut value = streams::statement(id, import, 1);
+        value["channel"] = Value::Null;
+        Received {
+            statement: Statement::from_value(&value, None).unwrap(),
+            partition: 0,
+            offset,
+        }
+    };
+
+    let first = Batch {
+        accepted: vec![received("a", 0), received("b", 1), received("a", 2)],
+        rejected: vec![],
+        next_offsets: vec![(0, 3)],
+    };
+    let written = write_batch(&mut client, "batch-test", import, &first, "me")
+        .await
+        .unwrap();
+    let expected = Written {
+        stored: 2,
+        duplicates: 1,
+        dead_letters: 0,
+    };
+    assert_eq!(written, expected);
+
+    let second = Batch {
+        accepted: vec![received("c", 3), received("b", 4), received("c", 6)],
+        rejected: vec![Rejected {
+            partition: 0,
+            offset: 5,
+            payload: b"{oops".to_vec(),
+            reason: "payload: invalid JSON".into(),
+        }],
+        next_offsets: vec![(0, 7)],
+    };
+    let written = write_batch(&mut client, "batch-test", import, &second, "me")
+        .await
+        .unwrap();
+    let expected = Written {
+        stored: 1,
+        duplicates: 2,
+        dead_letters: 1,
+    };
+    assert_eq!(written, expected);
+
+    let rows = db
+        .query(
+            "SELECT statement_id, kafka_offset, channel IS NULL FROM statements \
+             WHERE import_id = $1 ORDER BY statement_id",
+            &[&import],
+        )
+        .await
+        .unwrap();
+    let rows: Vec<(String, i64, bool)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("a".into(), 0, true),
+            ("b".into(), 1, true),
+            ("c".into(), 3, true)
+        ]
+    );
+    let next: i64 = db
+        .query_one(
+            "SELECT next_offset FROM job_offsets WHERE job = 'batch-test' AND partition = 0",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(next, 7);
+    let dead = "SELECT count(*) FROM dead_letters WHERE import_id = $1";
+    assert_eq!(streams::count(&db, dead, import).await, 1);
+
+    // An instance that no longer owns the job writes nothing at all.
+    let third = Batch {
+        accepted: vec![received("d", 7)],
+        rejected: vec![Rejected {
+            partition: 0,
+            offset: 8,
+            payload: b"{oops".to_vec(),
+            reason: "payload: invalid JSON".into(),
+        }],
+        next_offsets: vec![(0, 9)],
+    };
+    let fenced = write_batch(&mut client, "batch-test", import, &third, "not-me").await;
+    assert!(
+        matches!(fenced, Err(insikt::db::DbError::Stale(_))),
+        "{fenced:?}"
+    );
+    let stored = "SELECT count(*) FROM statements WHERE import_id = $1";
+    assert_eq!(streams::count(&db, stored, import).await, 3);
+    assert_eq!(streams::count(&db, dead, import).await, 1);
+    let next: i64 = db
+        .query_one(
+            "SELECT next_offset FROM job_offsets WHERE job = 'batch-test' AND partition = 0",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(next, 7);
+}

@@ -11,8 +11,9 @@ use tracing::Instrument;
 
 use super::repo::{self, JobRow};
 use super::{archive, Context};
+use crate::db::{DbError, Pool};
 use crate::kafka::{self, Consumer, Message, Offset, TopicPartitionList};
-use crate::statements::{self, Batch, Received, Rejected, Statement};
+use crate::statements::{self, Batch, Received, Rejected, Statement, Written};
 use crate::telemetry::{metrics, RemoteContexts};
 
 /// How often a job refreshes its lag gauge (a metadata request to the broker).
@@ -138,30 +139,31 @@ impl Actor for Job {
                 dead_letters = tracing::field::Empty,
             );
             read.remotes.continue_in(&span);
-            // Write this batch while reading the next one.
+            // Write this batch on its own task while this one reads the next:
+            // joined on the actor's task, the two would only take turns.
             let started = Instant::now();
-            let write = async {
-                let written = match state.context.pool.get().await {
-                    Ok(mut client) => {
-                        statements::write_batch(
-                            &mut client,
-                            &state.row.name,
-                            state.row.import_id,
-                            &batch,
-                            &state.context.settings.instance,
-                        )
-                        .await
-                    }
-                    Err(e) => Err(e.into()),
-                };
-                (written, started.elapsed())
-            }
-            .instrument(span.clone());
-            let ((written, write_time), next) = tokio::join!(write, read_batch(state));
+            let next_offsets = batch.next_offsets.clone();
+            let write = tokio::spawn(
+                write(
+                    state.context.pool.clone(),
+                    state.row.name.clone(),
+                    state.row.import_id,
+                    batch,
+                    state.context.settings.instance.clone(),
+                )
+                .instrument(span.clone()),
+            );
+            let mut write = AbortOnDrop(write);
+            // Tokio runs a task spawned from a worker on that same worker, next,
+            // and nobody can steal it: let it start before reading on.
+            tokio::task::yield_now().await;
+            let next = read_batch(state).await;
+            let read_time = started.elapsed();
+            let (written, write_time) = (&mut write.0).await?;
             let written = match written {
                 Ok(written) => written,
                 // Another instance owns the job now: let go quietly (no failure).
-                Err(crate::db::DbError::Stale(reason)) => {
+                Err(DbError::Stale(reason)) => {
                     tracing::info!(parent: &span, job = %state.row.name, %reason, "job fenced off");
                     myself.stop(Some("fenced".into()));
                     return Ok(());
@@ -178,11 +180,12 @@ impl Actor for Job {
             metrics::job_statements_stored(job, written.stored);
             metrics::job_dead_letters(job, written.dead_letters);
             metrics::observe_job_batch(job, write_time.as_secs_f64());
-            state.offsets.extend(batch.next_offsets.iter().copied());
+            state.offsets.extend(next_offsets);
             tracing::debug!(
                 parent: &span,
                 ?written,
                 write_ms = write_time.as_millis() as u64,
+                read_ms = read_time.as_millis() as u64,
                 read_ahead = next.0.accepted.len() + next.0.rejected.len(),
                 total_ms = started.elapsed().as_millis() as u64,
                 "batch written"
@@ -194,6 +197,37 @@ impl Actor for Job {
         Ok(())
     }
 }
+
+/// Writes one batch (one transaction) and says how long it took.
+async fn write(
+    pool: Pool,
+    job: String,
+    import_id: i64,
+    batch: Batch,
+    owner: String,
+) -> (Result<Written, DbError>, Duration) {
+    let started = Instant::now();
+    let written = match pool.get().await {
+        Ok(mut client) => {
+            statements::write_batch(&mut client, &job, import_id, &batch, &owner).await
+        }
+        Err(e) => Err(e.into()),
+    };
+    (written, started.elapsed())
+}
+
+/// Aborts the write task if the handler is dropped mid-batch (the actor is
+/// killed), so no transaction outlives its job; a no-op once it finished.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How many messages `read_batch` reads between two yields to the runtime.
+const YIELD_EVERY: usize = 256;
 
 /// Sets the lag gauge (the topic's high watermark minus the stored next
 /// offsets, as `GET /jobs` shows it) every [`LAG_EVERY`], from a task of its
@@ -228,6 +262,10 @@ async fn read_batch(state: &JobState) -> (Batch, Read) {
     let mut first: HashMap<i32, i64> = HashMap::new();
     let mut count = 0;
     while count < settings.batch_size {
+        if count > 0 && count % YIELD_EVERY == 0 {
+            // Buffered messages come without a pause; let the write progress.
+            tokio::task::yield_now().await;
+        }
         let message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
             Err(_) => break,
             Ok(Err(error)) => {

@@ -4,11 +4,16 @@
 
 use std::collections::HashSet;
 
+use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, Utc};
+use futures_util::SinkExt;
 use serde::Serialize;
 use serde_json::Value;
+use tokio_postgres::error::SqlState;
 
-use crate::db::{Client, DbError};
+use crate::db::{Client, DbError, Transaction};
+
+mod parse;
 
 /// A statement that parsed and passed its own rules (not yet the citizen check).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -42,91 +47,7 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> Invalid {
     }
 }
 
-fn text_field(
-    object: &serde_json::Map<String, Value>,
-    field: &'static str,
-) -> Result<String, Invalid> {
-    match object.get(field) {
-        None | Some(Value::Null) => Err(invalid(field, "is required")),
-        Some(Value::String(s)) if s.trim().is_empty() => Err(invalid(field, "must not be empty")),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(invalid(field, "must be a string")),
-    }
-}
-
 impl Statement {
-    /// Parses one statement. `import_id` may be omitted when `default_import`
-    /// is given (the API's path), and must equal it when both are present.
-    pub fn from_value(value: &Value, default_import: Option<i64>) -> Result<Self, Invalid> {
-        let Value::Object(object) = value else {
-            return Err(invalid("statement", "must be a JSON object"));
-        };
-        let statement_id = text_field(object, "statement_id")?;
-        let import_id = match (object.get("import_id"), default_import) {
-            (None | Some(Value::Null), Some(default)) => default,
-            (None | Some(Value::Null), None) => return Err(invalid("import_id", "is required")),
-            (Some(v), default) => {
-                let id = v
-                    .as_i64()
-                    .ok_or_else(|| invalid("import_id", "must be an integer"))?;
-                if default.is_some_and(|d| d != id) {
-                    return Err(invalid("import_id", "does not match the import"));
-                }
-                id
-            }
-        };
-        let citizen_id = match object.get("citizen_id") {
-            None | Some(Value::Null) => return Err(invalid("citizen_id", "is required")),
-            Some(v) => v
-                .as_i64()
-                .and_then(|id| i32::try_from(id).ok())
-                .filter(|id| *id >= 0)
-                .ok_or_else(|| invalid("citizen_id", "must be a non-negative integer"))?,
-        };
-        let course = text_field(object, "course")?;
-        let channel = match object.get("channel") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
-            Some(_) => return Err(invalid("channel", "must be a non-empty string or null")),
-        };
-        let score = match object.get("score") {
-            None | Some(Value::Null) => return Err(invalid("score", "is required")),
-            Some(v) => v
-                .as_f64()
-                .filter(|s| s.is_finite())
-                .ok_or_else(|| invalid("score", "must be a number"))?,
-        };
-        let text = match object.get("text") {
-            None | Some(Value::Null) => return Err(invalid("text", "is required")),
-            Some(Value::String(s)) => s.clone(),
-            Some(_) => return Err(invalid("text", "must be a string")),
-        };
-        let ts = match object.get("ts") {
-            None | Some(Value::Null) => return Err(invalid("ts", "is required")),
-            Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
-                .map_err(|_| invalid("ts", "must be an RFC 3339 timestamp"))?
-                .with_timezone(&Utc),
-            Some(_) => return Err(invalid("ts", "must be an RFC 3339 timestamp")),
-        };
-        Ok(Self {
-            statement_id,
-            import_id,
-            citizen_id,
-            course,
-            channel,
-            score,
-            text,
-            ts,
-        })
-    }
-
-    /// Parses a message payload as read from a topic.
-    pub fn from_payload(payload: &[u8]) -> Result<Self, Invalid> {
-        let value: Value = serde_json::from_slice(payload)
-            .map_err(|e| invalid("payload", format!("invalid JSON: {e}")))?;
-        Self::from_value(&value, None)
-    }
-
     /// The bytes produced to the topic.
     pub fn to_payload(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a statement always serialises")
@@ -231,11 +152,25 @@ pub struct Written {
     pub dead_letters: u64,
 }
 
+/// The columns a job writes, in the order of `copy_statements` and of
+/// `insert_statements`' arrays.
+const STATEMENT_COLUMNS: &str = "import_id, statement_id, citizen_id, course, channel, \
+     score, text, ts, kafka_partition, kafka_offset";
+
 /// Writes a batch in ONE transaction: the statements (a statement id already
 /// stored is skipped), the dead letters and the job's next offsets. Either
 /// all of it is committed or none, which makes a replay after a crash exact.
 /// Only while the job's row names `owner` as its owner ([`DbError::Stale`]
-/// otherwise, nothing written).
+/// otherwise, nothing written): the row is locked until the commit, so an
+/// instance that lost the job in a rebalance cannot advance it any more, and
+/// the new owner's claim of the row waits for a batch in flight.
+///
+/// Statements go in by binary COPY, about twice as fast as an
+/// `INSERT … ON CONFLICT` (no per-row speculative insertion, multi-row heap
+/// writes). COPY cannot skip a conflict, so it runs under a savepoint: a
+/// statement id stored by an earlier batch (a client resending) fails it
+/// with a unique violation, and the batch's statements are then written with
+/// `INSERT … ON CONFLICT DO NOTHING` instead, still in the same transaction.
 pub async fn write_batch(
     client: &mut Client,
     job: &str,
@@ -244,87 +179,107 @@ pub async fn write_batch(
     owner: &str,
 ) -> Result<Written, DbError> {
     let tx = client.transaction().await?;
-    // Safe for exactly-once: a PostgreSQL crash can lose the last commits, but
-    // their offsets with them, so the job re-reads exactly what was lost.
-    tx.batch_execute("SET LOCAL synchronous_commit = off")
-        .await?;
-    fence(&tx, job, owner).await?;
-    let mut stored = 0;
-    if !batch.accepted.is_empty() {
-        let n = batch.accepted.len();
-        let (mut ids, mut citizens, mut courses, mut channels) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut scores, mut texts, mut tss, mut partitions, mut offsets) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for r in &batch.accepted {
-            let s = &r.statement;
-            ids.push(s.statement_id.as_str());
-            citizens.push(s.citizen_id);
-            courses.push(s.course.as_str());
-            channels.push(s.channel.as_deref());
-            scores.push(s.score);
-            texts.push(s.text.as_str());
-            tss.push(s.ts);
-            partitions.push(r.partition);
-            offsets.push(r.offset);
-        }
-        stored = tx
-            .execute(
-                "INSERT INTO statements (import_id, statement_id, citizen_id, course, channel, \
-                 score, text, ts, kafka_partition, kafka_offset) \
-                 SELECT $1, * FROM unnest($2::text[], $3::int4[], $4::text[], $5::text[], \
-                 $6::float8[], $7::text[], $8::timestamptz[], $9::int4[], $10::int8[]) \
-                 ON CONFLICT (import_id, statement_id) DO NOTHING",
-                &[
-                    &import_id,
-                    &ids,
-                    &citizens,
-                    &courses,
-                    &channels,
-                    &scores,
-                    &texts,
-                    &tss,
-                    &partitions,
-                    &offsets,
-                ],
-            )
-            .await?;
-    }
-    let mut dead_letters = 0;
-    if !batch.rejected.is_empty() {
-        let partitions: Vec<i32> = batch.rejected.iter().map(|r| r.partition).collect();
-        let offsets: Vec<i64> = batch.rejected.iter().map(|r| r.offset).collect();
-        let payloads: Vec<&[u8]> = batch.rejected.iter().map(|r| &r.payload[..]).collect();
-        let reasons: Vec<&str> = batch.rejected.iter().map(|r| r.reason.as_str()).collect();
-        dead_letters = tx
-            .execute(
-                "INSERT INTO dead_letters (import_id, job, kafka_partition, kafka_offset, payload, reason) \
-                 SELECT $1, $2, * FROM unnest($3::int4[], $4::int8[], $5::bytea[], $6::text[]) \
-                 ON CONFLICT (job, kafka_partition, kafka_offset) DO NOTHING",
-                &[&import_id, &job, &partitions, &offsets, &payloads, &reasons],
-            )
-            .await?;
-    }
-    if !batch.next_offsets.is_empty() {
-        let partitions: Vec<i32> = batch.next_offsets.iter().map(|(p, _)| *p).collect();
-        let offsets: Vec<i64> = batch.next_offsets.iter().map(|(_, o)| *o).collect();
-        tx.execute(
+    // The first copy of a statement id wins, as with ON CONFLICT DO NOTHING.
+    let mut seen = HashSet::with_capacity(batch.accepted.len());
+    let unique: Vec<&Received> = batch
+        .accepted
+        .iter()
+        .filter(|r| seen.insert(r.statement.statement_id.as_str()))
+        .collect();
+    let offsets_upsert = tx
+        .prepare_cached(
             "INSERT INTO job_offsets (job, partition, next_offset) \
              SELECT $1, * FROM unnest($2::int4[], $3::int8[]) \
              ON CONFLICT (job, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
-            &[&job, &partitions, &offsets],
         )
         .await?;
+    let dead_letters_insert = tx
+        .prepare_cached(
+            "INSERT INTO dead_letters (import_id, job, kafka_partition, kafka_offset, payload, reason) \
+             SELECT $1, $2, * FROM unnest($3::int4[], $4::int8[], $5::bytea[], $6::text[]) \
+             ON CONFLICT (job, kafka_partition, kafka_offset) DO NOTHING",
+        )
+        .await?;
+    let copy = tx
+        .prepare_cached(&format!(
+            "COPY statements ({STATEMENT_COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    // Everything before the statements goes out as one pipeline (tokio-postgres
+    // sends concurrent requests back to back, in the order first polled),
+    // while the COPY data is encoded.
+    let pipeline = async {
+        // Safe for exactly-once: a PostgreSQL crash can lose the last commits,
+        // but their offsets with them, so the job re-reads exactly what was lost.
+        let settings = tx.batch_execute("SET LOCAL synchronous_commit = off");
+        let fence_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&job, &owner];
+        let fence = tx.query_opt(
+            "SELECT 1 FROM jobs WHERE name = $1 AND owner = $2 FOR NO KEY UPDATE",
+            &fence_params,
+        );
+        let dead_letters = async {
+            if batch.rejected.is_empty() {
+                return Ok(0);
+            }
+            let partitions: Vec<i32> = batch.rejected.iter().map(|r| r.partition).collect();
+            let offsets: Vec<i64> = batch.rejected.iter().map(|r| r.offset).collect();
+            let payloads: Vec<&[u8]> = batch.rejected.iter().map(|r| &r.payload[..]).collect();
+            let reasons: Vec<&str> = batch.rejected.iter().map(|r| r.reason.as_str()).collect();
+            tx.execute(
+                &dead_letters_insert,
+                &[&import_id, &job, &partitions, &offsets, &payloads, &reasons],
+            )
+            .await
+        };
+        let next_offsets = async {
+            if batch.next_offsets.is_empty() {
+                return Ok(0);
+            }
+            let partitions: Vec<i32> = batch.next_offsets.iter().map(|(p, _)| *p).collect();
+            let offsets: Vec<i64> = batch.next_offsets.iter().map(|(_, o)| *o).collect();
+            tx.execute(&offsets_upsert, &[&job, &partitions, &offsets])
+                .await
+        };
+        // Last: rolling back to it must keep the offsets and dead letters.
+        let savepoint = async {
+            if unique.is_empty() {
+                return Ok(());
+            }
+            tx.batch_execute("SAVEPOINT statements_copy").await
+        };
+        tokio::try_join!(settings, fence, dead_letters, next_offsets, savepoint)
+    };
+    let encode = async {
+        if unique.is_empty() {
+            return None;
+        }
+        Some(encode_copy(import_id, &unique))
+    };
+    let (pipelined, encoded) = tokio::join!(pipeline, encode);
+    let (_, owned, dead_letters, _, _) = pipelined?;
+    if owned.is_none() {
+        // Dropping the transaction rolls back the dead letters and offsets.
+        return Err(DbError::Stale(format!(
+            "job {job} is no longer owned by {owner}"
+        )));
     }
+    let copied = match encoded {
+        None => Ok(Some(0)),
+        Some(Ok(data)) => copy_statements(&tx, &copy, data).await.map(Some),
+        // A value that cannot be encoded (none is known) takes the INSERT
+        // path, whose error then names it.
+        Some(Err(TooLarge)) => Ok(None),
+    };
+    let stored = match copied {
+        Ok(Some(stored)) => stored,
+        Ok(None) => insert_statements(&tx, import_id, &unique).await?,
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT statements_copy")
+                .await?;
+            insert_statements(&tx, import_id, &unique).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
     tx.commit().await?;
     Ok(Written {
         stored,
@@ -333,23 +288,140 @@ pub async fn write_batch(
     })
 }
 
-/// The fence of a batch: locks the job's row (until the commit) and checks
-/// that it still names `owner`. An instance that lost the job in a rebalance
-/// thus cannot advance it any more, and the new owner's claim of the row
-/// waits for a batch in flight, so two instances never both advance a job.
-async fn fence(tx: &crate::db::Transaction<'_>, job: &str, owner: &str) -> Result<(), DbError> {
-    let owned = tx
-        .query_opt(
-            "SELECT 1 FROM jobs WHERE name = $1 AND owner = $2 FOR NO KEY UPDATE",
-            &[&job, &owner],
-        )
-        .await?;
-    match owned {
-        Some(_) => Ok(()),
-        None => Err(DbError::Stale(format!(
-            "job {job} is no longer owned by {owner}"
-        ))),
+/// Binary COPY of statements whose ids are distinct; fails with a unique
+/// violation if one is already stored. The rows are encoded up front and sent
+/// as one message: `BinaryCopyInWriter` hands the connection 4 KB at a time
+/// through a one-slot channel, a task switch every ~25 rows.
+async fn copy_statements(
+    tx: &Transaction<'_>,
+    copy: &tokio_postgres::Statement,
+    data: bytes::Bytes,
+) -> Result<u64, tokio_postgres::Error> {
+    let sink = tx.copy_in::<_, bytes::Bytes>(copy).await?;
+    let mut sink = std::pin::pin!(sink);
+    sink.send(data).await?;
+    sink.finish().await
+}
+
+/// Why a batch cannot be COPY-encoded (a value out of the wire format's range).
+#[derive(Debug)]
+struct TooLarge;
+
+/// The rows in PostgreSQL's binary COPY format: a header, per row the field
+/// count then each field's length and bytes (-1: null), a trailer. Encoded
+/// by hand (as postgres-types would) rather than through `ToSql` trait
+/// objects: this runs for every field of every statement.
+fn encode_copy(import_id: i64, rows: &[&Received]) -> Result<bytes::Bytes, TooLarge> {
+    const FIELDS: i16 = 10;
+    // Roughly the size: saves most re-allocations.
+    let estimate: usize = rows
+        .iter()
+        .map(|r| {
+            let s = &r.statement;
+            100 + s.statement_id.len()
+                + s.course.len()
+                + s.channel.as_ref().map_or(0, String::len)
+                + s.text.len()
+        })
+        .sum();
+    let mut buf = BytesMut::with_capacity(19 + estimate + 2);
+    buf.put_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.put_i32(0); // flags
+    buf.put_i32(0); // header extension length
+    let text = |buf: &mut BytesMut, s: &str| -> Result<(), TooLarge> {
+        buf.put_i32(i32::try_from(s.len()).map_err(|_| TooLarge)?);
+        buf.put_slice(s.as_bytes());
+        Ok(())
+    };
+    for r in rows {
+        let s = &r.statement;
+        buf.put_i16(FIELDS);
+        buf.put_i32(8);
+        buf.put_i64(import_id);
+        text(&mut buf, &s.statement_id)?;
+        buf.put_i32(4);
+        buf.put_i32(s.citizen_id);
+        text(&mut buf, &s.course)?;
+        match &s.channel {
+            Some(channel) => text(&mut buf, channel)?,
+            None => buf.put_i32(-1),
+        }
+        buf.put_i32(8);
+        buf.put_f64(s.score);
+        text(&mut buf, &s.text)?;
+        buf.put_i32(8);
+        buf.put_i64(pg_timestamp(s.ts).ok_or(TooLarge)?);
+        buf.put_i32(4);
+        buf.put_i32(r.partition);
+        buf.put_i32(8);
+        buf.put_i64(r.offset);
     }
+    buf.put_i16(-1); // trailer
+    Ok(buf.freeze())
+}
+
+/// A timestamptz on the wire: microseconds since 2000-01-01 00:00 UTC.
+fn pg_timestamp(ts: DateTime<Utc>) -> Option<i64> {
+    let epoch = DateTime::from_timestamp(946_684_800, 0)?;
+    (ts - epoch).num_microseconds()
+}
+
+/// The slow path: one `INSERT … ON CONFLICT DO NOTHING` over arrays.
+async fn insert_statements(
+    tx: &Transaction<'_>,
+    import_id: i64,
+    rows: &[&Received],
+) -> Result<u64, tokio_postgres::Error> {
+    let n = rows.len();
+    let (mut ids, mut citizens, mut courses, mut channels) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut scores, mut texts, mut tss, mut partitions, mut offsets) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for r in rows {
+        let s = &r.statement;
+        ids.push(s.statement_id.as_str());
+        citizens.push(s.citizen_id);
+        courses.push(s.course.as_str());
+        channels.push(s.channel.as_deref());
+        scores.push(s.score);
+        texts.push(s.text.as_str());
+        tss.push(s.ts);
+        partitions.push(r.partition);
+        offsets.push(r.offset);
+    }
+    let insert = tx
+        .prepare_cached(&format!(
+            "INSERT INTO statements ({STATEMENT_COLUMNS}) \
+             SELECT $1, * FROM unnest($2::text[], $3::int4[], $4::text[], $5::text[], \
+             $6::float8[], $7::text[], $8::timestamptz[], $9::int4[], $10::int8[]) \
+             ON CONFLICT (import_id, statement_id) DO NOTHING"
+        ))
+        .await?;
+    tx.execute(
+        &insert,
+        &[
+            &import_id,
+            &ids,
+            &citizens,
+            &courses,
+            &channels,
+            &scores,
+            &texts,
+            &tss,
+            &partitions,
+            &offsets,
+        ],
+    )
+    .await
 }
 
 /// A dead letter as the API lists it.
@@ -468,6 +540,29 @@ mod tests {
             Statement::from_value(&json!([1]), None).unwrap_err().field,
             "statement"
         );
+    }
+
+    #[test]
+    fn timestamps_are_encoded_as_postgres_types_would() {
+        use tokio_postgres::types::{ToSql, Type};
+        for text in [
+            "2000-01-01T00:00:00Z",
+            "2026-11-28T12:00:00.123456789+03:00",
+            "1969-07-20T20:17:40.9999995Z",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999Z",
+        ] {
+            let ts = DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&Utc);
+            let mut expected = bytes::BytesMut::new();
+            ts.to_sql(&Type::TIMESTAMPTZ, &mut expected).unwrap();
+            assert_eq!(
+                pg_timestamp(ts).unwrap().to_be_bytes(),
+                expected[..],
+                "{text}"
+            );
+        }
     }
 
     #[test]
