@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::TopicPartitionList;
 
 use super::{client_config, KafkaClientError};
@@ -60,7 +61,18 @@ struct MemberContext<O> {
     ownership: O,
 }
 
-impl<O: Ownership> ClientContext for MemberContext<O> {}
+impl<O: Ownership> ClientContext for MemberContext<O> {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Until the first import creates a topic the pattern matches nothing;
+        // librdkafka reports that as an error, but it is the normal state of
+        // a fresh installation.
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition) {
+            tracing::debug!(%error, reason, "no stream topic exists yet");
+        } else {
+            tracing::error!(%error, reason, "kafka group member error");
+        }
+    }
+}
 
 impl<O: Ownership> ConsumerContext for MemberContext<O> {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
