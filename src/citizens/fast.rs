@@ -194,31 +194,19 @@ mod tests {
         ]
     }
 
-    const FIELDS: [&str; 10] = [
-        "citizen_id",
-        "town",
-        "street",
-        "building",
-        "apartment",
-        "name",
-        "birth_date",
-        "gender",
-        "relatives",
-        "channel",
-    ];
-
     /// A citizen: a valid one, then up to three edits (a field removed, set
     /// to any value, or an unknown field added); or not an object at all.
     fn any_citizen() -> impl Strategy<Value = Value> {
-        let edit = (0usize..3, 0usize..FIELDS.len(), any_value());
+        let fields = super::super::parse::citizen_fields();
+        let edit = (0usize..3, 0usize..fields.len(), any_value());
         prop_oneof![
             8 => (0u32..4, prop::collection::vec(0u32..4, 0..3), prop::collection::vec(edit, 0..3))
                 .prop_map(|(id, relatives, edits)| {
                     let mut citizen = valid(id, &relatives);
                     for (kind, field, value) in edits {
                         match kind {
-                            0 => drop(citizen.as_object_mut().unwrap().remove(FIELDS[field])),
-                            1 => citizen[FIELDS[field]] = value,
+                            0 => drop(citizen.as_object_mut().unwrap().remove(fields[field])),
+                            1 => citizen[fields[field]] = value,
                             _ => citizen["nickname"] = value,
                         }
                     }
