@@ -12,6 +12,8 @@ use insikt::config::Config;
 use insikt::jobs::{job_name, topic_name};
 use insikt::kafka::{Cluster, Producer};
 
+mod common;
+
 const IMPORTS: i64 = 6;
 const CITIZENS: i64 = 1000;
 
@@ -40,22 +42,7 @@ async fn main() {
             .create_topic(&topic, config.retention)
             .await
             .unwrap();
-        for chunk in (0..per_import).collect::<Vec<_>>().chunks(10_000) {
-            let records = chunk
-                .iter()
-                .map(|i| {
-                    let citizen = i % CITIZENS;
-                    let payload = serde_json::json!({
-                        "statement_id": format!("bench-{i}"), "import_id": import,
-                        "citizen_id": citizen, "course": "rust", "channel": "radio",
-                        "score": 0.7, "text": "I would like a course about this, in the evenings.",
-                        "ts": "2026-11-28T12:00:00Z"
-                    });
-                    (citizen.to_string(), payload.to_string().into_bytes())
-                })
-                .collect();
-            producer.send_all(&topic, records).await.unwrap();
-        }
+        common::produce_statements(&producer, &topic, import, 0..per_import, CITIZENS).await;
     }
     let total = IMPORTS * per_import;
     println!(

@@ -9,6 +9,8 @@ use insikt::jobs::{job_name, topic_name};
 use insikt::kafka::{self, Cluster, Consumer, Message, Offset, Producer, TopicPartitionList};
 use insikt::startup::Application;
 
+mod common;
+
 #[tokio::main]
 async fn main() {
     let total: i64 = std::env::args()
@@ -62,22 +64,7 @@ async fn main() {
         .unwrap();
     let producer = Producer::connect(&config.kafka_brokers, "insikt-bench-producer").unwrap();
     let started = Instant::now();
-    for chunk in (0..total).collect::<Vec<_>>().chunks(10_000) {
-        let records = chunk
-            .iter()
-            .map(|i| {
-                let citizen = i % 1000;
-                let payload = serde_json::json!({
-                    "statement_id": format!("bench-{i}"), "import_id": import,
-                    "citizen_id": citizen, "course": "rust", "channel": "radio",
-                    "score": 0.7, "text": "I would like a course about this, in the evenings.",
-                    "ts": "2026-11-28T12:00:00Z"
-                });
-                (citizen.to_string(), payload.to_string().into_bytes())
-            })
-            .collect();
-        producer.send_all(&topic, records).await.unwrap();
-    }
+    common::produce_statements(&producer, &topic, import, 0..total, 1000).await;
     let produce = started.elapsed();
 
     // (a) A bare consumer reading everything.
