@@ -18,14 +18,7 @@ fn born(age: u32) -> chrono::NaiveDate {
 /// Four residents of two towns and seven statements (see the expectations).
 async fn fixture(app: &TestApp) -> i64 {
     let db = app.db().await;
-    let import_id: i64 = db
-        .query_one(
-            "INSERT INTO imports DEFAULT VALUES RETURNING import_id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let import_id = common::insert_import(&db).await;
     let citizens: [(i32, &str, u32, Option<&str>); 4] = [
         (1, "Madrid", 20, Some("instagram")),
         (2, "Madrid", 30, Some("radio")),

@@ -16,14 +16,7 @@ async fn airport(db: &tokio_postgres::Client, name: &str, city: Option<&str>, de
 }
 
 async fn import(db: &tokio_postgres::Client, towns: &[&str]) -> i64 {
-    let import_id: i64 = db
-        .query_one(
-            "INSERT INTO imports DEFAULT VALUES RETURNING import_id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let import_id = common::insert_import(db).await;
     for (id, town) in towns.iter().enumerate() {
         db.execute(
             "INSERT INTO citizens (import_id, citizen_id, town, street, building, apartment,

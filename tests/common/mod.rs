@@ -327,3 +327,14 @@ pub fn error_code(body: &Value) -> &str {
         .as_str()
         .unwrap_or_else(|| panic!("error without code: {body}"))
 }
+
+/// A new, empty import row (fixtures add their own citizens); its id.
+pub async fn insert_import(db: &tokio_postgres::Client) -> i64 {
+    db.query_one(
+        "INSERT INTO imports DEFAULT VALUES RETURNING import_id",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}

@@ -24,14 +24,7 @@ pub fn configure(config: &mut Config) {
 
 /// An import with the given citizen ids, written straight to the tables.
 pub async fn create_import(db: &tokio_postgres::Client, citizens: &[i32]) -> i64 {
-    let import_id: i64 = db
-        .query_one(
-            "INSERT INTO imports DEFAULT VALUES RETURNING import_id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let import_id = super::insert_import(db).await;
     for id in citizens {
         db.execute(
             "INSERT INTO citizens (import_id, citizen_id, town, street, building, apartment, \
