@@ -684,29 +684,12 @@ async fn a_running_job_expires_with_every_statement_either_stored_or_archived() 
 /// first copy of an id wins.
 #[tokio::test]
 async fn a_batch_write_skips_stored_ids_and_keeps_the_first_copy() {
-    use insikt::statements::{write_batch, Batch, Received, Rejected, Statement, Written};
+    use insikt::statements::{write_batch, Batch, Rejected, Written};
 
-    let database = TestDatabase::create().await;
-    let db = common::connect(&database.url).await;
-    let import = streams::create_import(&db, &[1, 2]).await;
-    db.execute(
-        "INSERT INTO jobs (name, import_id, topic, expires_at, owner) \
-         VALUES ('batch-test', $1, 'batch-test', now() + interval '1 day', 'me')",
-        &[&import],
-    )
-    .await
-    .unwrap();
-    let pool = insikt::db::pool(&database.url, 1).unwrap();
-    let mut client = pool.get().await.unwrap();
-    let received = |id: &str, offset: i64| {
-        let mut value = streams::statement(id, import, 1);
-        value["channel"] = Value::Null;
-        Received {
-            statement: Statement::from_value(&value, None).unwrap(),
-            partition: 0,
-            offset,
-        }
-    };
+    let fixture = BatchFixture::create().await;
+    let (db, import) = (&fixture.db, fixture.import);
+    let mut client = fixture.pool.get().await.unwrap();
+    let received = |id: &str, offset: i64| fixture.received(id, offset);
 
     let first = Batch {
         accepted: vec![received("a", 0), received("b", 1), received("a", 2)],
@@ -773,7 +756,7 @@ async fn a_batch_write_skips_stored_ids_and_keeps_the_first_copy() {
         .get(0);
     assert_eq!(next, 7);
     let dead = "SELECT count(*) FROM dead_letters WHERE import_id = $1";
-    assert_eq!(streams::count(&db, dead, import).await, 1);
+    assert_eq!(streams::count(db, dead, import).await, 1);
 
     // An instance that no longer owns the job writes nothing at all.
     let third = Batch {
@@ -792,8 +775,8 @@ async fn a_batch_write_skips_stored_ids_and_keeps_the_first_copy() {
         "{fenced:?}"
     );
     let stored = "SELECT count(*) FROM statements WHERE import_id = $1";
-    assert_eq!(streams::count(&db, stored, import).await, 3);
-    assert_eq!(streams::count(&db, dead, import).await, 1);
+    assert_eq!(streams::count(db, stored, import).await, 3);
+    assert_eq!(streams::count(db, dead, import).await, 1);
     let next: i64 = db
         .query_one(
             "SELECT next_offset FROM job_offsets WHERE job = 'batch-test' AND partition = 0",
@@ -803,4 +786,165 @@ async fn a_batch_write_skips_stored_ids_and_keeps_the_first_copy() {
         .unwrap()
         .get(0);
     assert_eq!(next, 7);
+}
+
+/// A job's `batch-test` row owned by `me`, over an import of citizens 1 and 2.
+struct BatchFixture {
+    _database: TestDatabase,
+    db: tokio_postgres::Client,
+    import: i64,
+    pool: insikt::db::Pool,
+}
+
+impl BatchFixture {
+    async fn create() -> Self {
+        let database = TestDatabase::create().await;
+        let db = common::connect(&database.url).await;
+        let import = streams::create_import(&db, &[1, 2]).await;
+        db.execute(
+            "INSERT INTO jobs (name, import_id, topic, expires_at, owner) \
+             VALUES ('batch-test', $1, 'batch-test', now() + interval '1 day', 'me')",
+            &[&import],
+        )
+        .await
+        .unwrap();
+        let pool = insikt::db::pool(&database.url, 2).unwrap();
+        Self {
+            _database: database,
+            db,
+            import,
+            pool,
+        }
+    }
+
+    /// Statement `id` of citizen 1, read at `offset` of partition 0.
+    fn received(&self, id: &str, offset: i64) -> insikt::statements::Received {
+        let mut value = streams::statement(id, self.import, 1);
+        value["channel"] = Value::Null;
+        insikt::statements::Received {
+            statement: insikt::statements::Statement::from_value(&value, None).unwrap(),
+            partition: 0,
+            offset,
+        }
+    }
+
+    /// The stored statement ids with the offset of the copy kept, and the
+    /// job's next offset on partition 0.
+    async fn stored(&self) -> (Vec<(String, i64)>, Option<i64>) {
+        let rows = self
+            .db
+            .query(
+                "SELECT statement_id, kafka_offset FROM statements \
+                 WHERE import_id = $1 ORDER BY statement_id",
+                &[&self.import],
+            )
+            .await
+            .unwrap();
+        let next = self
+            .db
+            .query_opt(
+                "SELECT next_offset FROM job_offsets WHERE job = 'batch-test' AND partition = 0",
+                &[],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get(0));
+        (rows.iter().map(|r| (r.get(0), r.get(1))).collect(), next)
+    }
+}
+
+/// Two batches of a job written at once on two connections: the later one
+/// leaves the statement ids of the earlier one to it (or the two would wait
+/// for each other: the earlier for the later's row, the later for the
+/// earlier's commit), and commits only after it, so the stored offsets never
+/// pass a batch that is not stored; if the earlier one does not commit,
+/// neither does the later.
+#[tokio::test]
+async fn overlapping_batch_writes_commit_in_stream_order() {
+    use insikt::statements::{write_batch, write_batch_after, Batch, Written};
+
+    let fixture = BatchFixture::create().await;
+    let mut first_client = fixture.pool.get().await.unwrap();
+    let mut second_client = fixture.pool.get().await.unwrap();
+    let first = Batch {
+        accepted: vec![fixture.received("a", 0), fixture.received("b", 1)],
+        rejected: vec![],
+        next_offsets: vec![(0, 2)],
+    };
+    let second = Batch {
+        accepted: vec![fixture.received("b", 2), fixture.received("c", 3)],
+        rejected: vec![],
+        next_offsets: vec![(0, 4)],
+    };
+
+    // The later batch goes first, up to its wait for the earlier one's commit.
+    let (at_gate, reached_gate) = tokio::sync::oneshot::channel::<()>();
+    let (first_committed, committed) = tokio::sync::oneshot::channel::<()>();
+    let later = write_batch_after(
+        &mut second_client,
+        "batch-test",
+        fixture.import,
+        &second,
+        "me",
+        Some(&first),
+        async {
+            let _ = at_gate.send(());
+            committed.await.is_ok()
+        },
+    );
+    let earlier = async {
+        reached_gate.await.unwrap();
+        let written = tokio::time::timeout(
+            Duration::from_secs(20),
+            write_batch(
+                &mut first_client,
+                "batch-test",
+                fixture.import,
+                &first,
+                "me",
+            ),
+        )
+        .await
+        .expect("the earlier batch waited for the later one")
+        .unwrap();
+        // Committed alone: the later batch is still waiting.
+        let (ids, next) = fixture.stored().await;
+        assert_eq!(ids, [("a".into(), 0), ("b".into(), 1)]);
+        assert_eq!(next, Some(2));
+        first_committed.send(()).unwrap();
+        written
+    };
+    let (later, earlier) = tokio::join!(later, earlier);
+    let written = |stored, duplicates| Written {
+        stored,
+        duplicates,
+        dead_letters: 0,
+    };
+    assert_eq!(earlier, written(2, 0));
+    assert_eq!(later.unwrap(), written(1, 1));
+    let (ids, next) = fixture.stored().await;
+    assert_eq!(ids, [("a".into(), 0), ("b".into(), 1), ("c".into(), 3)]);
+    assert_eq!(next, Some(4));
+
+    // An earlier batch that did not commit takes the later one down with it.
+    let third = Batch {
+        accepted: vec![fixture.received("d", 4)],
+        rejected: vec![],
+        next_offsets: vec![(0, 5)],
+    };
+    let refused = write_batch_after(
+        &mut second_client,
+        "batch-test",
+        fixture.import,
+        &third,
+        "me",
+        None,
+        async { false },
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(insikt::db::DbError::NotCommitted(_))),
+        "{refused:?}"
+    );
+    assert_eq!(fixture.stored().await, (ids, Some(4)));
 }

@@ -35,6 +35,9 @@ pub enum DbError {
     /// now owned by another instance); nothing was written.
     #[error("stale writer: {0}")]
     Stale(String),
+    /// A write that had to follow another one, which did not commit; rolled back.
+    #[error("not committed: {0}")]
+    NotCommitted(String),
 }
 
 impl DbError {

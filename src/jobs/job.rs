@@ -3,7 +3,8 @@
 //! It seeks to the offsets stored in PostgreSQL when it starts, so a crash at
 //! any moment replays exactly what was not committed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::time::{Duration, Instant};
@@ -12,12 +13,17 @@ use tracing::Instrument;
 use super::repo::{self, JobRow};
 use super::{archive, Context};
 use crate::db::{DbError, Pool};
-use crate::kafka::{self, Consumer, Message, Offset, TopicPartitionList};
+use crate::kafka::{self, Message, Offset};
 use crate::statements::{self, Batch, Received, Rejected, Statement, Written};
 use crate::telemetry::{metrics, RemoteContexts};
 
 /// How often a job refreshes its lag gauge (a metadata request to the broker).
 const LAG_EVERY: Duration = Duration::from_secs(5);
+
+/// Batch transactions a job keeps open at once. Two: PostgreSQL inserts the
+/// statements of both on two cores while the commits stay in stream order
+/// (`scripts/bench.sh stream`); a third only waits for a core.
+const MAX_WRITING: usize = 2;
 
 pub struct Job;
 
@@ -37,9 +43,11 @@ pub struct JobState {
     consumer: Option<kafka::StreamConsumer>,
     citizens: HashSet<i32>,
     offsets: HashMap<i32, i64>,
-    /// The batch read while the previous one was being written; dropped
+    /// The batch read while the previous ones were being written; dropped
     /// unwritten on stop (its offsets were never stored, so it is re-read).
     ahead: Option<(Batch, Read)>,
+    /// Batches being written, oldest first; each commits after the one before.
+    writing: VecDeque<Writing>,
     /// When the lag gauge was last refreshed.
     lag_at: Option<Instant>,
 }
@@ -70,6 +78,7 @@ impl Actor for Job {
             consumer: None,
             offsets,
             ahead: None,
+            writing: VecDeque::new(),
             lag_at: None,
             context: context.clone(),
             row,
@@ -84,15 +93,17 @@ impl Actor for Job {
                 &settings.consumer_group,
             )?;
             let partitions = context.cluster.partitions(&state.row.topic).await?;
-            let mut assignment = TopicPartitionList::new();
-            for partition in partitions {
-                let offset = state
-                    .offsets
-                    .get(&partition)
-                    .map_or(Offset::Beginning, |o| Offset::Offset(*o));
-                assignment.add_partition_offset(&state.row.topic, partition, offset)?;
-            }
-            consumer.assign(&assignment)?;
+            let offsets = partitions
+                .into_iter()
+                .map(|partition| {
+                    let offset = state
+                        .offsets
+                        .get(&partition)
+                        .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                    (partition, offset)
+                })
+                .collect();
+            let consumer = kafka::assign(consumer, &state.row.topic, offsets).await?;
             state.consumer = Some(consumer);
             // Only the consumer group's assignment (the supervisor's claim) sets the owner.
             repo::set_state(&client, &state.row.name, "running", None, None).await?;
@@ -110,6 +121,11 @@ impl Actor for Job {
         if chrono::Utc::now() >= state.row.expires_at {
             // Stop reading first, so the archive covers everything not stored.
             state.consumer = None;
+            state.ahead = None;
+            if !finish_writing(state, usize::MAX).await? {
+                myself.stop(Some("fenced".into()));
+                return Ok(());
+            }
             archive::expire(&state.context, &state.row, &state.offsets).await?;
             myself.stop(Some("expired".into()));
             return Ok(());
@@ -119,100 +135,213 @@ impl Actor for Job {
             None => read_batch(state).await,
         };
         if !batch.next_offsets.is_empty() {
-            // One span per batch, continuing the trace of the request that
-            // produced its first message and linking the others.
-            // A root of its own (not a child of the long-lived actor span)
-            // unless the messages carry a context to continue.
-            let span = tracing::info_span!(
-                parent: None,
-                "job.batch",
-                otel.kind = "consumer",
-                otel.status_code = tracing::field::Empty,
-                job = %state.row.name,
-                import = state.row.import_id,
-                // Counts as i64: tracing-opentelemetry exports u64 as strings.
-                messages = (batch.accepted.len() + batch.rejected.len()) as i64,
-                offsets = %read.ranges,
-                traces = read.remotes.len() as i64,
-                stored = tracing::field::Empty,
-                duplicates = tracing::field::Empty,
-                dead_letters = tracing::field::Empty,
-            );
-            read.remotes.continue_in(&span);
-            // Write this batch on its own task while this one reads the next:
-            // joined on the actor's task, the two would only take turns.
-            let started = Instant::now();
-            let next_offsets = batch.next_offsets.clone();
-            let write = tokio::spawn(
-                write(
-                    state.context.pool.clone(),
-                    state.row.name.clone(),
-                    state.row.import_id,
-                    batch,
-                    state.context.settings.instance.clone(),
-                )
-                .instrument(span.clone()),
-            );
-            let mut write = AbortOnDrop(write);
+            // At most MAX_WRITING transactions: the oldest must finish first.
+            if !finish_writing(state, MAX_WRITING - 1).await? {
+                myself.stop(Some("fenced".into()));
+                return Ok(());
+            }
+            start_writing(state, batch, read);
             // Tokio runs a task spawned from a worker on that same worker, next,
             // and nobody can steal it: let it start before reading on.
             tokio::task::yield_now().await;
             let next = read_batch(state).await;
-            let read_time = started.elapsed();
-            let (written, write_time) = (&mut write.0).await?;
-            let written = match written {
-                Ok(written) => written,
-                // Another instance owns the job now: let go quietly (no failure).
-                Err(DbError::Stale(reason)) => {
-                    tracing::info!(parent: &span, job = %state.row.name, %reason, "job fenced off");
-                    myself.stop(Some("fenced".into()));
-                    return Ok(());
-                }
-                Err(error) => {
-                    span.record("otel.status_code", "error");
-                    return Err(error.into());
-                }
+            // An idle stream: nothing to overlap, settle what is written.
+            let keep = if next.0.next_offsets.is_empty() {
+                0
+            } else {
+                MAX_WRITING - 1
             };
-            span.record("stored", written.stored as i64);
-            span.record("duplicates", written.duplicates as i64);
-            span.record("dead_letters", written.dead_letters as i64);
-            let job = state.row.name.as_str();
-            metrics::job_statements_stored(job, written.stored);
-            metrics::job_dead_letters(job, written.dead_letters);
-            metrics::observe_job_batch(job, write_time.as_secs_f64());
-            state.offsets.extend(next_offsets);
-            tracing::debug!(
-                parent: &span,
-                ?written,
-                write_ms = write_time.as_millis() as u64,
-                read_ms = read_time.as_millis() as u64,
-                read_ahead = next.0.accepted.len() + next.0.rejected.len(),
-                total_ms = started.elapsed().as_millis() as u64,
-                "batch written"
-            );
+            if !finish_done_or_over(state, keep).await? {
+                myself.stop(Some("fenced".into()));
+                return Ok(());
+            }
             state.ahead = Some(next);
+        } else if !finish_writing(state, 0).await? {
+            myself.stop(Some("fenced".into()));
+            return Ok(());
         }
         refresh_lag(state);
         myself.send_message(JobMsg::Poll)?;
         Ok(())
     }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<JobMsg>,
+        state: &mut JobState,
+    ) -> Result<(), ActorProcessingErr> {
+        // A stop takes effect after the batches already being written.
+        if let Err(error) = finish_writing(state, 0).await {
+            tracing::warn!(job = %state.row.name, %error, "last batch not written");
+        }
+        Ok(())
+    }
 }
 
-/// Writes one batch (one transaction) and says how long it took.
+/// A batch on its way into PostgreSQL.
+struct Writing {
+    task: AbortOnDrop<(Result<Written, DbError>, Duration)>,
+    span: tracing::Span,
+    batch: Arc<Batch>,
+    /// Fires once this batch committed; taken by the next batch's write.
+    committed: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// Starts writing `batch` on its own task, after the batch before it.
+fn start_writing(state: &mut JobState, batch: Batch, read: Read) {
+    // One span per batch, continuing the trace of the request that
+    // produced its first message and linking the others.
+    // A root of its own (not a child of the long-lived actor span)
+    // unless the messages carry a context to continue.
+    let span = tracing::info_span!(
+        parent: None,
+        "job.batch",
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        job = %state.row.name,
+        import = state.row.import_id,
+        // Counts as i64: tracing-opentelemetry exports u64 as strings.
+        messages = (batch.accepted.len() + batch.rejected.len()) as i64,
+        offsets = %read.ranges,
+        traces = read.remotes.len() as i64,
+        stored = tracing::field::Empty,
+        duplicates = tracing::field::Empty,
+        dead_letters = tracing::field::Empty,
+    );
+    read.remotes.continue_in(&span);
+    let batch = Arc::new(batch);
+    let earlier = state
+        .writing
+        .back_mut()
+        .map(|w| (w.batch.clone(), w.committed.take()));
+    let (committed, committed_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(
+        write(
+            state.context.pool.clone(),
+            state.row.name.clone(),
+            state.row.import_id,
+            batch.clone(),
+            state.context.settings.instance.clone(),
+            earlier,
+            committed,
+        )
+        .instrument(span.clone()),
+    );
+    state.writing.push_back(Writing {
+        task: AbortOnDrop(task),
+        span,
+        batch,
+        committed: Some(committed_rx),
+    });
+}
+
+/// Settles the oldest writes until at most `keep` are left. False when the
+/// job was fenced off (another instance owns it now).
+async fn finish_writing(state: &mut JobState, keep: usize) -> Result<bool, ActorProcessingErr> {
+    while state.writing.len() > keep {
+        if !finish_oldest(state).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Settles the writes that are done (oldest first), then any over `keep`.
+async fn finish_done_or_over(
+    state: &mut JobState,
+    keep: usize,
+) -> Result<bool, ActorProcessingErr> {
+    while state
+        .writing
+        .front()
+        .is_some_and(|w| w.task.0.is_finished())
+    {
+        if !finish_oldest(state).await? {
+            return Ok(false);
+        }
+    }
+    finish_writing(state, keep).await
+}
+
+/// Waits for the oldest write and books it: offsets, metrics, span fields.
+async fn finish_oldest(state: &mut JobState) -> Result<bool, ActorProcessingErr> {
+    let Some(mut writing) = state.writing.pop_front() else {
+        return Ok(true);
+    };
+    let (written, write_time) = (&mut writing.task.0).await?;
+    let span = writing.span;
+    let written = match written {
+        Ok(written) => written,
+        // Another instance owns the job now: let go quietly (no failure).
+        Err(DbError::Stale(reason)) => {
+            tracing::info!(parent: &span, job = %state.row.name, %reason, "job fenced off");
+            // The later writes cannot commit either; drop them now.
+            state.writing.clear();
+            return Ok(false);
+        }
+        Err(error) => {
+            span.record("otel.status_code", "error");
+            return Err(error.into());
+        }
+    };
+    span.record("stored", written.stored as i64);
+    span.record("duplicates", written.duplicates as i64);
+    span.record("dead_letters", written.dead_letters as i64);
+    let job = state.row.name.as_str();
+    metrics::job_statements_stored(job, written.stored);
+    metrics::job_dead_letters(job, written.dead_letters);
+    metrics::observe_job_batch(job, write_time.as_secs_f64());
+    state
+        .offsets
+        .extend(writing.batch.next_offsets.iter().copied());
+    tracing::debug!(
+        parent: &span,
+        ?written,
+        write_ms = write_time.as_millis() as u64,
+        writing = state.writing.len(),
+        "batch written"
+    );
+    Ok(true)
+}
+
+/// Writes one batch (one transaction, committed after `earlier`'s) and says
+/// how long it took; tells the next batch once it committed.
 async fn write(
     pool: Pool,
     job: String,
     import_id: i64,
-    batch: Batch,
+    batch: Arc<Batch>,
     owner: String,
+    earlier: Option<(Arc<Batch>, Option<tokio::sync::oneshot::Receiver<()>>)>,
+    committed: tokio::sync::oneshot::Sender<()>,
 ) -> (Result<Written, DbError>, Duration) {
     let started = Instant::now();
+    let (earlier_batch, earlier_committed) = earlier.unzip();
+    // No receiver: the earlier batch was already settled (committed).
+    let earlier_committed = async move {
+        match earlier_committed.flatten() {
+            Some(receiver) => receiver.await.is_ok(),
+            None => true,
+        }
+    };
     let written = match pool.get().await {
         Ok(mut client) => {
-            statements::write_batch(&mut client, &job, import_id, &batch, &owner).await
+            statements::write_batch_after(
+                &mut client,
+                &job,
+                import_id,
+                &batch,
+                &owner,
+                earlier_batch.as_deref(),
+                earlier_committed,
+            )
+            .await
         }
         Err(e) => Err(e.into()),
     };
+    if written.is_ok() {
+        let _ = committed.send(());
+    }
     (written, started.elapsed())
 }
 

@@ -158,11 +158,41 @@ pub fn consumer(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
+        // Once its prefetch queue is full librdkafka pauses fetching for this
+        // long (1 s by default): a job that drains the queue faster than that
+        // would sit idle until the next fetch. 10 ms keeps it fed.
+        .set("fetch.queue.backoff.ms", "10")
         // Spread single-partition topics across instances once groups are used.
         .set("partition.assignment.strategy", "cooperative-sticky")
         .create()?;
     Ok(consumer)
 }
+
+/// Assigns `topic`'s partitions at `offsets` once the consumer knows the
+/// topic's leader. Assigned before that, librdkafka finds no leader for the
+/// offset lookup and retries it only after a fixed 500 ms, so every start
+/// of a consumer would wait half a second before its first message.
+pub async fn assign(
+    consumer: StreamConsumer,
+    topic: &str,
+    offsets: Vec<(i32, Offset)>,
+) -> Result<StreamConsumer, KafkaClientError> {
+    let mut assignment = TopicPartitionList::new();
+    for (partition, offset) in offsets {
+        assignment.add_partition_offset(topic, partition, offset)?;
+    }
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        consumer.fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
+        consumer.assign(&assignment)?;
+        Ok(consumer)
+    })
+    .await
+    .map_err(|_| KafkaClientError::Interrupted)?
+}
+
+/// How long a consumer waits for a topic's metadata before it is assigned.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The service's one producer: idempotent, acknowledged by all in-sync replicas.
 #[derive(Clone)]

@@ -178,9 +178,38 @@ pub async fn write_batch(
     batch: &Batch,
     owner: &str,
 ) -> Result<Written, DbError> {
+    write_batch_after(client, job, import_id, batch, owner, None, async { true }).await
+}
+
+/// [`write_batch`] for a batch whose predecessor may still be writing on
+/// another connection, so that a job keeps two transactions busy: the
+/// statements of both go in at the same time, and the commits stay in
+/// stream order. This batch leaves the statement ids of `earlier` (the
+/// predecessor, if still open) to it, so neither transaction ever waits for
+/// the other's rows; then it waits for `earlier_committed` before it writes
+/// its offsets and commits. When the predecessor does not commit (false),
+/// neither does this batch ([`DbError::NotCommitted`]): its offsets would
+/// skip what the predecessor failed to store.
+pub async fn write_batch_after(
+    client: &mut Client,
+    job: &str,
+    import_id: i64,
+    batch: &Batch,
+    owner: &str,
+    earlier: Option<&Batch>,
+    earlier_committed: impl std::future::Future<Output = bool>,
+) -> Result<Written, DbError> {
     let tx = client.transaction().await?;
-    // The first copy of a statement id wins, as with ON CONFLICT DO NOTHING.
-    let mut seen = HashSet::with_capacity(batch.accepted.len());
+    // The first copy of a statement id wins, as with ON CONFLICT DO NOTHING;
+    // the predecessor's ids are its own (committed by it, or by neither).
+    let earlier_ids = earlier.map_or(0, |b| b.accepted.len());
+    let mut seen = HashSet::with_capacity(earlier_ids + batch.accepted.len());
+    seen.extend(
+        earlier
+            .into_iter()
+            .flat_map(|b| &b.accepted)
+            .map(|r| r.statement.statement_id.as_str()),
+    );
     let unique: Vec<&Received> = batch
         .accepted
         .iter()
@@ -214,7 +243,8 @@ pub async fn write_batch(
         let settings = tx.batch_execute("SET LOCAL synchronous_commit = off");
         let fence_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&job, &owner];
         let fence = tx.query_opt(
-            "SELECT 1 FROM jobs WHERE name = $1 AND owner = $2 FOR NO KEY UPDATE",
+            // Shared: two batches of the job hold it at once; an owner change waits for both.
+            "SELECT 1 FROM jobs WHERE name = $1 AND owner = $2 FOR SHARE",
             &fence_params,
         );
         let dead_letters = async {
@@ -231,23 +261,14 @@ pub async fn write_batch(
             )
             .await
         };
-        let next_offsets = async {
-            if batch.next_offsets.is_empty() {
-                return Ok(0);
-            }
-            let partitions: Vec<i32> = batch.next_offsets.iter().map(|(p, _)| *p).collect();
-            let offsets: Vec<i64> = batch.next_offsets.iter().map(|(_, o)| *o).collect();
-            tx.execute(&offsets_upsert, &[&job, &partitions, &offsets])
-                .await
-        };
-        // Last: rolling back to it must keep the offsets and dead letters.
+        // Last: rolling back to it must keep the dead letters.
         let savepoint = async {
             if unique.is_empty() {
                 return Ok(());
             }
             tx.batch_execute("SAVEPOINT statements_copy").await
         };
-        tokio::try_join!(settings, fence, dead_letters, next_offsets, savepoint)
+        tokio::try_join!(settings, fence, dead_letters, savepoint)
     };
     let encode = async {
         if unique.is_empty() {
@@ -256,7 +277,7 @@ pub async fn write_batch(
         Some(encode_copy(import_id, &unique))
     };
     let (pipelined, encoded) = tokio::join!(pipeline, encode);
-    let (_, owned, dead_letters, _, _) = pipelined?;
+    let (_, owned, dead_letters, _) = pipelined?;
     if owned.is_none() {
         // Dropping the transaction rolls back the dead letters and offsets.
         return Err(DbError::Stale(format!(
@@ -280,6 +301,19 @@ pub async fn write_batch(
         }
         Err(e) => return Err(e.into()),
     };
+    // In stream order from here: the offsets row is the one both batches
+    // write, so the later one takes it only once the earlier committed.
+    if !earlier_committed.await {
+        return Err(DbError::NotCommitted(format!(
+            "job {job}: the batch before this one was not committed"
+        )));
+    }
+    if !batch.next_offsets.is_empty() {
+        let partitions: Vec<i32> = batch.next_offsets.iter().map(|(p, _)| *p).collect();
+        let offsets: Vec<i64> = batch.next_offsets.iter().map(|(_, o)| *o).collect();
+        tx.execute(&offsets_upsert, &[&job, &partitions, &offsets])
+            .await?;
+    }
     tx.commit().await?;
     Ok(Written {
         stored,
