@@ -61,6 +61,13 @@ async fn fixture(app: &TestApp) -> i64 {
         .await
         .unwrap();
     }
+    // What a job does when it starts after statements were stored uncounted.
+    db.execute(
+        "SELECT count_statements($1, '{0}', $2)",
+        &[&import_id, &vec![statements.len() as i64]],
+    )
+    .await
+    .unwrap();
     import_id
 }
 

@@ -538,6 +538,7 @@ async fn a_killed_service_resumes_and_stores_every_statement_exactly_once() {
     )
     .await;
     assert_eq!(dead, 0);
+    streams::counts_match_statements(&db, import).await;
 
     // SIGTERM: a graceful stop after the current batch.
     let pid = service.id().unwrap() as i32;
@@ -861,7 +862,7 @@ impl BatchFixture {
 /// neither does the later.
 #[tokio::test]
 async fn overlapping_batch_writes_commit_in_stream_order() {
-    use insikt::statements::{write_batch, write_batch_after, Batch, Written};
+    use insikt::statements::{write_batch, write_batch_after, Batch, Counts, Written};
 
     let fixture = BatchFixture::create().await;
     let mut first_client = fixture.pool.get().await.unwrap();
@@ -921,7 +922,11 @@ async fn overlapping_batch_writes_commit_in_stream_order() {
         dead_letters: 0,
     };
     assert_eq!(earlier, written(2, 0));
-    assert_eq!(later.unwrap(), written(1, 1));
+    // Counted: what this batch stored, not the id it left to the earlier one.
+    let stored_c = fixture.received("c", 3).statement;
+    let mut counts = Counts::default();
+    counts.add(std::iter::once(&stored_c));
+    assert_eq!(later.unwrap(), (written(1, 1), counts));
     let (ids, next) = fixture.stored().await;
     assert_eq!(ids, [("a".into(), 0), ("b".into(), 1), ("c".into(), 3)]);
     assert_eq!(next, Some(4));
@@ -947,4 +952,71 @@ async fn overlapping_batch_writes_commit_in_stream_order() {
         "{refused:?}"
     );
     assert_eq!(fixture.stored().await, (ids, Some(4)));
+}
+
+/// A crash between a batch's commit and the fold of its counts leaves stored
+/// statements uncounted (for demand); the job counts them when it starts.
+#[tokio::test]
+async fn a_starting_job_counts_what_was_stored_but_never_folded() {
+    let database = TestDatabase::create().await;
+    let mut template = common::test_config(&database);
+    streams::configure(&mut template);
+    let served = Served::start(streams::served_config(&database, &template)).await;
+    let base = served.url("");
+    let db = common::connect(&database.url).await;
+    let import = streams::create_import(&db, &[1, 2]).await;
+    let name = job_name(import);
+    let items: Vec<Value> = (0..40)
+        .map(|i| {
+            let mut item = streams::statement(&format!("s{i}"), import, 1 + i % 2);
+            item["course"] = json!(["rust", "go", "sql"][i as usize % 3]);
+            if i % 4 == 0 {
+                item["channel"] = Value::Null;
+            }
+            item
+        })
+        .collect();
+    let (status, body) = json(
+        reqwest::Client::new()
+            .post(format!("{base}/imports/{import}/statements"))
+            .json(&items)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    eventually("every statement", WAIT, || async {
+        (streams::stored(&db, import).await == 40).then_some(())
+    })
+    .await;
+    streams::counts_match_statements(&db, import).await;
+
+    // As if the process had died after committing the batches, before folding them.
+    let (status, body) = control(&base, &name, "stop", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    db.execute(
+        "DELETE FROM statement_counts WHERE import_id = $1",
+        &[&import],
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "UPDATE statement_counts_offsets SET next_offset = 0 WHERE import_id = $1",
+        &[&import],
+    )
+    .await
+    .unwrap();
+
+    let (status, body) = control(&base, &name, "start", Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    streams::counts_match_statements(&db, import).await;
+    let all_courses = streams::count(
+        &db,
+        "SELECT sum(statements)::bigint FROM statement_counts \
+         WHERE import_id = $1 AND course IS NULL",
+        import,
+    )
+    .await;
+    assert_eq!(all_courses, 40);
 }

@@ -122,6 +122,7 @@ async fn all_stored(db: &tokio_postgres::Client, imports: &[i64], each: i64) {
     }
     for &import in imports {
         assert_eq!(tally(db, import).await, (each, each, 0), "import {import}");
+        streams::counts_match_statements(db, import).await;
     }
 }
 

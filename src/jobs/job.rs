@@ -14,11 +14,15 @@ use super::repo::{self, JobRow};
 use super::{archive, Context};
 use crate::db::{DbError, Pool};
 use crate::kafka::{self, Message, Offset};
-use crate::statements::{self, Batch, Received, Rejected, Statement, Written};
+use crate::statements::{self, Batch, Counts, Received, Rejected, Statement, Written};
 use crate::telemetry::{metrics, RemoteContexts};
 
 /// How often a job refreshes its lag gauge (a metadata request to the broker).
 const LAG_EVERY: Duration = Duration::from_secs(5);
+
+/// How often a job folds the counts of its committed batches into the
+/// statement counts demand reads (at once when its stream is idle).
+const FOLD_EVERY: Duration = Duration::from_secs(1);
 
 /// Batch transactions a job keeps open at once. Two: PostgreSQL inserts the
 /// statements of both on two cores while the commits stay in stream order
@@ -50,6 +54,10 @@ pub struct JobState {
     writing: VecDeque<Writing>,
     /// When the lag gauge was last refreshed.
     lag_at: Option<Instant>,
+    /// Counts of the statements committed since the last fold.
+    counts: Counts,
+    /// When the counts were last folded.
+    folded_at: Instant,
 }
 
 /// What the trace and metrics need to know about a batch, besides the batch.
@@ -71,7 +79,7 @@ impl Actor for Job {
         myself: ActorRef<JobMsg>,
         JobArgs { context, row }: JobArgs,
     ) -> Result<JobState, ActorProcessingErr> {
-        let client = context.pool.get().await?;
+        let mut client = context.pool.get().await?;
         let offsets = repo::offsets(&client, &row.name).await?;
         let mut state = JobState {
             citizens: HashSet::new(),
@@ -80,6 +88,8 @@ impl Actor for Job {
             ahead: None,
             writing: VecDeque::new(),
             lag_at: None,
+            counts: Counts::default(),
+            folded_at: Instant::now(),
             context: context.clone(),
             row,
         };
@@ -105,6 +115,16 @@ impl Actor for Job {
                 .collect();
             let consumer = kafka::assign(consumer, &state.row.topic, offsets).await?;
             state.consumer = Some(consumer);
+            // Batches committed before a crash may not have been folded yet.
+            let (job, owner) = (&state.row.name, &settings.instance);
+            statements::catch_up_counts(
+                &mut client,
+                job,
+                owner,
+                state.row.import_id,
+                &state.offsets,
+            )
+            .await?;
             // Only the consumer group's assignment (the supervisor's claim) sets the owner.
             repo::set_state(&client, &state.row.name, "running", None, None).await?;
         }
@@ -122,7 +142,7 @@ impl Actor for Job {
             // Stop reading first, so the archive covers everything not stored.
             state.consumer = None;
             state.ahead = None;
-            if !finish_writing(state, usize::MAX).await? {
+            if !finish_writing(state, 0).await? || !fold(state, true).await? {
                 myself.stop(Some("fenced".into()));
                 return Ok(());
             }
@@ -156,7 +176,11 @@ impl Actor for Job {
                 return Ok(());
             }
             state.ahead = Some(next);
-        } else if !finish_writing(state, 0).await? {
+            if !fold(state, keep == 0).await? {
+                myself.stop(Some("fenced".into()));
+                return Ok(());
+            }
+        } else if !finish_writing(state, 0).await? || !fold(state, true).await? {
             myself.stop(Some("fenced".into()));
             return Ok(());
         }
@@ -174,13 +198,20 @@ impl Actor for Job {
         if let Err(error) = finish_writing(state, 0).await {
             tracing::warn!(job = %state.row.name, %error, "last batch not written");
         }
+        // Not folded here, the counts are caught up by the job's next start.
+        if let Err(error) = fold(state, true).await {
+            tracing::warn!(job = %state.row.name, %error, "last counts not folded");
+        }
         Ok(())
     }
 }
 
+/// What a batch write did (and the counts of what it stored), and how long it took.
+type WriteOutcome = (Result<(Written, Counts), DbError>, Duration);
+
 /// A batch on its way into PostgreSQL.
 struct Writing {
-    task: AbortOnDrop<(Result<Written, DbError>, Duration)>,
+    task: AbortOnDrop<WriteOutcome>,
     span: tracing::Span,
     batch: Arc<Batch>,
     /// Fires once this batch committed; taken by the next batch's write.
@@ -235,6 +266,37 @@ fn start_writing(state: &mut JobState, batch: Batch, read: Read) {
     });
 }
 
+/// Folds the counts of the committed batches into the statement counts, if
+/// there are any and `now` or [`FOLD_EVERY`] has passed. False when the job
+/// was fenced off.
+async fn fold(state: &mut JobState, now: bool) -> Result<bool, ActorProcessingErr> {
+    if state.counts.is_empty() || !(now || state.folded_at.elapsed() >= FOLD_EVERY) {
+        return Ok(true);
+    }
+    let mut client = state.context.pool.get().await?;
+    let folded = statements::fold_counts(
+        &mut client,
+        &state.row.name,
+        &state.context.settings.instance,
+        state.row.import_id,
+        &state.counts,
+        &state.offsets,
+    )
+    .await;
+    match folded {
+        Ok(()) => {
+            state.counts = Counts::default();
+            state.folded_at = Instant::now();
+            Ok(true)
+        }
+        Err(DbError::Stale(reason)) => {
+            tracing::info!(job = %state.row.name, %reason, "job fenced off");
+            Ok(false)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// Settles the oldest writes until at most `keep` are left. False when the
 /// job was fenced off (another instance owns it now).
 async fn finish_writing(state: &mut JobState, keep: usize) -> Result<bool, ActorProcessingErr> {
@@ -271,7 +333,10 @@ async fn finish_oldest(state: &mut JobState) -> Result<bool, ActorProcessingErr>
     let (written, write_time) = (&mut writing.task.0).await?;
     let span = writing.span;
     let written = match written {
-        Ok(written) => written,
+        Ok((written, counts)) => {
+            state.counts.merge(counts);
+            written
+        }
         // Another instance owns the job now: let go quietly (no failure).
         Err(DbError::Stale(reason)) => {
             tracing::info!(parent: &span, job = %state.row.name, %reason, "job fenced off");
@@ -314,7 +379,7 @@ async fn write(
     owner: String,
     earlier: Option<(Arc<Batch>, Option<tokio::sync::oneshot::Receiver<()>>)>,
     committed: tokio::sync::oneshot::Sender<()>,
-) -> (Result<Written, DbError>, Duration) {
+) -> WriteOutcome {
     let started = Instant::now();
     let (earlier_batch, earlier_committed) = earlier.unzip();
     // No receiver: the earlier batch was already settled (committed).

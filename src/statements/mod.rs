@@ -2,7 +2,7 @@
 //! the batch write a job performs in one transaction, and dead letters.
 //! Knows PostgreSQL through `db`; never Kafka or HTTP.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, Utc};
@@ -157,6 +157,139 @@ pub struct Written {
 const STATEMENT_COLUMNS: &str = "import_id, statement_id, citizen_id, course, channel, \
      score, text, ts, kafka_partition, kafka_offset";
 
+/// Locks the job's row while it names `owner`. Shared: two batches and a
+/// fold of the job hold it at once; an owner change waits for all of them.
+const FENCE: &str = "SELECT 1 FROM jobs WHERE name = $1 AND owner = $2 FOR SHARE";
+
+fn not_owned(job: &str, owner: &str) -> DbError {
+    DbError::Stale(format!("job {job} is no longer owned by {owner}"))
+}
+
+/// A transaction holding the job's [`FENCE`]; [`DbError::Stale`] when
+/// `owner` no longer owns the job.
+async fn fenced<'a>(
+    client: &'a mut Client,
+    job: &str,
+    owner: &str,
+) -> Result<Transaction<'a>, DbError> {
+    let tx = client.transaction().await?;
+    match tx.query_opt(FENCE, &[&job, &owner]).await? {
+        Some(_) => Ok(tx),
+        None => Err(not_owned(job, owner)),
+    }
+}
+
+/// Stored statements counted per citizen, statement channel and course: what
+/// a job adds to `statement_counts` (see migration V8) when it folds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts(HashMap<(i32, Option<String>, String), i64>);
+
+impl Counts {
+    pub fn add<'a>(&mut self, stored: impl Iterator<Item = &'a Statement>) {
+        for s in stored {
+            let key = (s.citizen_id, s.channel.clone(), s.course.clone());
+            *self.0.entry(key).or_default() += 1;
+        }
+    }
+
+    pub fn merge(&mut self, other: Counts) {
+        for (key, n) in other.0 {
+            *self.0.entry(key).or_default() += n;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The rows to add: one per citizen, channel and course, and one per
+    /// citizen and channel for all courses (course `None`), in key order.
+    fn rows(&self) -> Vec<(i32, Option<&str>, Option<&str>, i64)> {
+        let mut all_courses: HashMap<(i32, Option<&str>), i64> = HashMap::new();
+        let mut rows = Vec::with_capacity(self.0.len() * 2);
+        for ((citizen, channel, course), n) in &self.0 {
+            rows.push((*citizen, channel.as_deref(), Some(course.as_str()), *n));
+            *all_courses
+                .entry((*citizen, channel.as_deref()))
+                .or_default() += n;
+        }
+        rows.extend(
+            all_courses
+                .into_iter()
+                .map(|((citizen, channel), n)| (citizen, channel, None, n)),
+        );
+        // One order for every writer of these rows: no lock-order deadlocks.
+        rows.sort_unstable();
+        rows
+    }
+}
+
+/// Adds `counts` (of statements a job stored in batches it committed) to the
+/// import's statement counts and moves their stop to `through` (the job's
+/// next offsets), in one transaction, while `owner` owns the job.
+pub async fn fold_counts(
+    client: &mut Client,
+    job: &str,
+    owner: &str,
+    import_id: i64,
+    counts: &Counts,
+    through: &HashMap<i32, i64>,
+) -> Result<(), DbError> {
+    let tx = fenced(client, job, owner).await?;
+    let rows = counts.rows();
+    let citizens: Vec<i32> = rows.iter().map(|r| r.0).collect();
+    let channels: Vec<Option<&str>> = rows.iter().map(|r| r.1).collect();
+    let courses: Vec<Option<&str>> = rows.iter().map(|r| r.2).collect();
+    let statements: Vec<i64> = rows.iter().map(|r| r.3).collect();
+    let add = tx
+        .prepare_cached(
+            "INSERT INTO statement_counts AS c (import_id, citizen_id, channel, course, statements) \
+             SELECT $1, * FROM unnest($2::int4[], $3::text[], $4::text[], $5::int8[]) \
+             ON CONFLICT ON CONSTRAINT statement_counts_key \
+             DO UPDATE SET statements = c.statements + EXCLUDED.statements",
+        )
+        .await?;
+    let stop = tx
+        .prepare_cached(
+            "INSERT INTO statement_counts_offsets AS o (import_id, partition, next_offset) \
+             SELECT $1, * FROM unnest($2::int4[], $3::int8[]) \
+             ON CONFLICT (import_id, partition) \
+             DO UPDATE SET next_offset = GREATEST(o.next_offset, EXCLUDED.next_offset)",
+        )
+        .await?;
+    let (partitions, offsets): (Vec<i32>, Vec<i64>) = through.iter().unzip();
+    let add_params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [&import_id, &citizens, &channels, &courses, &statements];
+    let stop_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&import_id, &partitions, &offsets];
+    tokio::try_join!(
+        tx.execute(&add, &add_params),
+        tx.execute(&stop, &stop_params),
+    )?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Counts what the job stored past where the import's counts stop, up to
+/// `through` (its next offsets): the batches a crash kept from being folded.
+pub async fn catch_up_counts(
+    client: &mut Client,
+    job: &str,
+    owner: &str,
+    import_id: i64,
+    through: &HashMap<i32, i64>,
+) -> Result<(), DbError> {
+    let tx = fenced(client, job, owner).await?;
+    let (partitions, offsets): (Vec<i32>, Vec<i64>) = through.iter().unzip();
+    tx.execute(
+        "SELECT count_statements($1, $2, $3)",
+        &[&import_id, &partitions, &offsets],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Writes a batch in ONE transaction: the statements (a statement id already
 /// stored is skipped), the dead letters and the job's next offsets. Either
 /// all of it is committed or none, which makes a replay after a crash exact.
@@ -178,7 +311,9 @@ pub async fn write_batch(
     batch: &Batch,
     owner: &str,
 ) -> Result<Written, DbError> {
-    write_batch_after(client, job, import_id, batch, owner, None, async { true }).await
+    let (written, _) =
+        write_batch_after(client, job, import_id, batch, owner, None, async { true }).await?;
+    Ok(written)
 }
 
 /// [`write_batch`] for a batch whose predecessor may still be writing on
@@ -189,7 +324,8 @@ pub async fn write_batch(
 /// the other's rows; then it waits for `earlier_committed` before it writes
 /// its offsets and commits. When the predecessor does not commit (false),
 /// neither does this batch ([`DbError::NotCommitted`]): its offsets would
-/// skip what the predecessor failed to store.
+/// skip what the predecessor failed to store. Also returns the counts of
+/// the statements it stored, for [`fold_counts`].
 pub async fn write_batch_after(
     client: &mut Client,
     job: &str,
@@ -198,7 +334,7 @@ pub async fn write_batch_after(
     owner: &str,
     earlier: Option<&Batch>,
     earlier_committed: impl std::future::Future<Output = bool>,
-) -> Result<Written, DbError> {
+) -> Result<(Written, Counts), DbError> {
     let tx = client.transaction().await?;
     // The first copy of a statement id wins, as with ON CONFLICT DO NOTHING;
     // the predecessor's ids are its own (committed by it, or by neither).
@@ -242,11 +378,7 @@ pub async fn write_batch_after(
         // but their offsets with them, so the job re-reads exactly what was lost.
         let settings = tx.batch_execute("SET LOCAL synchronous_commit = off");
         let fence_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&job, &owner];
-        let fence = tx.query_opt(
-            // Shared: two batches of the job hold it at once; an owner change waits for both.
-            "SELECT 1 FROM jobs WHERE name = $1 AND owner = $2 FOR SHARE",
-            &fence_params,
-        );
+        let fence = tx.query_opt(FENCE, &fence_params);
         let dead_letters = async {
             if batch.rejected.is_empty() {
                 return Ok(0);
@@ -279,10 +411,8 @@ pub async fn write_batch_after(
     let (pipelined, encoded) = tokio::join!(pipeline, encode);
     let (_, owned, dead_letters, _) = pipelined?;
     if owned.is_none() {
-        // Dropping the transaction rolls back the dead letters and offsets.
-        return Err(DbError::Stale(format!(
-            "job {job} is no longer owned by {owner}"
-        )));
+        // Dropping the transaction rolls back the dead letters.
+        return Err(not_owned(job, owner));
     }
     let copied = match encoded {
         None => Ok(Some(0)),
@@ -291,13 +421,19 @@ pub async fn write_batch_after(
         // path, whose error then names it.
         Some(Err(TooLarge)) => Ok(None),
     };
-    let stored = match copied {
-        Ok(Some(stored)) => stored,
-        Ok(None) => insert_statements(&tx, import_id, &unique).await?,
+    // The statements this batch stored: all of `unique`, unless the INSERT
+    // path found some stored before.
+    let stored: Vec<&Received> = match copied {
+        Ok(Some(_)) => unique,
+        Ok(None) => {
+            let ids = insert_statements(&tx, import_id, &unique).await?;
+            retain_stored(unique, &ids)
+        }
         Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT statements_copy")
                 .await?;
-            insert_statements(&tx, import_id, &unique).await?
+            let ids = insert_statements(&tx, import_id, &unique).await?;
+            retain_stored(unique, &ids)
         }
         Err(e) => return Err(e.into()),
     };
@@ -315,11 +451,20 @@ pub async fn write_batch_after(
             .await?;
     }
     tx.commit().await?;
-    Ok(Written {
-        stored,
-        duplicates: batch.accepted.len() as u64 - stored,
+    let written = Written {
+        stored: stored.len() as u64,
+        duplicates: (batch.accepted.len() - stored.len()) as u64,
         dead_letters,
-    })
+    };
+    let mut counts = Counts::default();
+    counts.add(stored.iter().map(|r| &r.statement));
+    Ok((written, counts))
+}
+
+fn retain_stored<'a>(rows: Vec<&'a Received>, ids: &HashSet<String>) -> Vec<&'a Received> {
+    rows.into_iter()
+        .filter(|r| ids.contains(&r.statement.statement_id))
+        .collect()
 }
 
 /// Binary COPY of statements whose ids are distinct; fails with a unique
@@ -400,12 +545,13 @@ fn pg_timestamp(ts: DateTime<Utc>) -> Option<i64> {
     (ts - epoch).num_microseconds()
 }
 
-/// The slow path: one `INSERT … ON CONFLICT DO NOTHING` over arrays.
+/// The slow path: one `INSERT … ON CONFLICT DO NOTHING` over arrays; the
+/// ids it stored (the others were stored before).
 async fn insert_statements(
     tx: &Transaction<'_>,
     import_id: i64,
     rows: &[&Received],
-) -> Result<u64, tokio_postgres::Error> {
+) -> Result<HashSet<String>, tokio_postgres::Error> {
     let n = rows.len();
     let (mut ids, mut citizens, mut courses, mut channels) = (
         Vec::with_capacity(n),
@@ -437,25 +583,28 @@ async fn insert_statements(
             "INSERT INTO statements ({STATEMENT_COLUMNS}) \
              SELECT $1, * FROM unnest($2::text[], $3::int4[], $4::text[], $5::text[], \
              $6::float8[], $7::text[], $8::timestamptz[], $9::int4[], $10::int8[]) \
-             ON CONFLICT (import_id, statement_id) DO NOTHING"
+             ON CONFLICT (import_id, statement_id) DO NOTHING \
+             RETURNING statement_id"
         ))
         .await?;
-    tx.execute(
-        &insert,
-        &[
-            &import_id,
-            &ids,
-            &citizens,
-            &courses,
-            &channels,
-            &scores,
-            &texts,
-            &tss,
-            &partitions,
-            &offsets,
-        ],
-    )
-    .await
+    let stored = tx
+        .query(
+            &insert,
+            &[
+                &import_id,
+                &ids,
+                &citizens,
+                &courses,
+                &channels,
+                &scores,
+                &texts,
+                &tss,
+                &partitions,
+                &offsets,
+            ],
+        )
+        .await?;
+    Ok(stored.iter().map(|row| row.get(0)).collect())
 }
 
 /// A dead letter as the API lists it.
@@ -504,6 +653,37 @@ pub async fn dead_letters(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn counts_have_a_row_per_course_and_one_for_all_courses_per_citizen_and_channel() {
+        let statement = |citizen: i32, channel: Option<&str>, course: &str| {
+            let mut value = good();
+            value["citizen_id"] = json!(citizen);
+            value["channel"] = json!(channel);
+            value["course"] = json!(course);
+            Statement::from_value(&value, None).unwrap()
+        };
+        let mut counts = Counts::default();
+        let first = [statement(1, None, "rust"), statement(1, None, "go")];
+        counts.add(first.iter());
+        let mut more = Counts::default();
+        let second = [
+            statement(1, None, "rust"),
+            statement(2, Some("radio"), "go"),
+        ];
+        more.add(second.iter());
+        counts.merge(more);
+        assert_eq!(
+            counts.rows(),
+            [
+                (1, None, None, 3),
+                (1, None, Some("go"), 1),
+                (1, None, Some("rust"), 2),
+                (2, Some("radio"), None, 1),
+                (2, Some("radio"), Some("go"), 1),
+            ]
+        );
+    }
 
     fn good() -> Value {
         json!({"statement_id": "s-1", "import_id": 7, "citizen_id": 3, "course": "rust",

@@ -72,6 +72,31 @@ pub async fn count(db: &tokio_postgres::Client, sql: &str, import_id: i64) -> i6
     db.query_one(sql, &[&import_id]).await.unwrap().get(0)
 }
 
+/// Waits until the import's statement counts (what demand reads) match its
+/// stored statements row for row: each counted exactly once, however the
+/// job got there (folds, a crash and its catch-up, a hand-over).
+pub async fn counts_match_statements(db: &tokio_postgres::Client, import_id: i64) {
+    const SQL: &str = "
+        WITH counted AS (
+            SELECT citizen_id, channel, course, statements FROM statement_counts WHERE import_id = $1
+        ), expected AS (
+            SELECT citizen_id, channel, course, count(*) AS statements
+              FROM statements WHERE import_id = $1
+             GROUP BY GROUPING SETS ((citizen_id, channel, course), (citizen_id, channel))
+        )
+        SELECT count(*) FROM (
+            (SELECT * FROM counted EXCEPT ALL SELECT * FROM expected)
+            UNION ALL
+            (SELECT * FROM expected EXCEPT ALL SELECT * FROM counted)
+        ) AS differences";
+    eventually(
+        &format!("the counts of import {import_id} to match its statements"),
+        Duration::from_secs(30),
+        || async { (count(db, SQL, import_id).await == 0).then_some(()) },
+    )
+    .await;
+}
+
 pub async fn stored(db: &tokio_postgres::Client, import_id: i64) -> i64 {
     count(
         db,
