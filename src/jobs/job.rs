@@ -138,54 +138,15 @@ impl Actor for Job {
         JobMsg::Poll: JobMsg,
         state: &mut JobState,
     ) -> Result<(), ActorProcessingErr> {
-        if chrono::Utc::now() >= state.row.expires_at {
-            // Stop reading first, so the archive covers everything not stored.
-            state.consumer = None;
-            state.ahead = None;
-            if !finish_writing(state, 0).await? || !fold(state, true).await? {
-                myself.stop(Some("fenced".into()));
-                return Ok(());
+        match poll(state).await? {
+            Polled::Continue => {
+                refresh_lag(state);
+                myself.send_message(JobMsg::Poll)?;
             }
-            archive::expire(&state.context, &state.row, &state.offsets).await?;
-            myself.stop(Some("expired".into()));
-            return Ok(());
+            // Another instance owns the job now: let go quietly (no failure).
+            Polled::Fenced => myself.stop(Some("fenced".into())),
+            Polled::Expired => myself.stop(Some("expired".into())),
         }
-        let (batch, read) = match state.ahead.take() {
-            Some(ahead) => ahead,
-            None => read_batch(state).await,
-        };
-        if !batch.next_offsets.is_empty() {
-            // At most MAX_WRITING transactions: the oldest must finish first.
-            if !finish_writing(state, MAX_WRITING - 1).await? {
-                myself.stop(Some("fenced".into()));
-                return Ok(());
-            }
-            start_writing(state, batch, read);
-            // Tokio runs a task spawned from a worker on that same worker, next,
-            // and nobody can steal it: let it start before reading on.
-            tokio::task::yield_now().await;
-            let next = read_batch(state).await;
-            // An idle stream: nothing to overlap, settle what is written.
-            let keep = if next.0.next_offsets.is_empty() {
-                0
-            } else {
-                MAX_WRITING - 1
-            };
-            if !finish_done_or_over(state, keep).await? {
-                myself.stop(Some("fenced".into()));
-                return Ok(());
-            }
-            state.ahead = Some(next);
-            if !fold(state, keep == 0).await? {
-                myself.stop(Some("fenced".into()));
-                return Ok(());
-            }
-        } else if !finish_writing(state, 0).await? || !fold(state, true).await? {
-            myself.stop(Some("fenced".into()));
-            return Ok(());
-        }
-        refresh_lag(state);
-        myself.send_message(JobMsg::Poll)?;
         Ok(())
     }
 
@@ -204,6 +165,60 @@ impl Actor for Job {
         }
         Ok(())
     }
+}
+
+/// What one poll leaves the job to do.
+enum Polled {
+    Continue,
+    Fenced,
+    Expired,
+}
+
+/// Writes the batch read ahead (or reads one) and reads the next while it is
+/// written; settles the writes that are done and folds their counts when due.
+async fn poll(state: &mut JobState) -> Result<Polled, ActorProcessingErr> {
+    if chrono::Utc::now() >= state.row.expires_at {
+        // Stop reading first, so the archive covers everything not stored.
+        state.consumer = None;
+        state.ahead = None;
+        if !finish_writing(state, 0).await? || !fold(state, true).await? {
+            return Ok(Polled::Fenced);
+        }
+        archive::expire(&state.context, &state.row, &state.offsets).await?;
+        return Ok(Polled::Expired);
+    }
+    let (batch, read) = match state.ahead.take() {
+        Some(ahead) => ahead,
+        None => read_batch(state).await,
+    };
+    if batch.next_offsets.is_empty() {
+        // An idle stream: settle everything written.
+        let settled = finish_writing(state, 0).await? && fold(state, true).await?;
+        return Ok(if settled {
+            Polled::Continue
+        } else {
+            Polled::Fenced
+        });
+    }
+    // At most MAX_WRITING transactions: the oldest must finish first.
+    if !finish_writing(state, MAX_WRITING - 1).await? {
+        return Ok(Polled::Fenced);
+    }
+    start_writing(state, batch, read);
+    // Tokio runs a task spawned from a worker on that same worker, next,
+    // and nobody can steal it: let it start before reading on.
+    tokio::task::yield_now().await;
+    let next = read_batch(state).await;
+    // Nothing more to read: nothing to overlap, settle what is written.
+    let idle = next.0.next_offsets.is_empty();
+    let keep = if idle { 0 } else { MAX_WRITING - 1 };
+    state.ahead = Some(next);
+    let settled = finish_done_or_over(state, keep).await? && fold(state, idle).await?;
+    Ok(if settled {
+        Polled::Continue
+    } else {
+        Polled::Fenced
+    })
 }
 
 /// What a batch write did (and the counts of what it stored), and how long it took.
