@@ -296,3 +296,44 @@ async fn an_instance_whose_job_was_claimed_elsewhere_cannot_advance_it() {
     gamma.stop().await;
     drop(database);
 }
+
+/// A topic already on the broker when the service starts (left there by an
+/// earlier database with the same prefix) is assigned to an instance before
+/// its job's row exists, so that assignment claimed nothing; the instance
+/// claims the job when it starts it, and the job runs and stores.
+#[tokio::test]
+async fn a_job_whose_topic_was_assigned_before_its_row_existed_is_claimed_and_runs() {
+    let database = TestDatabase::create().await;
+    let mut template = common::test_config(&database);
+    streams::configure(&mut template);
+    let db = common::connect(&database.url).await;
+    let citizens: Vec<i32> = (0..CITIZENS).collect();
+    // Import 2's topic, there before anything else.
+    let early = format!("{}.{}", template.topic_prefix, job_name(2));
+    insikt::kafka::Cluster::connect(&template.kafka_brokers, "insikt-test")
+        .unwrap()
+        .create_topic(&early, template.retention)
+        .await
+        .unwrap();
+
+    let alpha = Served::start(instance(&database, &template, "alpha")).await;
+    // Once a job created after the start runs, the group has also assigned
+    // alpha the topics that matched its pattern from the start.
+    let first = streams::create_import(&db, &citizens).await;
+    eventually("alpha running the first job", WAIT, || async {
+        let seen = owners_of(&alpha, 1).await?;
+        (seen.get(&job_name(first))? == "alpha").then_some(())
+    })
+    .await;
+    let second = streams::create_import(&db, &citizens).await;
+    assert_eq!(second, 2);
+    eventually("alpha running the job of the early topic", WAIT, || async {
+        let seen = owners_of(&alpha, 2).await?;
+        (seen.get(&job_name(second))? == "alpha").then_some(())
+    })
+    .await;
+    produce(&streams::producer(&template), &early, second, 0..50).await;
+    all_stored(&db, &[second], 50).await;
+    alpha.stop().await;
+    drop(database);
+}

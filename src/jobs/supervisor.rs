@@ -290,7 +290,15 @@ async fn reconcile(
         let expired = chrono::Utc::now() >= row.expires_at;
         let wanted = row.desired == "running" || expired;
         match (wanted, state.running.get(&row.name)) {
-            (true, None) => spawn(myself, state, row).await?,
+            (true, None) => {
+                if row.owner.as_deref() != Some(settings.instance.as_str()) {
+                    // The group gave it to us before its row existed (a topic
+                    // left on the broker), so that assignment claimed nothing.
+                    repo::claim(&client, std::slice::from_ref(&row.name), &settings.instance)
+                        .await?;
+                }
+                spawn(myself, state, row).await?
+            }
             (false, Some(_)) => {
                 // Stopped through another instance (or by hand in the table).
                 stop_local(state, &row.name).await;
