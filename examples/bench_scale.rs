@@ -81,31 +81,10 @@ async fn main() {
                 )
             })
             .collect();
-        let mut first: Option<(Instant, i64)> = None;
-        loop {
-            let next: i64 = db
-                .query_one(
-                    "SELECT COALESCE(sum(next_offset), 0)::bigint FROM job_offsets",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if first.is_none() && next > 0 {
-                first = Some((Instant::now(), next));
-            }
-            if next >= total {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(1800),
-                "the jobs are stuck"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let elapsed = started.elapsed();
-        let (first_at, first_offset) = first.unwrap_or((started, 0));
-        let steady = (total - first_offset) as f64 / first_at.elapsed().as_secs_f64().max(1e-9);
+        let committed =
+            common::wait_for_offsets(&db, started, total, Duration::from_millis(50)).await;
+        let elapsed = committed.elapsed;
+        let steady = committed.rate_after_first();
         let owners: Vec<String> = db
             .query(
                 "SELECT COALESCE(owner, '-') || ': ' || count(*) FROM jobs GROUP BY owner ORDER BY 1",

@@ -102,30 +102,9 @@ async fn main() {
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
-    // The first batch's commit also marks the end of the job's start-up.
-    let mut first: Option<(Instant, i64)> = None;
-    loop {
-        let next: Option<i64> = db
-            .query_one("SELECT sum(next_offset)::bigint FROM job_offsets", &[])
-            .await
-            .unwrap()
-            .get(0);
-        if first.is_none() && next.is_some_and(|n| n > 0) {
-            first = Some((Instant::now(), next.unwrap_or_default()));
-        }
-        if next == Some(total) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(1800),
-            "the job is stuck"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let job = started.elapsed();
-    let (first_at, first_offset) = first.unwrap_or((started, 0));
-    let steady = first_at.elapsed();
-    let steady_rate = (total - first_offset) as f64 / steady.as_secs_f64().max(1e-9);
+    let committed = common::wait_for_offsets(&db, started, total, Duration::from_millis(20)).await;
+    let job = committed.elapsed;
+    let steady_rate = committed.rate_after_first();
     let stored: i64 = db
         .query_one("SELECT count(*) FROM statements", &[])
         .await
@@ -162,8 +141,8 @@ async fn main() {
     );
     println!(
         "(b') job after 1st batch:  {steady_rate:>10.0} msg/s  ({} msgs in {:.2} s)",
-        total - first_offset,
-        steady.as_secs_f64()
+        committed.after_first,
+        committed.after_first_took.as_secs_f64()
     );
     println!(
         "ratio b'/a:                {:>10.1} %",

@@ -1,4 +1,7 @@
-//! What the stream benchmarks share: the statements they put in a topic.
+//! What the stream benchmarks share: the statements they put in a topic, and
+//! the wait for the jobs to have committed all of them.
+
+use std::time::{Duration, Instant};
 
 use insikt::kafka::Producer;
 
@@ -27,5 +30,60 @@ pub async fn produce_statements(
             })
             .collect();
         producer.send_all(topic, records).await.unwrap();
+    }
+}
+
+/// How the jobs got through a stream, timed from `started`.
+pub struct Committed {
+    /// Until every offset was committed.
+    pub elapsed: Duration,
+    /// The messages committed after the first commit, and in how long: the
+    /// first commit also marks the end of the jobs' start-up.
+    pub after_first: i64,
+    pub after_first_took: Duration,
+}
+
+impl Committed {
+    pub fn rate_after_first(&self) -> f64 {
+        self.after_first as f64 / self.after_first_took.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Polls the jobs' stored next offsets (every `poll`) until they add up to
+/// `total`; panics after 30 minutes.
+pub async fn wait_for_offsets(
+    db: &tokio_postgres::Client,
+    started: Instant,
+    total: i64,
+    poll: Duration,
+) -> Committed {
+    let mut first: Option<(Instant, i64)> = None;
+    loop {
+        let next: i64 = db
+            .query_one(
+                "SELECT COALESCE(sum(next_offset), 0)::bigint FROM job_offsets",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if first.is_none() && next > 0 {
+            first = Some((Instant::now(), next));
+        }
+        if next >= total {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "the jobs are stuck"
+        );
+        tokio::time::sleep(poll).await;
+    }
+    let elapsed = started.elapsed();
+    let (first_at, first_offset) = first.unwrap_or((started, 0));
+    Committed {
+        elapsed,
+        after_first: total - first_offset,
+        after_first_took: first_at.elapsed(),
     }
 }
