@@ -727,35 +727,14 @@ async fn a_batch_write_skips_stored_ids_and_keeps_the_first_copy() {
     };
     assert_eq!(written, expected);
 
-    let rows = db
-        .query(
-            "SELECT statement_id, kafka_offset, channel IS NULL FROM statements \
-             WHERE import_id = $1 ORDER BY statement_id",
-            &[&import],
-        )
-        .await
-        .unwrap();
-    let rows: Vec<(String, i64, bool)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    assert_eq!(
-        rows,
-        [
-            ("a".into(), 0, true),
-            ("b".into(), 1, true),
-            ("c".into(), 3, true)
-        ]
+    let stored = (
+        vec![("a".into(), 0), ("b".into(), 1), ("c".into(), 3)],
+        Some(7),
     );
-    let next: i64 = db
-        .query_one(
-            "SELECT next_offset FROM job_offsets WHERE job = 'batch-test' AND partition = 0",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(next, 7);
+    assert_eq!(fixture.stored().await, stored);
+    let with_channel =
+        "SELECT count(*) FROM statements WHERE import_id = $1 AND channel IS NOT NULL";
+    assert_eq!(streams::count(db, with_channel, import).await, 0);
     let dead = "SELECT count(*) FROM dead_letters WHERE import_id = $1";
     assert_eq!(streams::count(db, dead, import).await, 1);
 
@@ -775,18 +754,8 @@ async fn a_batch_write_skips_stored_ids_and_keeps_the_first_copy() {
         matches!(fenced, Err(insikt::db::DbError::Stale(_))),
         "{fenced:?}"
     );
-    let stored = "SELECT count(*) FROM statements WHERE import_id = $1";
-    assert_eq!(streams::count(db, stored, import).await, 3);
+    assert_eq!(fixture.stored().await, stored);
     assert_eq!(streams::count(db, dead, import).await, 1);
-    let next: i64 = db
-        .query_one(
-            "SELECT next_offset FROM job_offsets WHERE job = 'batch-test' AND partition = 0",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(next, 7);
 }
 
 /// A job's `batch-test` row owned by `me`, over an import of citizens 1 and 2.
