@@ -74,6 +74,9 @@ fn profile_blocking(duration: Duration, format: Format) -> Result<Vec<u8>, Profi
     drop(guard);
     let mut out = Vec::new();
     match format {
+        // The flame graph of no samples is no bytes at all (inferno draws
+        // nothing): say what happened in a valid SVG instead.
+        Format::Svg if report.data.is_empty() => out = no_samples_svg(duration),
         Format::Svg => report.flamegraph(&mut out).map_err(failed)?,
         Format::Pprof => {
             use pprof::protos::Message as _;
@@ -84,4 +87,33 @@ fn profile_blocking(duration: Duration, format: Format) -> Result<Vec<u8>, Profi
         }
     }
     Ok(out)
+}
+
+/// A flame graph's stand-in for a profile without samples: the process used
+/// no CPU worth a sample (one per 1/99 s of CPU time) while it was taken.
+fn no_samples_svg(duration: Duration) -> Vec<u8> {
+    format!(
+        "<?xml version=\"1.0\" standalone=\"no\"?>\n\
+         <svg version=\"1.1\" width=\"1200\" height=\"60\" viewBox=\"0 0 1200 60\" \
+         xmlns=\"http://www.w3.org/2000/svg\">\n\
+         <title>insikt CPU profile: no samples</title>\n\
+         <text x=\"600\" y=\"35\" text-anchor=\"middle\" font-family=\"Verdana\" font-size=\"17\">\
+         No samples in {} s at {FREQUENCY} Hz: the service was idle. \
+         Profile while it works.</text>\n</svg>\n",
+        duration.as_secs()
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_without_samples_is_a_valid_svg_that_says_so() {
+        let svg = String::from_utf8(no_samples_svg(Duration::from_secs(2))).unwrap();
+        let document = roxmltree::Document::parse(&svg).unwrap();
+        assert_eq!(document.root_element().tag_name().name(), "svg");
+        assert!(svg.contains("No samples in 2 s"), "{svg}");
+    }
 }
