@@ -1,15 +1,16 @@
 //! Benchmark (prints figures, asserts nothing): the stream throughput of one
 //! `insikt serve` process against two (one consumer group, one database)
 //! over six imports' streams. The six topics are filled first; each run then
-//! starts its instances on a fresh database and a fresh group, so both runs
-//! read exactly the same messages from the beginning. Run through
+//! starts its instances on a fresh database (given the same deployment
+//! identity, so its jobs' topics are those six) and a fresh group, so both
+//! runs read exactly the same messages from the beginning. Run through
 //! `scripts/bench.sh scale` (which builds the release binary).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use insikt::config::Config;
-use insikt::jobs::{job_name, topic_name};
+use insikt::jobs::Naming;
 use insikt::kafka::{Cluster, Producer};
 
 mod common;
@@ -27,6 +28,8 @@ async fn main() {
     let config = Config::from_env();
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let prefix = format!("insikt.bench.scale.{unique}");
+    let deployment = uuid::Uuid::new_v4();
+    let naming = Naming::new(deployment, &prefix, "");
     let base = config
         .database_url
         .rsplit_once('/')
@@ -37,7 +40,7 @@ async fn main() {
     let producer = Producer::connect(&config.kafka_brokers, "insikt-bench-scale-producer").unwrap();
     let started = Instant::now();
     for import in 1..=IMPORTS {
-        let topic = topic_name(&prefix, &job_name(import));
+        let topic = naming.topic(&naming.job_name(import));
         cluster
             .create_topic(&topic, config.retention)
             .await
@@ -60,7 +63,8 @@ async fn main() {
             .unwrap();
         tokio::spawn(connection);
         db.batch_execute(&format!(
-            "INSERT INTO imports SELECT FROM generate_series(1, {IMPORTS});
+            "UPDATE deployment SET id = '{deployment}';
+             INSERT INTO imports SELECT FROM generate_series(1, {IMPORTS});
              INSERT INTO citizens (import_id, citizen_id, town, street, building, apartment, name, birth_date, gender)
              SELECT i, c, 'Moscow', 'Lenina', '1', 1, 'Ivan', '1990-01-01', 'male'
                FROM generate_series(1, {IMPORTS}) i, generate_series(0, {CITIZENS} - 1) c;"
@@ -72,12 +76,14 @@ async fn main() {
         let started = Instant::now();
         let mut children: Vec<Child> = (0..instances)
             .map(|k| {
-                serve(
+                common::serve(
                     &binary,
                     &url,
-                    &prefix,
-                    &group,
                     &format!("bench-{instances}-{k}"),
+                    &[
+                        ("INSIKT_TOPIC_PREFIX", prefix.as_str()),
+                        ("INSIKT_CONSUMER_GROUP", group.as_str()),
+                    ],
                 )
             })
             .collect();
@@ -135,29 +141,4 @@ async fn main() {
             .unwrap_or_default()
             .trim()
     );
-}
-
-/// One `insikt serve` process on `url`, in `group`, with a free port.
-fn serve(binary: &str, url: &str, prefix: &str, group: &str, id: &str) -> Child {
-    Command::new(binary)
-        .arg("serve")
-        .env("INSIKT_DATABASE_URL", url)
-        .env("INSIKT_LISTEN", "127.0.0.1:0")
-        .env("INSIKT_NO_MIGRATE", "true")
-        .env("INSIKT_TOPIC_PREFIX", prefix)
-        .env("INSIKT_CONSUMER_GROUP", group)
-        .env("INSIKT_INSTANCE_ID", id)
-        .env("INSIKT_RECONCILE_SECS", "1")
-        .env("INSIKT_SECRET", "bench")
-        .env(
-            "INSIKT_ARCHIVE_DIR",
-            std::env::temp_dir().join("insikt-bench-scale"),
-        )
-        .env(
-            "INSIKT_LOG",
-            std::env::var("INSIKT_LOG").unwrap_or("warn".into()),
-        )
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"))
 }

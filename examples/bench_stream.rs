@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use insikt::config::Config;
-use insikt::jobs::{job_name, topic_name};
+use insikt::jobs::Naming;
 use insikt::kafka::{self, Cluster, Message, Offset, Producer};
 use insikt::startup::Application;
 
@@ -26,8 +26,6 @@ async fn main() {
         .rsplit_once('/')
         .map_or(config.database_url.clone(), |(b, _)| b.to_owned());
     config.database_url = format!("{base}/{database}");
-    config.topic_prefix = format!("insikt.bench.{unique}");
-    config.consumer_group = format!("insikt-bench-{unique}");
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.instance_id = Some("bench".into());
     config.secret = Some("bench".into());
@@ -56,7 +54,17 @@ async fn main() {
     .unwrap();
 
     // The stream, filled before anyone reads it.
-    let topic = topic_name(&config.topic_prefix, &job_name(import));
+    let deployment: String = db
+        .query_one("SELECT id::text FROM deployment", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let naming = Naming::new(
+        deployment.parse().unwrap(),
+        &config.topic_prefix,
+        &config.consumer_group,
+    );
+    let topic = naming.topic(&naming.job_name(import));
     let cluster = Cluster::connect(&config.kafka_brokers, "insikt-bench").unwrap();
     cluster
         .create_topic(&topic, config.retention)
@@ -71,7 +79,7 @@ async fn main() {
     let consumer = kafka::consumer(
         &config.kafka_brokers,
         "insikt-bench-bare",
-        &config.consumer_group,
+        &naming.consumer_group(),
     )
     .unwrap();
     let started = Instant::now();

@@ -12,7 +12,7 @@ use crate::config::{Cli, Command, Config};
 use crate::db::{self, DbError, MigrationReport};
 use crate::http;
 use crate::jobs::{self, JobsError, SupervisorHandle};
-use crate::kafka::{Cluster, KafkaClientError, Producer};
+use crate::kafka::{Cluster, KafkaClientError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -98,10 +98,6 @@ impl Application {
         let instance_id = config.instance_id();
         let pool = db::pool(&config.database_url, config.db_pool_size)?;
         let kafka = Cluster::connect(&config.kafka_brokers, &format!("insikt-{instance_id}"))?;
-        let producer = Producer::connect(
-            &config.kafka_brokers,
-            &format!("insikt-{instance_id}-producer"),
-        )?;
         let supervisor = SupervisorHandle::start(
             jobs::Settings::from_config(&config),
             pool.clone(),
@@ -121,7 +117,6 @@ impl Application {
                 config: Arc::new(config),
                 pool,
                 kafka,
-                producer,
                 supervisor,
             },
         })

@@ -9,7 +9,6 @@ use std::time::Duration;
 use common::streams::{self, eventually};
 use common::Served;
 use common::{error_code, json, TestApp, TestDatabase, ADMIN_TOKEN};
-use insikt::jobs::job_name;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -42,7 +41,7 @@ async fn statements_are_stored_once_and_the_job_reports_its_offsets() {
     let app = spawn().await;
     let db = app.db().await;
     let import = streams::create_import(&db, &[1, 2, 3]).await;
-    let name = job_name(import);
+    let name = common::job_name(&db, import).await;
 
     let items = json!([
         streams::statement("a", import, 1),
@@ -80,16 +79,18 @@ async fn statements_are_stored_once_and_the_job_reports_its_offsets() {
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["data"]["accepted"], 3);
 
-    let shown = eventually("offset 6", WAIT, || async {
+    // Two requests, two transactions: 6 records and 2 commit markers, which
+    // the idle job steps over.
+    let shown = eventually("offset 8", WAIT, || async {
         let shown = job(&app, &name).await;
-        (shown["committed_offset"] == 6).then_some(shown)
+        (shown["committed_offset"] == 8).then_some(shown)
     })
     .await;
     assert_eq!(streams::stored(&db, import).await, 4);
     assert_eq!(shown["name"], name.as_str());
     assert_eq!(shown["import"], import);
     assert_eq!(shown["state"], "running");
-    assert_eq!(shown["high_watermark"], 6);
+    assert_eq!(shown["high_watermark"], 8);
     assert_eq!(shown["lag"], 0);
     assert_eq!(shown["statements_stored"], 4);
     assert_eq!(shown["dead_letters"], 0);
@@ -158,7 +159,11 @@ async fn invalid_statements_are_named_and_nothing_is_produced() {
 
     // The job exists (reconciled from PostgreSQL) but its topic is empty.
     let shown = eventually("the topic", WAIT, || async {
-        let (status, body) = json(app.get(&format!("/jobs/{}", job_name(import))).await).await;
+        let (status, body) = json(
+            app.get(&format!("/jobs/{}", common::job_name(&db, import).await))
+                .await,
+        )
+        .await;
         (status == 200 && body["data"]["high_watermark"].is_number()).then(|| body["data"].clone())
     })
     .await;
@@ -171,7 +176,7 @@ async fn poison_messages_become_dead_letters_and_the_job_keeps_going() {
     let app = spawn().await;
     let db = app.db().await;
     let import = streams::create_import(&db, &[1, 2]).await;
-    let name = job_name(import);
+    let name = common::job_name(&db, import).await;
     let topic = eventually("a running job", WAIT, || async {
         let (status, body) = json(app.get(&format!("/jobs/{name}")).await).await;
         (status == 200 && body["data"]["state"] == "running")
@@ -179,12 +184,12 @@ async fn poison_messages_become_dead_letters_and_the_job_keeps_going() {
     })
     .await;
 
-    let mut missing = streams::statement("m", import, 1);
-    missing.as_object_mut().unwrap().remove("score");
+    let mut bad_score = streams::statement("m", import, 1);
+    bad_score["score"] = json!("high");
     let records: Vec<(String, Vec<u8>)> = [
         streams::statement("good-1", import, 1).to_string(),
         "this is not JSON".to_owned(),
-        missing.to_string(),
+        bad_score.to_string(),
         streams::statement("stranger", import, 42).to_string(),
         streams::statement("other-import", import + 1, 1).to_string(),
         streams::statement("good-2", import, 2).to_string(),
@@ -223,7 +228,7 @@ async fn poison_messages_become_dead_letters_and_the_job_keeps_going() {
     );
     assert!(reasons[1].starts_with("score"), "{reasons:?}");
     assert!(reasons[2].starts_with("citizen_id"), "{reasons:?}");
-    assert!(reasons[3].starts_with("import_id"), "{reasons:?}");
+    assert!(reasons[3].starts_with("foreign import"), "{reasons:?}");
     let (status, body) = json(
         app.get(&format!("/imports/{import}/dead-letters?after=2"))
             .await,
@@ -252,7 +257,7 @@ async fn stop_and_start_need_the_token_are_idempotent_and_survive_a_restart() {
     let base = first.url("");
     let db = common::connect(&database.url).await;
     let import = streams::create_import(&db, &[1]).await;
-    let name = job_name(import);
+    let name = common::job_name(&db, import).await;
     let client = reqwest::Client::new();
     let post = |base: String, items: Value| {
         let client = client.clone();
@@ -272,6 +277,18 @@ async fn stop_and_start_need_the_token_are_idempotent_and_survive_a_restart() {
     assert_eq!(status, 202, "{body}");
     eventually("the first statement", WAIT, || async {
         (streams::stored(&db, import).await == 1).then_some(())
+    })
+    .await;
+    eventually("its commit marker stepped over", WAIT, || async {
+        let (_, body) = json(
+            client
+                .get(format!("{base}/jobs/{name}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        (body["data"]["committed_offset"] == 2).then_some(())
     })
     .await;
 
@@ -302,7 +319,8 @@ async fn stop_and_start_need_the_token_are_idempotent_and_survive_a_restart() {
     )
     .await;
     assert_eq!(body["data"]["state"], "stopped");
-    assert_eq!(body["data"]["high_watermark"], 2);
+    // Two requests of one statement each, each with its commit marker.
+    assert_eq!(body["data"]["high_watermark"], 4);
     // Give the restarted supervisor several reconciliations to (wrongly) start it.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (_, body) = json(
@@ -314,7 +332,7 @@ async fn stop_and_start_need_the_token_are_idempotent_and_survive_a_restart() {
     )
     .await;
     assert_eq!(body["data"]["state"], "stopped");
-    assert_eq!(body["data"]["lag"], 1);
+    assert_eq!(body["data"]["lag"], 2);
     assert_eq!(streams::stored(&db, import).await, 1);
 
     for _ in 0..2 {
@@ -339,16 +357,19 @@ async fn expiry_archives_exactly_the_unconsumed_rest() {
     .await;
     let db = app.db().await;
     let import = streams::create_import(&db, &[1]).await;
-    let name = job_name(import);
+    let name = common::job_name(&db, import).await;
     let consumed: Vec<Value> = (0..5)
         .map(|i| streams::statement(&format!("c{i}"), import, 1))
         .collect();
     let (status, body) = post_statements(&app, import, &Value::Array(consumed)).await;
     assert_eq!(status, 202, "{body}");
-    eventually("5 stored", WAIT, || async {
-        (streams::stored(&db, import).await == 5).then_some(())
-    })
+    eventually(
+        "5 stored and their commit marker stepped over",
+        WAIT,
+        || async { (job(&app, &name).await["committed_offset"] == 6).then_some(()) },
+    )
     .await;
+    assert_eq!(streams::stored(&db, import).await, 5);
     let (status, body) = json(
         app.request(Method::POST, &format!("/jobs/{name}/stop"))
             .bearer_auth(ADMIN_TOKEN)
@@ -369,7 +390,8 @@ async fn expiry_archives_exactly_the_unconsumed_rest() {
         (shown["state"] == "expired").then_some(shown)
     })
     .await;
-    assert_eq!(shown["committed_offset"], 12);
+    // 12 records and a commit marker after each request's 5 and 7.
+    assert_eq!(shown["committed_offset"], 14);
     assert_eq!(shown["lag"], 0);
     assert_eq!(streams::stored(&db, import).await, 5);
 
@@ -383,7 +405,7 @@ async fn expiry_archives_exactly_the_unconsumed_rest() {
     assert_eq!(rows.len(), 1);
     assert_eq!(
         (rows[0].get::<_, i64>(0), rows[0].get::<_, i64>(1)),
-        (5, 12)
+        (6, 14)
     );
     assert_eq!(rows[0].get::<_, i64>(2), 7);
     let path: String = rows[0].get(3);
@@ -406,7 +428,7 @@ async fn expiry_archives_exactly_the_unconsumed_rest() {
         .iter()
         .map(|l| l["offset"].as_i64().unwrap())
         .collect();
-    assert_eq!(offsets, (5..12).collect::<Vec<_>>());
+    assert_eq!(offsets, (6..13).collect::<Vec<_>>());
 
     // Expired is final: no start, no new statements.
     let (status, _) = json(
@@ -428,31 +450,6 @@ async fn expiry_archives_exactly_the_unconsumed_rest() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The real binary on `database`, sharing `template`'s stream settings.
-fn binary(
-    database: &TestDatabase,
-    template: &insikt::config::Config,
-    port: u16,
-) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_insikt"))
-        .env("INSIKT_DATABASE_URL", &database.url)
-        .env("INSIKT_LISTEN", format!("127.0.0.1:{port}"))
-        .env("INSIKT_NO_MIGRATE", "true")
-        .env("INSIKT_TOPIC_PREFIX", &template.topic_prefix)
-        .env("INSIKT_CONSUMER_GROUP", &template.consumer_group)
-        .env("INSIKT_ARCHIVE_DIR", &template.archive_dir)
-        .env("INSIKT_RECONCILE_SECS", "1")
-        .env("INSIKT_JOB_BATCH_SIZE", "500")
-        .env("INSIKT_JOB_BATCH_MS", "50")
-        .env("INSIKT_INSTANCE_ID", "kill-test")
-        .env("INSIKT_SECRET", "test")
-        .env("INSIKT_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the insikt binary starts")
-}
-
 #[tokio::test]
 async fn a_killed_service_resumes_and_stores_every_statement_exactly_once() {
     const TOTAL: usize = 20_000;
@@ -462,13 +459,9 @@ async fn a_killed_service_resumes_and_stores_every_statement_exactly_once() {
     let db = common::connect(&database.url).await;
     let citizens: Vec<i32> = (0..100).collect();
     let import = streams::create_import(&db, &citizens).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = streams::free_port();
 
-    let mut service = binary(&database, &template, port);
+    let mut service = streams::binary(&database, &template, "kill-test", port);
     let topic: String = eventually("a running job", WAIT, || async {
         let row = db
             .query_opt(
@@ -505,7 +498,7 @@ async fn a_killed_service_resumes_and_stores_every_statement_exactly_once() {
     let at_kill = streams::stored(&db, import).await;
     eprintln!("killed with {at_kill} of {TOTAL} statements stored");
 
-    let mut service = binary(&database, &template, port);
+    let mut service = streams::binary(&database, &template, "kill-test", port);
     feeding.await.unwrap();
     eventually("every statement", Duration::from_secs(180), || async {
         let next: Option<i64> = db
@@ -559,7 +552,7 @@ async fn a_failing_job_restarts_with_backoff_then_is_marked_failed_and_can_be_st
     let app = spawn().await;
     let db = app.db().await;
     let import = streams::create_import(&db, &[1]).await;
-    let name = job_name(import);
+    let name = common::job_name(&db, import).await;
     // A constraint the job does not know about makes every write of this batch fail.
     db.batch_execute("ALTER TABLE statements ADD CONSTRAINT no_boom CHECK (course <> 'boom')")
         .await
@@ -615,7 +608,7 @@ async fn without_kafka_the_job_stays_pending_and_ingestion_is_unavailable() {
         (503, "kafka_unavailable"),
         "{body}"
     );
-    let shown = job(&app, &job_name(import)).await;
+    let shown = job(&app, &common::job_name(&db, import).await).await;
     assert_eq!(shown["state"], "pending");
     assert_eq!(shown["high_watermark"], Value::Null);
     assert!(!body.to_string().contains("127.0.0.1:1"));
@@ -630,7 +623,7 @@ async fn a_running_job_expires_with_every_statement_either_stored_or_archived() 
     .await;
     let db = app.db().await;
     let import = streams::create_import(&db, &[1]).await;
-    let name = job_name(import);
+    let name = common::job_name(&db, import).await;
     let items: Vec<Value> = (0..50)
         .map(|i| streams::statement(&format!("e{i}"), import, 1))
         .collect();
@@ -642,7 +635,8 @@ async fn a_running_job_expires_with_every_statement_either_stored_or_archived() 
         (shown["state"] == "expired").then_some(shown)
     })
     .await;
-    assert_eq!(shown["committed_offset"], 50);
+    // 50 records and the request's commit marker.
+    assert_eq!(shown["committed_offset"], 51);
     let stored: Vec<String> = db
         .query(
             "SELECT statement_id FROM statements WHERE import_id = $1",
@@ -791,8 +785,10 @@ impl BatchFixture {
     fn received(&self, id: &str, offset: i64) -> insikt::statements::Received {
         let mut value = streams::statement(id, self.import, 1);
         value["channel"] = Value::Null;
+        let statement = insikt::statements::Statement::from_value(&value, None).unwrap();
         insikt::statements::Received {
-            statement: insikt::statements::Statement::from_value(&value, None).unwrap(),
+            ts: statement.ts.unwrap(),
+            statement,
             partition: 0,
             offset,
         }
@@ -934,7 +930,7 @@ async fn a_starting_job_counts_what_was_stored_but_never_folded() {
     let base = served.url("");
     let db = common::connect(&database.url).await;
     let import = streams::create_import(&db, &[1, 2]).await;
-    let name = job_name(import);
+    let name = common::job_name(&db, import).await;
     let items: Vec<Value> = (0..40)
         .map(|i| {
             let mut item = streams::statement(&format!("s{i}"), import, 1 + i % 2);
@@ -988,4 +984,67 @@ async fn a_starting_job_counts_what_was_stored_but_never_folded() {
     )
     .await;
     assert_eq!(all_courses, 40);
+}
+
+/// Each request's statements are one Kafka transaction: a request one of
+/// whose records Kafka refuses (over `message.max.bytes`) is aborted whole,
+/// and none of its statements reaches the job, while the requests committed
+/// beside it, in the same group of transactions, are stored exactly.
+#[tokio::test]
+async fn an_aborted_request_leaves_nothing_for_the_job_and_its_neighbours_are_stored() {
+    let app = spawn().await;
+    let db = app.db().await;
+    let import = streams::create_import(&db, &[1, 2]).await;
+    let mut huge = streams::statement("huge", import, 2);
+    huge["text"] = json!("x".repeat(1_100_000));
+    let doomed = json!([streams::statement("doomed", import, 1), huge]);
+    let neighbours: Vec<Value> = (0..8)
+        .map(|i| json!([streams::statement(&format!("n{i}"), import, 1)]))
+        .collect();
+    let (aborted, committed) = tokio::join!(
+        post_statements(&app, import, &doomed),
+        futures_util::future::join_all(neighbours.iter().map(|n| post_statements(&app, import, n))),
+    );
+    assert_eq!(aborted.0, 413, "{}", aborted.1);
+    assert_eq!(error_code(&aborted.1), "statement_too_large");
+    for (status, body) in &committed {
+        assert_eq!(*status, 202, "{body}");
+    }
+    // A marker committed after everything: once it is stored, the job has
+    // read past whatever the aborted transaction put in the topic.
+    let (status, body) = post_statements(
+        &app,
+        import,
+        &json!([streams::statement("marker", import, 2)]),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    eventually("the marker", WAIT, || async {
+        db.query_opt(
+            "SELECT 1 FROM statements WHERE import_id = $1 AND statement_id = 'marker'",
+            &[&import],
+        )
+        .await
+        .unwrap()
+    })
+    .await;
+    let mut stored: Vec<String> = db
+        .query(
+            "SELECT statement_id FROM statements WHERE import_id = $1",
+            &[&import],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    stored.sort();
+    let mut expected: Vec<String> = (0..8).map(|i| format!("n{i}")).collect();
+    expected.push("marker".into());
+    expected.sort();
+    assert_eq!(stored, expected);
+    assert_eq!(
+        job(&app, &common::job_name(&db, import).await).await["dead_letters"],
+        0
+    );
 }

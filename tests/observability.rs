@@ -336,7 +336,7 @@ async fn one_trace_spans_the_request_its_kafka_records_and_the_job_batch() {
     .await;
     let db = app.db().await;
     let import = streams::create_import(&db, &[1, 2]).await;
-    let name = insikt::jobs::job_name(import);
+    let name = common::job_name(&db, import).await;
     let sent = 3;
     let items = Value::Array(
         (0..sent)
@@ -473,7 +473,7 @@ async fn a_batch_holding_several_requests_continues_the_first_and_links_the_othe
     // apart from the other trace test's.
     streams::create_import(&db, &[]).await;
     let import = streams::create_import(&db, &[1]).await;
-    let name = insikt::jobs::job_name(import);
+    let name = common::job_name(&db, import).await;
     let control = |action: &'static str| {
         app.request(Method::POST, &format!("/jobs/{name}/{action}"))
             .bearer_auth(ADMIN_TOKEN)
@@ -610,6 +610,46 @@ async fn the_profile_is_a_flame_graph_or_a_pprof_protobuf() {
     ];
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 409]);
+}
+
+/// An idle instance (a process of its own: the test binary's other tests
+/// would give the sampler work) takes too little CPU for a sample in two
+/// seconds; its flame graph is still an SVG, never an empty 200.
+#[tokio::test]
+async fn an_idle_instance_profile_is_still_a_valid_svg() {
+    let database = common::TestDatabase::create().await;
+    let port = streams::free_port();
+    let _service = tokio::process::Command::new(env!("CARGO_BIN_EXE_insikt"))
+        .args(["serve", "--no-migrate"])
+        .env("INSIKT_DATABASE_URL", &database.url)
+        .env("INSIKT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("INSIKT_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("INSIKT_SECRET", "test")
+        .env("INSIKT_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    streams::eventually("the instance ready", Duration::from_secs(30), || async {
+        let ready = client.get(format!("{base}/readyz")).send().await.ok()?;
+        (ready.status() == 200).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for _ in 0..2 {
+        let response =
+            admin(client.get(format!("{base}/debug/pprof/profile?seconds=2&format=svg")))
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "image/svg+xml");
+        let svg = response.text().await.unwrap();
+        let document = roxmltree::Document::parse(&svg)
+            .unwrap_or_else(|e| panic!("not an SVG ({e}): {svg:.200}"));
+        assert_eq!(document.root_element().tag_name().name(), "svg");
+    }
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::streams::{self, eventually};
 use common::{json, Served, TestDatabase, ADMIN_TOKEN};
 use insikt::config::Config;
-use insikt::jobs::job_name;
+use insikt::jobs::Naming;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -140,7 +140,9 @@ async fn two_instances_share_streams_hand_them_over_and_obey_either_for_stop_and
     for _ in 0..IMPORTS {
         imports.push(streams::create_import(&db, &citizens).await);
     }
-    let topic = |import: i64| format!("{}.{}", template.topic_prefix, job_name(import));
+    let naming = naming(&db, &template).await;
+    let job_name = |import: i64| naming.job_name(import);
+    let topic = |import: i64| naming.topic(&job_name(import));
 
     let alpha = Served::start(instance(&database, &template, "alpha")).await;
     let beta = Served::start(instance(&database, &template, "beta")).await;
@@ -250,8 +252,9 @@ async fn an_instance_whose_job_was_claimed_elsewhere_cannot_advance_it() {
     let db = common::connect(&database.url).await;
     let citizens: Vec<i32> = (0..CITIZENS).collect();
     let import = streams::create_import(&db, &citizens).await;
-    let name = job_name(import);
-    let topic = format!("{}.{}", template.topic_prefix, name);
+    let naming = naming(&db, &template).await;
+    let name = naming.job_name(import);
+    let topic = naming.topic(&name);
     let producer = streams::producer(&template);
 
     let alpha = Served::start(instance(&database, &template, "alpha")).await;
@@ -297,8 +300,17 @@ async fn an_instance_whose_job_was_claimed_elsewhere_cannot_advance_it() {
     drop(database);
 }
 
-/// A topic already on the broker when the service starts (left there by an
-/// earlier database with the same prefix) is assigned to an instance before
+/// This deployment's names, as the service makes them.
+async fn naming(db: &tokio_postgres::Client, config: &Config) -> Naming {
+    Naming::new(
+        common::deployment(db).await,
+        &config.topic_prefix,
+        &config.consumer_group,
+    )
+}
+
+/// A topic already on the broker when the service starts (created by hand,
+/// or by another instance of the deployment) is assigned to an instance before
 /// its job's row exists, so that assignment claimed nothing; the instance
 /// claims the job when it starts it, and the job runs and stores.
 #[tokio::test]
@@ -309,7 +321,9 @@ async fn a_job_whose_topic_was_assigned_before_its_row_existed_is_claimed_and_ru
     let db = common::connect(&database.url).await;
     let citizens: Vec<i32> = (0..CITIZENS).collect();
     // Import 2's topic, there before anything else.
-    let early = format!("{}.{}", template.topic_prefix, job_name(2));
+    let naming = naming(&db, &template).await;
+    let job_name = |import: i64| naming.job_name(import);
+    let early = naming.topic(&job_name(2));
     insikt::kafka::Cluster::connect(&template.kafka_brokers, "insikt-test")
         .unwrap()
         .create_topic(&early, template.retention)
@@ -335,5 +349,72 @@ async fn a_job_whose_topic_was_assigned_before_its_row_existed_is_claimed_and_ru
     produce(&streams::producer(&template), &early, second, 0..50).await;
     all_stored(&db, &[second], 50).await;
     alpha.stop().await;
+    drop(database);
+}
+
+/// One of two instances killed (SIGKILL: no goodbye to the group, no
+/// release of its jobs) in the middle of the streams: the survivor takes
+/// every job over once the group's session timeout expires, and every
+/// stream ends up stored exactly once. Prints the time to recover.
+#[tokio::test]
+async fn when_one_of_two_instances_is_killed_the_survivor_stores_every_stream_exactly_once() {
+    const EACH: usize = 3000;
+    let database = TestDatabase::create().await;
+    let mut template = common::test_config(&database);
+    streams::configure(&mut template);
+    let db = common::connect(&database.url).await;
+    let citizens: Vec<i32> = (0..CITIZENS).collect();
+    let mut imports = Vec::new();
+    for _ in 0..4 {
+        imports.push(streams::create_import(&db, &citizens).await);
+    }
+    let naming = naming(&db, &template).await;
+    let port = streams::free_port();
+    let mut victim = streams::binary(&database, &template, "victim", port);
+    let survivor = Served::start(instance(&database, &template, "survivor")).await;
+    let seen = eventually("both instances running jobs", WAIT, || async {
+        let seen = owners_of(&survivor, imports.len()).await?;
+        let victims = seen.values().filter(|o| *o == "victim").count();
+        (victims > 0 && victims < imports.len()).then_some(seen)
+    })
+    .await;
+    eprintln!("owners before the kill: {seen:?}");
+
+    let producer = streams::producer(&template);
+    let feeding = {
+        let (imports, naming) = (imports.clone(), naming.clone());
+        tokio::spawn(async move {
+            for chunk in 0..EACH / 250 {
+                for &import in &imports {
+                    let topic = naming.topic(&naming.job_name(import));
+                    produce(&producer, &topic, import, chunk * 250..(chunk + 1) * 250).await;
+                }
+            }
+        })
+    };
+    eventually("a quarter stored", WAIT, || async {
+        let stored: i64 = db
+            .query_one("SELECT count(*) FROM statements", &[])
+            .await
+            .unwrap()
+            .get(0);
+        (stored as usize > imports.len() * EACH / 4).then_some(())
+    })
+    .await;
+    victim.start_kill().unwrap();
+    victim.wait().await.unwrap();
+    let killed = std::time::Instant::now();
+    eventually("the survivor running every job", WAIT, || async {
+        let seen = owners_of(&survivor, imports.len()).await?;
+        seen.values().all(|o| o == "survivor").then_some(())
+    })
+    .await;
+    eprintln!(
+        "SIGKILL hand-over: every job running on the survivor {:.1} s after the kill",
+        killed.elapsed().as_secs_f64()
+    );
+    feeding.await.unwrap();
+    all_stored(&db, &imports, EACH as i64).await;
+    survivor.stop().await;
     drop(database);
 }

@@ -1,6 +1,8 @@
 //! What the stream benchmarks share: the statements they put in a topic, and
-//! the wait for the jobs to have committed all of them.
+//! the wait for the jobs to have committed all of them, and their services.
+#![allow(dead_code)] // each benchmark uses a different part of it
 
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use insikt::kafka::Producer;
@@ -86,4 +88,29 @@ pub async fn wait_for_offsets(
         after_first: total - first_offset,
         after_first_took: first_at.elapsed(),
     }
+}
+
+/// One `insikt serve` process on `url` as instance `id`, on a free port,
+/// with `env` on top of the benchmarks' settings.
+pub fn serve(binary: &str, url: &str, id: &str, env: &[(&str, &str)]) -> Child {
+    Command::new(binary)
+        .arg("serve")
+        .env("INSIKT_DATABASE_URL", url)
+        .env("INSIKT_LISTEN", "127.0.0.1:0")
+        .env("INSIKT_NO_MIGRATE", "true")
+        .env("INSIKT_INSTANCE_ID", id)
+        .env("INSIKT_RECONCILE_SECS", "1")
+        .env("INSIKT_SECRET", "bench")
+        .env(
+            "INSIKT_ARCHIVE_DIR",
+            std::env::temp_dir().join("insikt-bench-archive"),
+        )
+        .env(
+            "INSIKT_LOG",
+            std::env::var("INSIKT_LOG").unwrap_or("warn".into()),
+        )
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"))
 }

@@ -35,6 +35,9 @@ pub enum DbError {
     /// now owned by another instance); nothing was written.
     #[error("stale writer: {0}")]
     Stale(String),
+    /// The database holds a value no migration writes.
+    #[error("unexpected data: {0}")]
+    Corrupt(String),
     /// A write that had to follow another one, which did not commit; rolled back.
     #[error("not committed: {0}")]
     NotCommitted(String),
@@ -100,6 +103,15 @@ pub fn pool(url: &str, max_size: usize) -> Result<Pool, DbError> {
         .map_err(|e| DbError::InvalidUrl(e.to_string()))
 }
 
+/// This database's deployment identity, made by migration V9.
+pub async fn deployment_id(client: &Client) -> Result<uuid::Uuid, DbError> {
+    let row = client
+        .query_one("SELECT id::text FROM deployment", &[])
+        .await?;
+    let id: &str = row.get(0);
+    uuid::Uuid::parse_str(id).map_err(|e| DbError::Corrupt(format!("deployment id {id:?}: {e}")))
+}
+
 /// Checks that PostgreSQL answers a trivial query.
 pub async fn ping(pool: &Pool) -> Result<(), DbError> {
     let client = pool.get().await?;
@@ -163,12 +175,22 @@ pub struct MigrationReport {
 /// Creates the database if needed and applies the embedded migrations, holding
 /// an advisory lock so that instances starting together migrate one at a time.
 pub async fn migrate(url: &str) -> Result<MigrationReport, DbError> {
+    migrate_to(url, None).await
+}
+
+/// [`migrate`] up to and including migration `version` only (all when
+/// `None`): for tests of what a later migration does to earlier data.
+pub async fn migrate_to(url: &str, version: Option<i32>) -> Result<MigrationReport, DbError> {
     let created_database = create_database_if_missing(url).await?;
     let mut client = connect(&parse_url(url)?).await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
-    let outcome = embedded::migrations::runner().run_async(&mut client).await;
+    let mut runner = embedded::migrations::runner();
+    if let Some(version) = version {
+        runner = runner.set_target(refinery::Target::Version(version));
+    }
+    let outcome = runner.run_async(&mut client).await;
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;

@@ -29,7 +29,7 @@ use warp::{Filter, Reply};
 use crate::config::Config;
 use crate::db::Pool;
 use crate::jobs::SupervisorHandle;
-use crate::kafka::{Cluster, Producer};
+use crate::kafka::Cluster;
 use crate::telemetry;
 use crate::telemetry::metrics::UNMATCHED_ROUTE;
 
@@ -41,8 +41,6 @@ pub struct State {
     pub config: Arc<Config>,
     pub pool: Pool,
     pub kafka: Cluster,
-    /// The one idempotent producer of the service.
-    pub producer: Producer,
     pub supervisor: SupervisorHandle,
 }
 

@@ -54,7 +54,9 @@ pub(super) struct Accepted {
 /// object per line; `Content-Type: application/x-ndjson`). All are checked
 /// first — shape and that each citizen belongs to the import — and none is
 /// accepted if any fails. Accepted statements are produced to the import's
-/// Kafka stream and stored by its job asynchronously.
+/// Kafka stream in one transaction (all or none reach the job) and stored
+/// by its job asynchronously. `channel`, `score`, `text` and `ts` are
+/// optional; without `ts` the job stores the Kafka record's timestamp.
 #[utoipa::path(
     post,
     path = "/imports/{id}/statements",
@@ -68,13 +70,14 @@ pub(super) struct Accepted {
         )
     ),
     responses(
-        (status = 202, description = "All statements accepted by Kafka", body = Data<Accepted>),
+        (status = 202, description = "All statements committed to Kafka in one transaction", body = Data<Accepted>),
         (status = 400, description = "Malformed body (`fields.line`), no statements, or invalid \
                                       statements (`fields` keyed `[index].field`, at most 100; \
                                       nothing accepted)", body = ErrorBody),
         (status = 404, description = "No such import", body = ErrorBody),
         (status = 409, description = "The import's stream has expired", body = ErrorBody),
-        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 413, description = "Body over the size limit, or a statement larger than \
+                                      the largest Kafka record (`statement_too_large`; nothing accepted)", body = ErrorBody),
         (status = 503, description = "The database or Kafka is unavailable (`kafka_unavailable`): retry later", body = ErrorBody),
     )
 )]
@@ -172,16 +175,24 @@ pub(super) async fn ingest(
     );
     let headers = telemetry::inject_context(&span);
     let accepted = state
-        .producer
-        .send_all_with_headers(&job.topic, records, &headers)
+        .supervisor
+        .publish(&job, records, &headers)
         .instrument(span)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "produce failed");
-            ApiError::unavailable(
-                "kafka_unavailable",
-                "Kafka did not acknowledge the statements",
-            )
+            if e.is_record_too_large() {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "statement_too_large",
+                    "a statement is larger than the largest Kafka record; nothing was accepted",
+                )
+            } else {
+                ApiError::unavailable(
+                    "kafka_unavailable",
+                    "Kafka did not commit the statements; none was accepted, retry later",
+                )
+            }
         })?;
     Ok(data(
         StatusCode::ACCEPTED,

@@ -112,7 +112,7 @@ async fn read_range(
     let consumer = kafka::consumer(
         &settings.brokers,
         &format!("insikt-{}-{}-archive", settings.instance, row.name),
-        &settings.consumer_group,
+        &context.naming().await?.consumer_group(),
     )?;
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(&row.topic, partition, Offset::Offset(from))?;

@@ -100,7 +100,7 @@ impl Actor for Job {
             let consumer = kafka::consumer(
                 &settings.brokers,
                 &format!("insikt-{}-{}", settings.instance, state.row.name),
-                &settings.consumer_group,
+                &context.naming().await?.consumer_group(),
             )?;
             let partitions = context.cluster.partitions(&state.row.topic).await?;
             let offsets = partitions
@@ -192,8 +192,11 @@ async fn poll(state: &mut JobState) -> Result<Polled, ActorProcessingErr> {
         None => read_batch(state).await,
     };
     if batch.next_offsets.is_empty() {
-        // An idle stream: settle everything written.
-        let settled = finish_writing(state, 0).await? && fold(state, true).await?;
+        // An idle stream: settle everything written, then step over what
+        // the consumer skipped without delivering it.
+        let settled = finish_writing(state, 0).await?
+            && fold(state, true).await?
+            && skip_undelivered(state).await?;
         return Ok(if settled {
             Polled::Continue
         } else {
@@ -219,6 +222,32 @@ async fn poll(state: &mut JobState) -> Result<Polled, ActorProcessingErr> {
     } else {
         Polled::Fenced
     })
+}
+
+/// Stores the consumer's position where it passed the stored offsets
+/// without delivering a message: transaction markers (one per committed or
+/// aborted producer transaction) and the records of aborted transactions,
+/// which `read_committed` never delivers. Without this an idle job's stored
+/// offsets would stop before the markers, and its lag never reach 0. Only
+/// when idle: everything delivered has been written by then. False when
+/// the job was fenced off.
+async fn skip_undelivered(state: &mut JobState) -> Result<bool, ActorProcessingErr> {
+    let Some(consumer) = state.consumer.as_ref() else {
+        return Ok(true);
+    };
+    let next_offsets: Vec<(i32, i64)> = kafka::positions(consumer)?
+        .into_iter()
+        .filter(|(partition, position)| state.offsets.get(partition).is_none_or(|o| position > o))
+        .collect();
+    if next_offsets.is_empty() {
+        return Ok(true);
+    }
+    let batch = Batch {
+        next_offsets,
+        ..Batch::default()
+    };
+    start_writing(state, batch, Read::default());
+    finish_writing(state, 0).await
 }
 
 /// What a batch write did (and the counts of what it stored), and how long it took.
@@ -492,6 +521,7 @@ async fn read_batch(state: &JobState) -> (Batch, Read) {
         let payload = message.payload().unwrap_or_default();
         match accept(payload, state.row.import_id, &state.citizens) {
             Ok(statement) => batch.accepted.push(Received {
+                ts: statement.ts.unwrap_or_else(|| kafka::record_time(&message)),
                 statement,
                 partition,
                 offset,
@@ -522,8 +552,9 @@ async fn read_batch(state: &JobState) -> (Batch, Read) {
 fn accept(payload: &[u8], import_id: i64, citizens: &HashSet<i32>) -> Result<Statement, String> {
     let statement = Statement::from_payload(payload).map_err(|e| e.to_string())?;
     if statement.import_id != import_id {
+        // A misrouted producer: never let it pollute this import.
         return Err(format!(
-            "import_id: statement is for import {}, not {import_id}",
+            "foreign import: the statement is for import {}, this stream is import {import_id}'s",
             statement.import_id
         ));
     }
@@ -547,7 +578,7 @@ mod tests {
         assert!(accept(good, 5, &citizens).is_ok());
         assert!(accept(good, 6, &citizens)
             .unwrap_err()
-            .starts_with("import_id"));
+            .starts_with("foreign import"));
         assert!(accept(good, 5, &[3].into())
             .unwrap_err()
             .starts_with("citizen_id"));

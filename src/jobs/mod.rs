@@ -5,6 +5,7 @@
 
 mod archive;
 mod job;
+mod naming;
 mod notify;
 mod repo;
 mod supervisor;
@@ -19,28 +20,11 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::db::{DbError, Pool};
-use crate::kafka::{Cluster, KafkaClientError, Membership, Ownership};
+use crate::kafka::{Cluster, KafkaClientError, Membership, Ownership, TransactionalProducer};
 
+pub use naming::{job_name, job_of_topic, legacy_job_name, Naming};
 pub use repo::{JobFilter, CHANNEL};
 use supervisor::{Supervisor, SupervisorMsg};
-
-/// The name of an import's job (its partition hash): FNV-1a 64 over the
-/// decimal import id, as 16 lowercase hex digits. FNV-1a is fully specified
-/// (offset basis 0xcbf29ce484222325, prime 0x100000001b3), so the name is
-/// the same on every platform and in every version of insikt.
-pub fn job_name(import_id: i64) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in import_id.to_string().bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
-}
-
-/// The topic of a job: `{prefix}.{name}`.
-pub fn topic_name(prefix: &str, name: &str) -> String {
-    format!("{prefix}.{name}")
-}
 
 /// What the jobs need from the configuration.
 #[derive(Debug, Clone)]
@@ -92,6 +76,43 @@ pub struct Context {
     pub pool: Pool,
     pub cluster: Cluster,
     pub settings: Arc<Settings>,
+    naming: Arc<tokio::sync::OnceCell<Naming>>,
+    producer: Arc<tokio::sync::OnceCell<TransactionalProducer>>,
+}
+
+impl Context {
+    /// This deployment's names, from its identity in the database (read
+    /// once; until PostgreSQL answers, an error like any query's).
+    pub async fn naming(&self) -> Result<&Naming, JobsError> {
+        self.naming
+            .get_or_try_init(|| async {
+                let client = self.pool.get().await?;
+                let deployment = crate::db::deployment_id(&client).await?;
+                let settings = &self.settings;
+                Ok::<_, JobsError>(Naming::new(
+                    deployment,
+                    &settings.topic_prefix,
+                    &settings.consumer_group,
+                ))
+            })
+            .await
+    }
+
+    /// The instance's transactional producer, made once its
+    /// `transactional.id` (which carries the deployment) is known.
+    async fn producer(&self) -> Result<&TransactionalProducer, JobsError> {
+        self.producer
+            .get_or_try_init(|| async {
+                let settings = &self.settings;
+                let naming = self.naming().await?;
+                Ok::<_, JobsError>(TransactionalProducer::start(
+                    &settings.brokers,
+                    &format!("insikt-{}-producer", settings.instance),
+                    &naming.transactional_id(&settings.instance),
+                )?)
+            })
+            .await
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +131,15 @@ pub enum JobsError {
     SupervisorGone,
     #[error("archive: {0}")]
     Archive(String),
+    #[error("cannot start the job supervisor: {0}")]
+    Spawn(String),
+}
+
+impl JobsError {
+    /// Kafka refused a record for its size (over `message.max.bytes`).
+    pub fn is_record_too_large(&self) -> bool {
+        matches!(self, Self::Kafka(e) if e.is_record_too_large())
+    }
 }
 
 impl From<crate::kafka::KafkaError> for JobsError {
@@ -170,31 +200,21 @@ const REVOKE_TIMEOUT: Duration = Duration::from_secs(60);
 /// What the consumer group tells this instance, passed to the supervisor.
 struct GroupOwnership {
     supervisor: ActorRef<SupervisorMsg>,
-    prefix: String,
 }
 
-impl GroupOwnership {
-    /// Job names from topic names (`{prefix}.{name}`).
-    fn names(&self, topics: Vec<String>) -> Vec<String> {
-        topics
-            .into_iter()
-            .filter_map(|t| {
-                t.strip_prefix(&self.prefix)
-                    .and_then(|rest| rest.strip_prefix('.'))
-                    .map(str::to_owned)
-            })
-            .collect()
-    }
+/// Job names from topic names.
+fn names(topics: Vec<String>) -> Vec<String> {
+    topics.iter().map(|t| job_of_topic(t).to_owned()).collect()
 }
 
 impl Ownership for GroupOwnership {
     fn assigned(&self, topics: Vec<String>) {
-        let names = self.names(topics);
+        let names = names(topics);
         let _ = self.supervisor.send_message(SupervisorMsg::Assigned(names));
     }
 
     fn revoked(&self, topics: Vec<String>) {
-        let names = self.names(topics);
+        let names = names(topics);
         let (done, stopped) = std::sync::mpsc::channel();
         if self
             .supervisor
@@ -213,15 +233,18 @@ impl Ownership for GroupOwnership {
 pub struct SupervisorHandle {
     actor: ActorRef<SupervisorMsg>,
     context: Context,
-    /// This instance's consumer-group member and change listener, until shutdown.
+    /// This instance's consumer-group member, once joined, until shutdown.
     membership: Arc<std::sync::Mutex<Option<Membership>>>,
-    listener: Arc<tokio::task::JoinHandle<()>>,
+    /// The group join (until done) and the change listener.
+    tasks: Arc<[tokio::task::JoinHandle<()>; 2]>,
 }
 
 impl SupervisorHandle {
     /// Spawns the supervisor, which reconciles at once and then periodically,
     /// joins the consumer group (whose assignment decides which jobs run
     /// here) and listens for job changes made through other instances.
+    /// The group is joined as soon as the deployment's identity can be read
+    /// (at once, unless PostgreSQL is down).
     pub async fn start(
         settings: Settings,
         pool: Pool,
@@ -231,27 +254,27 @@ impl SupervisorHandle {
             pool,
             cluster,
             settings: Arc::new(settings),
+            naming: Arc::default(),
+            producer: Arc::default(),
         };
         let (actor, _) = Actor::spawn(None, Supervisor, context.clone())
             .await
-            .map_err(|e| JobsError::Archive(format!("cannot start the supervisor: {e}")))?;
-        let settings = &context.settings;
-        let membership = Membership::join(
-            &settings.brokers,
-            &format!("insikt-{}-member", settings.instance),
-            &settings.consumer_group,
-            &crate::kafka::topic_pattern(&settings.topic_prefix),
-            GroupOwnership {
-                supervisor: actor.clone(),
-                prefix: settings.topic_prefix.clone(),
-            },
-        )?;
-        let listener = tokio::spawn(notify::listen(settings.database_url.clone(), actor.clone()));
+            .map_err(|e| JobsError::Spawn(e.to_string()))?;
+        let membership = Arc::new(std::sync::Mutex::new(None));
+        let joining = tokio::spawn(join_group(
+            context.clone(),
+            actor.clone(),
+            Arc::clone(&membership),
+        ));
+        let listener = tokio::spawn(notify::listen(
+            context.settings.database_url.clone(),
+            actor.clone(),
+        ));
         Ok(Self {
             actor,
             context,
-            membership: Arc::new(std::sync::Mutex::new(Some(membership))),
-            listener: Arc::new(listener),
+            membership,
+            tasks: Arc::new([joining, listener]),
         })
     }
 
@@ -282,6 +305,21 @@ impl SupervisorHandle {
             .into_iter()
             .next()
             .ok_or(JobsError::NoImport(import_id))
+    }
+
+    /// Produces `records` (key, payload) to the stream of `job`, each with
+    /// `headers`, in one Kafka transaction: all of them reach the job, or
+    /// (on an error) none.
+    pub async fn publish(
+        &self,
+        job: &JobView,
+        records: Vec<(String, Vec<u8>)>,
+        headers: &[(String, String)],
+    ) -> Result<usize, JobsError> {
+        let producer = self.context.producer().await?;
+        Ok(producer
+            .send_all_with_headers(&job.topic, records, headers)
+            .await?)
     }
 
     /// Asks for `ensure` without waiting: for callers that must not be slowed
@@ -364,7 +402,9 @@ impl SupervisorHandle {
     /// Stops every job after its current batch, leaves the consumer group
     /// (so that the other instances take the jobs over), then stops the supervisor.
     pub async fn shutdown(&self) {
-        self.listener.abort();
+        for task in self.tasks.iter() {
+            task.abort();
+        }
         let _ = self
             .actor
             .call(SupervisorMsg::Shutdown, Some(CALL_TIMEOUT))
@@ -377,6 +417,59 @@ impl SupervisorHandle {
             .actor
             .stop_and_wait(Some("shutdown".into()), Some(CALL_TIMEOUT))
             .await;
+    }
+}
+
+/// How often the group join retries reading what it subscribes to.
+const JOIN_RETRY: Duration = Duration::from_secs(1);
+
+/// Joins the consumer group subscribed to this deployment's topics: its
+/// own (by pattern) and those of its legacy jobs (by name), retrying until
+/// PostgreSQL answers.
+async fn join_group(
+    context: Context,
+    supervisor: ActorRef<SupervisorMsg>,
+    slot: Arc<std::sync::Mutex<Option<Membership>>>,
+) {
+    let mut warned = false;
+    let (naming, legacy) = loop {
+        let read = async {
+            let naming = context.naming().await?.clone();
+            let client = context.pool.get().await?;
+            let legacy = repo::legacy_topics(&client).await?;
+            Ok::<_, JobsError>((naming, legacy))
+        };
+        match read.await {
+            Ok(read) => break read,
+            Err(error) => {
+                if !warned {
+                    tracing::warn!(%error, "cannot join the consumer group yet: retrying");
+                    warned = true;
+                }
+                tokio::time::sleep(JOIN_RETRY).await;
+            }
+        }
+    };
+    let mut subscription = vec![crate::kafka::topic_pattern(&naming.topic_stem())];
+    subscription.extend(legacy);
+    let settings = &context.settings;
+    let joined = Membership::join(
+        &settings.brokers,
+        &format!("insikt-{}-member", settings.instance),
+        &naming.consumer_group(),
+        &subscription,
+        GroupOwnership { supervisor },
+    );
+    match joined {
+        Ok(membership) => {
+            tracing::info!(group = %naming.consumer_group(), topics = %naming.topic_stem(), "joined the consumer group");
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(membership);
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot join the consumer group: no job will run here")
+        }
     }
 }
 
@@ -403,6 +496,7 @@ impl std::fmt::Debug for SupervisorHandle {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn topics_outlive_their_jobs_by_a_bounded_grace() {
@@ -413,21 +507,6 @@ mod tests {
         assert_eq!(
             settings.topic_retention(),
             Duration::from_secs(14 * 86_400 + 3600)
-        );
-    }
-
-    use super::*;
-
-    #[test]
-    fn job_names_are_stable_fnv1a_hex() {
-        // FNV-1a 64 of the bytes "1", computed independently.
-        assert_eq!(job_name(1), "af63ac4c86019afc");
-        assert_eq!(job_name(1).len(), 16);
-        assert_ne!(job_name(1), job_name(2));
-        assert_eq!(job_name(42), job_name(42));
-        assert_eq!(
-            topic_name("insikt.statements", &job_name(1)),
-            "insikt.statements.af63ac4c86019afc"
         );
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{job_name, topic_name, JobView};
+use super::{JobView, Naming};
 use crate::db::{Client, DbError};
 use crate::telemetry::metrics;
 
@@ -49,7 +49,7 @@ fn row(r: &tokio_postgres::Row) -> JobRow {
 /// Gives every import without a job (or just `only`) its `pending` job row.
 pub async fn create_missing(
     client: &Client,
-    prefix: &str,
+    naming: &Naming,
     retention: Duration,
     only: Option<i64>,
 ) -> Result<(), DbError> {
@@ -64,12 +64,12 @@ pub async fn create_missing(
     let seconds = retention.as_secs_f64();
     for import in imports {
         let import_id: i64 = import.get(0);
-        let name = job_name(import_id);
+        let name = naming.job_name(import_id);
         let inserted = client
             .execute(
                 "INSERT INTO jobs (name, import_id, topic, expires_at) \
                  VALUES ($1, $2, $3, now() + make_interval(secs => $4)) ON CONFLICT DO NOTHING",
-                &[&name, &import_id, &topic_name(prefix, &name), &seconds],
+                &[&name, &import_id, &naming.topic(&name), &seconds],
             )
             .await?;
         if inserted > 0 {
@@ -77,6 +77,18 @@ pub async fn create_missing(
         }
     }
     Ok(())
+}
+
+/// The topics of jobs named before deployments had identities (migration
+/// V9) that may still be consumed: they are subscribed to by name.
+pub async fn legacy_topics(client: &Client) -> Result<Vec<String>, DbError> {
+    let rows = client
+        .query(
+            "SELECT topic FROM jobs WHERE legacy_topic AND state <> 'expired' ORDER BY topic",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Jobs that are not finished (not expired or failed), or just `only`'s.

@@ -247,7 +247,8 @@ async fn reconcile(
     }
     let settings = state.context.settings.clone();
     let client = state.context.pool.get().await?;
-    repo::create_missing(&client, &settings.topic_prefix, settings.retention, only).await?;
+    let naming = state.context.naming().await?.clone();
+    repo::create_missing(&client, &naming, settings.retention, only).await?;
     if only.is_some() && repo::live(&client, only).await?.is_empty() {
         // Expired or failed: nothing to start; an unknown import has no row.
         let exists = crate::statements::import_exists(&client, only.unwrap_or_default()).await?;

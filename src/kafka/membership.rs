@@ -32,8 +32,9 @@ pub trait Ownership: Send + Sync + 'static {
     fn revoked(&self, topics: Vec<String>);
 }
 
-/// The regular expression subscribing to `{prefix}.{name}` topics (names are
-/// lowercase hex); librdkafka takes a subscription starting with `^` as a pattern.
+/// The regular expression subscribing to `{stem}.{name}` topics (names are
+/// lowercase hex, without dots); librdkafka takes a subscription starting
+/// with `^` as a pattern.
 pub fn topic_pattern(prefix: &str) -> String {
     let mut pattern = String::from("^");
     for c in prefix.chars() {
@@ -112,14 +113,15 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// Joins `group` subscribed to `pattern`; `ownership` hears about every
-    /// assignment change until the member leaves. Works while Kafka is down
-    /// (the member joins once it answers).
+    /// Joins `group` subscribed to `subscription` (topic names, and
+    /// patterns starting with `^`); `ownership` hears about every assignment
+    /// change until the member leaves. Works while Kafka is down (the member
+    /// joins once it answers).
     pub fn join<O: Ownership>(
         brokers: &str,
         client_id: &str,
         group: &str,
-        pattern: &str,
+        subscription: &[String],
         ownership: O,
     ) -> Result<Self, KafkaClientError> {
         let consumer: BaseConsumer<MemberContext<O>> = client_config(brokers, client_id)
@@ -138,7 +140,8 @@ impl Membership {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .create_with_context(MemberContext { ownership })?;
-        consumer.subscribe(&[pattern])?;
+        let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let thread = std::thread::Builder::new()

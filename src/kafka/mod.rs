@@ -2,6 +2,7 @@
 //! Kafka protocol is used, so any compatible broker works.
 
 mod membership;
+mod transactions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ pub use rdkafka::consumer::{Consumer, StreamConsumer};
 pub use rdkafka::error::KafkaError;
 pub use rdkafka::message::{BorrowedMessage, Message};
 pub use rdkafka::{Offset, TopicPartitionList};
+pub use transactions::TransactionalProducer;
 
 /// How long a produce may wait for the broker before it is reported failed.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,6 +40,18 @@ pub enum KafkaClientError {
     },
     #[error("kafka: topic {0} does not exist")]
     NoSuchTopic(String),
+}
+
+impl KafkaClientError {
+    /// Kafka refused a record for its size (over `message.max.bytes`).
+    pub fn is_record_too_large(&self) -> bool {
+        matches!(
+            self,
+            Self::Kafka(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize
+            ))
+        )
+    }
 }
 
 /// The base configuration every client of this service starts from.
@@ -191,6 +205,22 @@ pub async fn assign(
     .map_err(|_| KafkaClientError::Interrupted)?
 }
 
+/// The consumer's position per assigned partition: the offset after the
+/// last record it delivered, or past the transaction markers and aborted
+/// records after it (which it skips without delivering). Partitions without
+/// a position yet are left out.
+pub fn positions(consumer: &StreamConsumer) -> Result<Vec<(i32, i64)>, KafkaClientError> {
+    Ok(consumer
+        .position()?
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(offset) => Some((e.partition(), offset)),
+            _ => None,
+        })
+        .collect())
+}
+
 /// How long a consumer waits for a topic's metadata before it is assigned.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -206,7 +236,10 @@ impl Producer {
         let inner = client_config(brokers, client_id)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "5")
+            // `send_all` queues all of its records at once: they batch
+            // without lingering (as in the transactional producer, whose
+            // produce rate `scripts/bench.sh produce` compares with this).
+            .set("linger.ms", "0")
             .set(
                 "message.timeout.ms",
                 DELIVERY_TIMEOUT.as_millis().to_string(),
@@ -278,6 +311,17 @@ fn error_kind(error: &KafkaError) -> &'static str {
         KafkaError::Canceled => "canceled",
         _ => "other",
     }
+}
+
+/// When a consumed record was made: its timestamp (the producer's create
+/// time or the broker's append time, whichever the topic keeps), or now for
+/// a record without one (only the pre-0.10 message format has none).
+pub fn record_time(message: &BorrowedMessage<'_>) -> chrono::DateTime<chrono::Utc> {
+    message
+        .timestamp()
+        .to_millis()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .unwrap_or_else(chrono::Utc::now)
 }
 
 /// The headers of a consumed message as `(name, value)`; headers without a

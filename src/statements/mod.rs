@@ -26,10 +26,15 @@ pub struct Statement {
     pub course: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
-    pub score: f64,
-    pub text: String,
-    #[schema(value_type = String, format = DateTime)]
-    pub ts: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// When the statement was made (RFC 3339). Without one, the job stores
+    /// the timestamp of the Kafka record that carried it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ts: Option<DateTime<Utc>>,
 }
 
 /// Why a statement was refused: the field and the reason.
@@ -124,6 +129,8 @@ pub struct Received {
     pub statement: Statement,
     pub partition: i32,
     pub offset: i64,
+    /// What is stored as its time: the statement's `ts`, else its record's timestamp.
+    pub ts: DateTime<Utc>,
 }
 
 /// A message a job could not accept.
@@ -500,7 +507,7 @@ fn encode_copy(import_id: i64, rows: &[&Received]) -> Result<bytes::Bytes, TooLa
             100 + s.statement_id.len()
                 + s.course.len()
                 + s.channel.as_ref().map_or(0, String::len)
-                + s.text.len()
+                + s.text.as_ref().map_or(0, String::len)
         })
         .sum();
     let mut buf = BytesMut::with_capacity(19 + estimate + 2);
@@ -525,11 +532,19 @@ fn encode_copy(import_id: i64, rows: &[&Received]) -> Result<bytes::Bytes, TooLa
             Some(channel) => text(&mut buf, channel)?,
             None => buf.put_i32(-1),
         }
+        match s.score {
+            Some(score) => {
+                buf.put_i32(8);
+                buf.put_f64(score);
+            }
+            None => buf.put_i32(-1),
+        }
+        match &s.text {
+            Some(t) => text(&mut buf, t)?,
+            None => buf.put_i32(-1),
+        }
         buf.put_i32(8);
-        buf.put_f64(s.score);
-        text(&mut buf, &s.text)?;
-        buf.put_i32(8);
-        buf.put_i64(pg_timestamp(s.ts).ok_or(TooLarge)?);
+        buf.put_i64(pg_timestamp(r.ts).ok_or(TooLarge)?);
         buf.put_i32(4);
         buf.put_i32(r.partition);
         buf.put_i32(8);
@@ -573,8 +588,8 @@ async fn insert_statements(
         courses.push(s.course.as_str());
         channels.push(s.channel.as_deref());
         scores.push(s.score);
-        texts.push(s.text.as_str());
-        tss.push(s.ts);
+        texts.push(s.text.as_deref());
+        tss.push(r.ts);
         partitions.push(r.partition);
         offsets.push(r.offset);
     }
@@ -700,14 +715,7 @@ mod tests {
 
     #[test]
     fn each_required_field_is_named_when_missing() {
-        for field in [
-            "statement_id",
-            "citizen_id",
-            "course",
-            "score",
-            "text",
-            "ts",
-        ] {
+        for field in ["statement_id", "citizen_id", "course"] {
             let mut value = good();
             value.as_object_mut().unwrap().remove(field);
             let error = Statement::from_value(&value, Some(7)).unwrap_err();
@@ -728,13 +736,43 @@ mod tests {
     }
 
     #[test]
+    fn channel_score_text_and_ts_are_optional() {
+        for absent in [None, Some(Value::Null)] {
+            let mut value = good();
+            for field in ["channel", "score", "text", "ts"] {
+                match &absent {
+                    None => value.as_object_mut().unwrap().remove(field),
+                    Some(null) => value
+                        .as_object_mut()
+                        .unwrap()
+                        .insert(field.into(), null.clone()),
+                };
+            }
+            let s = Statement::from_value(&value, None).unwrap();
+            assert_eq!(
+                (s.channel.as_ref(), s.score, s.text.as_ref(), s.ts),
+                (None, None, None, None)
+            );
+            // What is absent stays absent on the topic.
+            let payload: Value = serde_json::from_slice(&s.to_payload()).unwrap();
+            assert_eq!(
+                payload,
+                json!({"statement_id": "s-1", "import_id": 7, "citizen_id": 3, "course": "rust"})
+            );
+            assert_eq!(Statement::from_payload(&s.to_payload()).unwrap(), s);
+        }
+    }
+
+    #[test]
     fn wrong_values_are_refused() {
         let cases = [
             ("statement_id", json!("  ")),
             ("citizen_id", json!(-1)),
             ("citizen_id", json!("3")),
             ("score", json!("high")),
+            ("text", json!(3)),
             ("ts", json!("yesterday")),
+            ("ts", json!(1_700_000_000)),
             ("channel", json!(5)),
             ("import_id", json!(8)),
         ];

@@ -136,22 +136,25 @@ impl<'a> Fields<'a> {
             Some(_) => return Err(invalid("channel", "must be a non-empty string or null")),
         };
         let score = match self.score {
-            None | Some(Field::Null) => return Err(invalid("score", "is required")),
-            Some(v) => v
-                .as_f64()
-                .filter(|s| s.is_finite())
-                .ok_or_else(|| invalid("score", "must be a number"))?,
+            None | Some(Field::Null) => None,
+            Some(v) => Some(
+                v.as_f64()
+                    .filter(|s| s.is_finite())
+                    .ok_or_else(|| invalid("score", "must be a number"))?,
+            ),
         };
         let text = match self.text {
-            None | Some(Field::Null) => return Err(invalid("text", "is required")),
-            Some(Field::Str(s)) => s.into_owned(),
+            None | Some(Field::Null) => None,
+            Some(Field::Str(s)) => Some(s.into_owned()),
             Some(_) => return Err(invalid("text", "must be a string")),
         };
         let ts = match self.ts {
-            None | Some(Field::Null) => return Err(invalid("ts", "is required")),
-            Some(Field::Str(s)) => DateTime::parse_from_rfc3339(&s)
-                .map_err(|_| invalid("ts", "must be an RFC 3339 timestamp"))?
-                .with_timezone(&Utc),
+            None | Some(Field::Null) => None,
+            Some(Field::Str(s)) => Some(
+                DateTime::parse_from_rfc3339(&s)
+                    .map_err(|_| invalid("ts", "must be an RFC 3339 timestamp"))?
+                    .with_timezone(&Utc),
+            ),
             Some(_) => return Err(invalid("ts", "must be an RFC 3339 timestamp")),
         };
         Ok(Statement {
@@ -357,7 +360,8 @@ mod tests {
     use proptest::prelude::*;
 
     /// The parser this module replaced (a `Value`, then the rules on it),
-    /// kept verbatim as the oracle the direct path must agree with.
+    /// kept as the oracle the direct path must agree with (its rules follow
+    /// the contract: `score`, `text` and `ts` became optional).
     mod oracle {
         use super::super::{invalid, Invalid, Statement};
         use chrono::{DateTime, Utc};
@@ -414,23 +418,27 @@ mod tests {
                 Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
                 Some(_) => return Err(invalid("channel", "must be a non-empty string or null")),
             };
+            // Optional (SPEC section 3): absent or null is None.
             let score = match object.get("score") {
-                None | Some(Value::Null) => return Err(invalid("score", "is required")),
-                Some(v) => v
-                    .as_f64()
-                    .filter(|s| s.is_finite())
-                    .ok_or_else(|| invalid("score", "must be a number"))?,
+                None | Some(Value::Null) => None,
+                Some(v) => Some(
+                    v.as_f64()
+                        .filter(|s| s.is_finite())
+                        .ok_or_else(|| invalid("score", "must be a number"))?,
+                ),
             };
             let text = match object.get("text") {
-                None | Some(Value::Null) => return Err(invalid("text", "is required")),
-                Some(Value::String(s)) => s.clone(),
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.clone()),
                 Some(_) => return Err(invalid("text", "must be a string")),
             };
             let ts = match object.get("ts") {
-                None | Some(Value::Null) => return Err(invalid("ts", "is required")),
-                Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
-                    .map_err(|_| invalid("ts", "must be an RFC 3339 timestamp"))?
-                    .with_timezone(&Utc),
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(
+                    DateTime::parse_from_rfc3339(s)
+                        .map_err(|_| invalid("ts", "must be an RFC 3339 timestamp"))?
+                        .with_timezone(&Utc),
+                ),
                 Some(_) => return Err(invalid("ts", "must be an RFC 3339 timestamp")),
             };
             Ok(Statement {

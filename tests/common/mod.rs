@@ -142,6 +142,14 @@ impl TestDatabase {
         )
         .await;
         let url = database_url(&name);
+        // A clone carries its template's deployment identity: give it its
+        // own, as README says for any database cloned to serve beside its
+        // original, or every test app would share one set of topics.
+        connect(&url)
+            .await
+            .batch_execute("UPDATE deployment SET id = gen_random_uuid()")
+            .await
+            .unwrap();
         Self { name, url }
     }
 }
@@ -183,10 +191,9 @@ pub fn test_config(database: &TestDatabase) -> Config {
     config.secret = Some("test-secret".to_owned());
     config.instance_id = Some(format!("test-{}", &database.name[12..20]));
     config.shutdown_timeout_secs = 5;
-    // Every test database numbers imports from 1 and all tests share one
-    // broker: topics and consumer groups must be unique per app.
-    config.topic_prefix = format!("insikt.test.{}", &database.name[12..]);
-    config.consumer_group = format!("insikt-test-{}", &database.name[12..]);
+    // The default topic prefix and consumer group, as users leave them: every
+    // test database numbers imports from 1 and all tests share one broker,
+    // which each database's own identity must keep apart.
     config
 }
 
@@ -326,6 +333,28 @@ pub fn error_code(body: &Value) -> &str {
     error["code"]
         .as_str()
         .unwrap_or_else(|| panic!("error without code: {body}"))
+}
+
+/// The deployment identity of a database (migration V9).
+pub async fn deployment(db: &tokio_postgres::Client) -> uuid::Uuid {
+    let id: String = db
+        .query_one("SELECT id::text FROM deployment", &[])
+        .await
+        .unwrap()
+        .get(0);
+    uuid::Uuid::parse_str(&id).unwrap()
+}
+
+/// The name of an import's job in the deployment of database `db`.
+pub async fn job_name(db: &tokio_postgres::Client, import_id: i64) -> String {
+    insikt::jobs::job_name(&deployment(db).await, import_id)
+}
+
+/// The topic of an import's job in the deployment of `db`, with `prefix`.
+pub async fn topic(db: &tokio_postgres::Client, prefix: &str, import_id: i64) -> String {
+    let deployment = deployment(db).await;
+    insikt::jobs::Naming::new(deployment, prefix, "")
+        .topic(&insikt::jobs::job_name(&deployment, import_id))
 }
 
 /// A new, empty import row (fixtures add their own citizens); its id.

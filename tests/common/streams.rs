@@ -11,12 +11,11 @@ use serde_json::{json, Value};
 
 use super::TestDatabase;
 
-/// Unique per app: every test database numbers imports from 1 and all tests
-/// share one broker, so topics, consumer group and archive must not collide.
+/// Quick batches and reconciliation, and an archive directory of the app's
+/// own (the topic prefix and consumer group stay the defaults: each test
+/// database is a deployment of its own on the shared broker).
 pub fn configure(config: &mut Config) {
     let unique = uuid::Uuid::new_v4().simple().to_string();
-    config.topic_prefix = format!("insikt.test.{unique}");
-    config.consumer_group = format!("insikt-test-{unique}");
     config.archive_dir = std::env::temp_dir().join(format!("insikt-archive-{unique}"));
     config.job_batch_ms = 100;
     config.reconcile_secs = 1;
@@ -133,4 +132,41 @@ pub fn archived(archive_dir: &Path, job: &str) -> Vec<Value> {
         }
     }
     lines
+}
+
+/// A free port on 127.0.0.1 (free when asked; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real binary as instance `instance` of the deployment on `database`,
+/// with `template`'s stream settings: a process of its own, to kill.
+pub fn binary(
+    database: &TestDatabase,
+    template: &Config,
+    instance: &str,
+    port: u16,
+) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_insikt"))
+        .env("INSIKT_DATABASE_URL", &database.url)
+        .env("INSIKT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("INSIKT_NO_MIGRATE", "true")
+        .env("INSIKT_TOPIC_PREFIX", &template.topic_prefix)
+        .env("INSIKT_CONSUMER_GROUP", &template.consumer_group)
+        .env("INSIKT_ARCHIVE_DIR", &template.archive_dir)
+        .env("INSIKT_RECONCILE_SECS", template.reconcile_secs.to_string())
+        .env("INSIKT_JOB_BATCH_SIZE", "500")
+        .env("INSIKT_JOB_BATCH_MS", "50")
+        .env("INSIKT_INSTANCE_ID", instance)
+        .env("INSIKT_ADMIN_TOKEN", super::ADMIN_TOKEN)
+        .env("INSIKT_SECRET", "test")
+        .env("INSIKT_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the insikt binary starts")
 }
