@@ -192,53 +192,96 @@ async fn migrate_creates_the_database_and_twice_is_a_no_op() {
     assert!(postgis.starts_with('3'), "{postgis}");
 }
 
+/// Every `INSIKT_*` variable the configuration reads (clap's own list of
+/// them) is in `--help` and in README's configuration table.
 #[test]
-fn help_documents_every_environment_variable() {
+fn help_and_readme_document_every_environment_variable() {
+    use clap::CommandFactory;
     let output = insikt().arg("--help").output().unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for variable in [
-        "INSIKT_LISTEN",
-        "INSIKT_DATABASE_URL",
-        "INSIKT_KAFKA_BROKERS",
-        "INSIKT_SECRET",
-        "INSIKT_ADMIN_TOKEN",
-        "INSIKT_INSTANCE_ID",
-        "INSIKT_LOG",
-        "INSIKT_BODY_LIMIT",
-        "INSIKT_NO_MIGRATE",
-    ] {
-        assert!(help.contains(variable), "--help lacks {variable}:\n{help}");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let variables: Vec<String> = insikt::config::Cli::command()
+        .get_arguments()
+        .filter_map(|argument| argument.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+        .collect();
+    assert!(variables.len() >= 19, "{variables:?}");
+    for variable in &variables {
+        assert!(variable.starts_with("INSIKT_"), "{variable}");
+        assert!(
+            help.contains(variable.as_str()),
+            "--help lacks {variable}:\n{help}"
+        );
+        assert!(
+            readme.contains(&format!("| `{variable}` |")),
+            "README's configuration table lacks {variable}"
+        );
     }
     assert!(help.contains("migrate"));
 }
 
 #[tokio::test]
 async fn serve_without_migrate_starts_while_postgres_is_down_and_stops_on_sigterm() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_insikt"))
         .args(["serve", "--no-migrate", "--listen", "127.0.0.1:0"])
         .env(
             "INSIKT_DATABASE_URL",
             "postgres://postgres@127.0.0.1:1/nowhere",
         )
+        // Piped, the log has no colour codes: the address reads off it.
         .env("INSIKT_LOG", "info")
         .stderr(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    // The process comes up; then SIGTERM ends it cleanly.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert!(child.try_wait().unwrap().is_none(), "exited early");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let wait = std::time::Duration::from_secs(30);
+    // Ready: it says where it listens, and answers there.
+    let addr = tokio::time::timeout(wait, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("insikt listening").nth(1) {
+                let addr = rest.split("addr=").nth(1).unwrap();
+                return addr.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("exited before listening");
+    })
+    .await
+    .expect("listening within 30 s");
+    let health = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let (status, body) = json(reqwest::get(format!("http://{addr}/readyz")).await.unwrap()).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.to_string().contains("postgres"), "{body}");
+
     let pid = child.id().unwrap().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap()
         .success());
-    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+    // It says it heard the signal and stopped serving, then exits cleanly.
+    let rest = tokio::time::timeout(wait, async {
+        let mut rest = Vec::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            rest.push(line);
+        }
+        rest
+    })
+    .await
+    .expect("output ends within 30 s");
+    let status = tokio::time::timeout(wait, child.wait())
         .await
-        .expect("stops within 10 s")
+        .expect("stops within 30 s")
         .unwrap();
     assert!(status.success(), "{status}");
+    let rest = rest.join("\n");
+    assert!(rest.contains("SIGTERM received"), "{rest}");
+    assert!(rest.contains("server stopped"), "{rest}");
 }

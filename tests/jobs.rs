@@ -229,13 +229,33 @@ async fn poison_messages_become_dead_letters_and_the_job_keeps_going() {
     assert!(reasons[1].starts_with("score"), "{reasons:?}");
     assert!(reasons[2].starts_with("citizen_id"), "{reasons:?}");
     assert!(reasons[3].starts_with("foreign import"), "{reasons:?}");
-    let (status, body) = json(
-        app.get(&format!("/imports/{import}/dead-letters?after=2"))
-            .await,
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert!(body["data"].as_array().unwrap().len() < 4);
+    // Paging: after the second letter's id come exactly the third and fourth,
+    // one at a time with limit=1.
+    let second = letters[1]["id"].as_i64().unwrap();
+    let page = |query: String| {
+        let app = &app;
+        async move {
+            let (status, body) = json(
+                app.get(&format!("/imports/{import}/dead-letters?{query}"))
+                    .await,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            body["data"].clone()
+        }
+    };
+    assert_eq!(page(format!("after={second}")).await, json!(letters[2..]));
+    assert_eq!(
+        page(format!("after={second}&limit=1")).await,
+        json!([letters[2]])
+    );
+    let third = letters[2]["id"].as_i64().unwrap();
+    assert_eq!(
+        page(format!("after={third}&limit=1")).await,
+        json!([letters[3]])
+    );
+    let last = letters[3]["id"].as_i64().unwrap();
+    assert_eq!(page(format!("after={last}")).await, json!([]));
     let (status, _) = json(app.get("/imports/999/dead-letters").await).await;
     assert_eq!(status, 404);
 }
@@ -321,8 +341,24 @@ async fn stop_and_start_need_the_token_are_idempotent_and_survive_a_restart() {
     assert_eq!(body["data"]["state"], "stopped");
     // Two requests of one statement each, each with its commit marker.
     assert_eq!(body["data"]["high_watermark"], 4);
-    // Give the restarted supervisor several reconciliations to (wrongly) start it.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A second import, made after the restart: once its job has stored a
+    // marker, the restarted supervisor has reconciled every job (the pass
+    // that started that one looked at this one too) and kept reading.
+    let other = streams::create_import(&db, &[1]).await;
+    let (status, body) = json(
+        client
+            .post(format!("{base}/imports/{other}/statements"))
+            .json(&json!([streams::statement("marker", other, 1)]))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    eventually("the marker stored", WAIT, || async {
+        (streams::stored(&db, other).await == 1).then_some(())
+    })
+    .await;
     let (_, body) = json(
         client
             .get(format!("{base}/jobs/{name}"))

@@ -180,14 +180,17 @@ async fn two_instances_share_streams_hand_them_over_and_obey_either_for_stop_and
 
     // alpha again: it takes some jobs back, and beta stops and starts one of them.
     let alpha = Served::start(instance(&database, &template, "alpha")).await;
-    let (name, import) = eventually("alpha owning a running job again", WAIT, || async {
-        let seen = owners(&beta).await?;
-        imports
-            .iter()
-            .map(|&i| (job_name(i), i))
-            .find(|(name, _)| seen.get(name).is_some_and(|o| o == "alpha"))
-    })
-    .await;
+    // Two of alpha's jobs: one to stop, one to carry a marker.
+    let (name, import, marked) =
+        eventually("alpha owning two running jobs again", WAIT, || async {
+            let seen = owners(&beta).await?;
+            let mut alphas = imports
+                .iter()
+                .filter(|&&i| seen.get(&job_name(i)).is_some_and(|o| o == "alpha"));
+            let (&first, &second) = (alphas.next()?, alphas.next()?);
+            Some((job_name(first), first, second))
+        })
+        .await;
     // The listeners reconnect when PostgreSQL drops their connections.
     let before = eventually("two listeners", WAIT, || async {
         let pids = listeners(&db).await;
@@ -210,8 +213,10 @@ async fn two_instances_share_streams_hand_them_over_and_obey_either_for_stop_and
     assert_eq!(stopped["desired"], "stopped");
     assert_eq!(stopped["owner"], "alpha");
     produce(&producer, &topic(import), import, 600..650).await;
-    // Several batch periods and reconciliations for alpha to (wrongly) store them.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A marker after them, to another of alpha's jobs: once alpha stored it,
+    // alpha has been reading and reconciling well after those 50 arrived.
+    produce(&producer, &topic(marked), marked, 600..601).await;
+    all_stored(&db, &[marked], 601).await;
     let shown = get(&alpha, &format!("/jobs/{name}")).await;
     assert_eq!(
         (&shown["state"], &shown["lag"], &shown["owner"]),
@@ -229,7 +234,8 @@ async fn two_instances_share_streams_hand_them_over_and_obey_either_for_stop_and
         (&"running".into(), &"alpha".into())
     );
     for &other in imports.iter().filter(|&&i| i != import) {
-        assert_eq!(tally(&db, other).await, (600, 600, 0), "import {other}");
+        let each = if other == marked { 601 } else { 600 };
+        assert_eq!(tally(&db, other).await, (each, each, 0), "import {other}");
     }
 
     alpha.stop().await;
@@ -275,7 +281,18 @@ async fn an_instance_whose_job_was_claimed_elsewhere_cannot_advance_it() {
     .await
     .unwrap();
     produce(&producer, &topic, import, 100..200).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // alpha's job tries its next batch, finds the row no longer its own and lets go.
+    let fenced = format!("insikt_job_fenced_total{{job=\"{name}\"}} 1");
+    eventually("alpha's job fenced off", WAIT, || async {
+        let metrics = reqwest::get(alpha.url("/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        metrics.lines().any(|line| line == fenced).then_some(())
+    })
+    .await;
     assert_eq!(tally(&db, import).await, (100, 100, 0));
     let committed: i64 = db
         .query_one(

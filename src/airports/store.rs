@@ -359,6 +359,22 @@ pub struct TownAirports {
     pub airports: Vec<Airport>,
 }
 
+/// The query of [`town_airports`] (`$1`: the import), public so that its
+/// plan can be checked (`tests/towns.rs`).
+pub fn town_airports_sql() -> String {
+    let qualified = COLUMNS
+        .split(", ")
+        .map(|c| format!("a.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH towns AS (SELECT DISTINCT town FROM citizens WHERE import_id = $1)
+         SELECT {qualified}, t.town FROM towns t
+         LEFT JOIN airports a ON lower(a.city) = lower(t.town) AND a.deleted_at IS NULL
+         ORDER BY t.town, a.id"
+    )
+}
+
 /// Every town of the import (by name, ascending) with the live airports whose
 /// `city` matches it case-insensitively; `None` when the import does not
 /// exist. The join probes `airports_city_idx` (`lower(city), id` over live
@@ -375,18 +391,7 @@ pub async fn town_airports(
     {
         return Ok(None);
     }
-    let qualified = COLUMNS
-        .split(", ")
-        .map(|c| format!("a.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "WITH towns AS (SELECT DISTINCT town FROM citizens WHERE import_id = $1)
-         SELECT {qualified}, t.town FROM towns t
-         LEFT JOIN airports a ON lower(a.city) = lower(t.town) AND a.deleted_at IS NULL
-         ORDER BY t.town, a.id"
-    );
-    let rows = client.query(&sql, &[&import_id]).await?;
+    let rows = client.query(&town_airports_sql(), &[&import_id]).await?;
     let mut towns: Vec<TownAirports> = Vec::new();
     for row in &rows {
         let town: String = row.get(17);

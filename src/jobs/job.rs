@@ -144,7 +144,10 @@ impl Actor for Job {
                 myself.send_message(JobMsg::Poll)?;
             }
             // Another instance owns the job now: let go quietly (no failure).
-            Polled::Fenced => myself.stop(Some("fenced".into())),
+            Polled::Fenced => {
+                metrics::job_fenced(&state.row.name);
+                myself.stop(Some("fenced".into()));
+            }
             Polled::Expired => myself.stop(Some("expired".into())),
         }
         Ok(())

@@ -43,6 +43,7 @@ struct Metrics {
     job_lag: IntGaugeVec,
     job_state: IntGaugeVec,
     job_batch_duration: HistogramVec,
+    job_fenced: IntCounterVec,
     producer_errors: IntCounterVec,
     /// The state each job's `insikt_job_state` series currently shows.
     job_states: Mutex<HashMap<String, String>>,
@@ -120,6 +121,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Time a job takes to store one batch of statements.",
             &["job"],
         ),
+        job_fenced: counter(
+            "insikt_job_fenced_total",
+            "Times a job let go of its stream because another instance owns it now.",
+            &["job"],
+        ),
         producer_errors: counter(
             "insikt_kafka_produce_errors_total",
             "Messages the Kafka producer failed to deliver, by kind of error.",
@@ -193,6 +199,11 @@ pub fn job_dead_letters(job: &str, n: u64) {
     METRICS.job_dead_letters.with_label_values(&[job]).inc_by(n);
 }
 
+/// `job` found another instance owning it and let go (nothing written).
+pub fn job_fenced(job: &str) {
+    METRICS.job_fenced.with_label_values(&[job]).inc();
+}
+
 /// `job`'s consumer is `lag` messages behind the end of its topic.
 pub fn set_job_lag(job: &str, lag: i64) {
     METRICS.job_lag.with_label_values(&[job]).set(lag);
@@ -230,6 +241,7 @@ pub fn forget_job(job: &str) {
     let _ = m.job_dead_letters.remove_label_values(&[job]);
     let _ = m.job_lag.remove_label_values(&[job]);
     let _ = m.job_batch_duration.remove_label_values(&[job]);
+    let _ = m.job_fenced.remove_label_values(&[job]);
 }
 
 /// The Kafka producer failed to deliver a message; `kind` is a short fixed

@@ -49,6 +49,10 @@ pub fn init(filter: &str) {
 /// Installs the global subscriber exporting through `provider` (tests pass one
 /// with an in-memory exporter). Returns false when a subscriber was already
 /// installed.
+///
+/// Logs are coloured only on a terminal (and without `NO_COLOR`): escape
+/// codes in a file or a collector's stream (journald, `kubectl logs`) only
+/// get in the way of reading and parsing them.
 pub fn install(filter: &str, provider: SdkTracerProvider) -> bool {
     let env_filter = EnvFilter::try_new(filter).unwrap_or_else(|error| {
         eprintln!("insikt: ignoring invalid log filter {filter:?}: {error}");
@@ -57,7 +61,11 @@ pub fn install(filter: &str, provider: SdkTracerProvider) -> bool {
     let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("insikt"));
     let installed = tracing_subscriber::registry()
         .with(env_filter)
-        .with(tracing_subscriber::fmt::layer().with_target(true))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(true)
+                .with_ansi(colour_logs()),
+        )
         .with(otel)
         .try_init()
         .is_ok();
@@ -235,6 +243,11 @@ impl Extractor for Carrier {
     fn keys(&self) -> Vec<&str> {
         self.0.iter().map(|(name, _)| name.as_str()).collect()
     }
+}
+
+fn colour_logs() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 #[cfg(test)]
