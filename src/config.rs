@@ -183,10 +183,71 @@ pub struct Config {
         global = true
     )]
     pub reconcile_secs: u64,
+
+    /// Batch transactions a job keeps open at once (on as many connections):
+    /// two let PostgreSQL insert one batch while the next is written, on two cores.
+    #[arg(
+        long,
+        env = "INSIKT_JOB_WRITES_IN_FLIGHT",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u16).range(1..=16),
+        global = true
+    )]
+    pub job_writes_in_flight: u16,
+
+    /// A job failing this often within `--job-failure-window` is marked `failed`.
+    #[arg(
+        long,
+        env = "INSIKT_JOB_MAX_FAILURES",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..),
+        global = true
+    )]
+    pub job_max_failures: u32,
+
+    /// The window in which a job's failures count (e.g. `10m`).
+    #[arg(long, env = "INSIKT_JOB_FAILURE_WINDOW", default_value = "10m", value_parser = parse_duration, global = true)]
+    pub job_failure_window: Duration,
+
+    /// A failed job restarts after this, doubling with each further failure (e.g. `500ms`).
+    #[arg(long, env = "INSIKT_JOB_BACKOFF", default_value = "500ms", value_parser = parse_duration, global = true)]
+    pub job_backoff: Duration,
+
+    /// The longest restart delay of a failed job.
+    #[arg(long, env = "INSIKT_JOB_BACKOFF_MAX", default_value = "60s", value_parser = parse_duration, global = true)]
+    pub job_backoff_max: Duration,
+
+    /// How long the consumer group waits for a silent instance (one that
+    /// died) before its jobs move: the hand-over time after a crash. The
+    /// broker bounds it (`group.min.session.timeout.ms`, 6 s by default).
+    #[arg(long, env = "INSIKT_KAFKA_SESSION_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub kafka_session_timeout: Duration,
+
+    /// How often an instance tells the group it is alive: a graceful
+    /// hand-over is noticed at the next one. At most a third of the session timeout.
+    #[arg(long, env = "INSIKT_KAFKA_HEARTBEAT", default_value = "1s", value_parser = parse_duration, global = true)]
+    pub kafka_heartbeat: Duration,
+
+    /// PostgreSQL `work_mem` of a demand query grouped by course (tens of
+    /// thousands of groups per import: with the default 4MB they sort on disk).
+    #[arg(
+        long,
+        env = "INSIKT_DEMAND_WORK_MEM",
+        default_value = "32MB",
+        value_parser = parse_memory,
+        global = true
+    )]
+    pub demand_work_mem: String,
 }
 
-/// Parses `14d`, `36h`, `90m`, `30s` or plain seconds.
+/// Parses `14d`, `36h`, `90m`, `30s`, `500ms` or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Some(millis) = text.trim().strip_suffix("ms") {
+        return millis
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("{text:?} is not a duration like 14d, 36h, 90m, 30s or 500ms"));
+    }
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -202,7 +263,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "d" => 86_400,
         other => {
             return Err(format!(
-                "unknown duration unit {other:?} (use s, m, h or d)"
+                "unknown duration unit {other:?} (use ms, s, m, h or d)"
             ))
         }
     };
@@ -210,6 +271,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .checked_mul(factor)
         .map(Duration::from_secs)
         .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// A PostgreSQL memory setting: a whole number with `kB`, `MB`, `GB` or `TB`
+/// (PostgreSQL's units; without one, kilobytes), checked here so that a typo
+/// stops the start instead of failing every query that sets it.
+pub fn parse_memory(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    if number.is_empty() || !["", "kB", "MB", "GB", "TB"].contains(&unit) {
+        return Err(format!(
+            "{text:?} is not a PostgreSQL memory size like 64MB (units kB, MB, GB, TB)"
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 impl Config {
@@ -269,6 +347,9 @@ mod tests {
         assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("3h"), Ok(Duration::from_secs(3 * 3600)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("ms").is_err());
+        assert!(parse_duration("1.5ms").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("3w").is_err());
         assert!(parse_duration("d").is_err());
@@ -276,6 +357,15 @@ mod tests {
             Config::from_env().retention,
             Duration::from_secs(14 * 86_400)
         );
+    }
+
+    #[test]
+    fn memory_sizes_are_postgres_ones() {
+        assert_eq!(parse_memory("32MB").as_deref(), Ok("32MB"));
+        assert_eq!(parse_memory("65536").as_deref(), Ok("65536"));
+        for bad in ["", "MB", "32mb", "32 MB", "1.5GB", "lots", "32MB; DROP"] {
+            assert!(parse_memory(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

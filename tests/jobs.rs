@@ -585,7 +585,13 @@ async fn a_killed_service_resumes_and_stores_every_statement_exactly_once() {
 
 #[tokio::test]
 async fn a_failing_job_restarts_with_backoff_then_is_marked_failed_and_can_be_started() {
-    let app = spawn().await;
+    // A tighter failure policy than the default (5 failures, 0.5 s doubling).
+    let app = TestApp::spawn_with(|config| {
+        streams::configure(config);
+        config.job_max_failures = 3;
+        config.job_backoff = Duration::from_millis(100);
+    })
+    .await;
     let db = app.db().await;
     let import = streams::create_import(&db, &[1]).await;
     let name = common::job_name(&db, import).await;

@@ -379,6 +379,10 @@ async fn when_one_of_two_instances_is_killed_the_survivor_stores_every_stream_ex
     let database = TestDatabase::create().await;
     let mut template = common::test_config(&database);
     streams::configure(&mut template);
+    // The broker's shortest session (group.min.session.timeout.ms): the
+    // hand-over after a crash waits it out.
+    template.kafka_session_timeout = Duration::from_secs(6);
+    template.kafka_heartbeat = Duration::from_millis(500);
     let db = common::connect(&database.url).await;
     let citizens: Vec<i32> = (0..CITIZENS).collect();
     let mut imports = Vec::new();

@@ -278,11 +278,13 @@ impl Serialize for DemandRow {
     }
 }
 
-/// Demand of one import, largest groups first; `None` when the import does not exist.
+/// Demand of one import, largest groups first; `None` when the import does
+/// not exist. `work_mem` is PostgreSQL's for a query grouped by course.
 pub async fn demand(
     pool: &Pool,
     import_id: i64,
     query: &DemandQuery,
+    work_mem: &str,
 ) -> Result<Option<Vec<DemandRow>>, DbError> {
     let mut client = pool.get().await?;
     let exists = client
@@ -293,9 +295,13 @@ pub async fn demand(
         return Ok(None);
     }
     // Grouping by course keeps tens of thousands of groups per citizen and
-    // course: with the default 4 MB they are sorted on disk (about twice as slow).
+    // course: with the default 4 MB they are sorted on disk (about twice as
+    // slow). The other groupings fit, and skip the round trip.
     let tx = client.transaction().await?;
-    tx.batch_execute("SET LOCAL work_mem = '32MB'").await?;
+    if query.keys.contains(&DemandKey::Course) {
+        tx.execute("SELECT set_config('work_mem', $1, true)", &[&work_mem])
+            .await?;
+    }
     let rows = tx
         .query(
             &query.sql(),

@@ -101,9 +101,14 @@ async fn load(
     state: &State,
 ) -> Result<Vec<DemandRow>, ApiError> {
     let import_id: i64 = params.get("id")?;
-    demand::demand(&state.pool, import_id, demand_query)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("import {import_id} does not exist")))
+    demand::demand(
+        &state.pool,
+        import_id,
+        demand_query,
+        &state.config.demand_work_mem,
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("import {import_id} does not exist")))
 }
 
 /// Demand of one import grouped by the keys of `by`, most statements first.

@@ -24,11 +24,6 @@ const LAG_EVERY: Duration = Duration::from_secs(5);
 /// statement counts demand reads (at once when its stream is idle).
 const FOLD_EVERY: Duration = Duration::from_secs(1);
 
-/// Batch transactions a job keeps open at once. Two: PostgreSQL inserts the
-/// statements of both on two cores while the commits stay in stream order
-/// (`scripts/bench.sh stream`); a third only waits for a core.
-const MAX_WRITING: usize = 2;
-
 pub struct Job;
 
 pub struct JobArgs {
@@ -206,8 +201,11 @@ async fn poll(state: &mut JobState) -> Result<Polled, ActorProcessingErr> {
             Polled::Fenced
         });
     }
-    // At most MAX_WRITING transactions: the oldest must finish first.
-    if !finish_writing(state, MAX_WRITING - 1).await? {
+    // At most `writes_in_flight` transactions (two by default: PostgreSQL
+    // inserts the statements of both on two cores while the commits stay
+    // in stream order; a third only waits for a core): the oldest first.
+    let in_flight = state.context.settings.writes_in_flight;
+    if !finish_writing(state, in_flight - 1).await? {
         return Ok(Polled::Fenced);
     }
     start_writing(state, batch, read);
@@ -217,7 +215,7 @@ async fn poll(state: &mut JobState) -> Result<Polled, ActorProcessingErr> {
     let next = read_batch(state).await;
     // Nothing more to read: nothing to overlap, settle what is written.
     let idle = next.0.next_offsets.is_empty();
-    let keep = if idle { 0 } else { MAX_WRITING - 1 };
+    let keep = if idle { 0 } else { in_flight - 1 };
     state.ahead = Some(next);
     let settled = finish_done_or_over(state, keep).await? && fold(state, idle).await?;
     Ok(if settled {

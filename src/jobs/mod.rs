@@ -20,10 +20,13 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::db::{DbError, Pool};
-use crate::kafka::{Cluster, KafkaClientError, Membership, Ownership, TransactionalProducer};
+use crate::kafka::{
+    Cluster, GroupTiming, KafkaClientError, Membership, Ownership, TransactionalProducer,
+};
 
 pub use naming::{job_name, job_of_topic, legacy_job_name, Naming};
 pub use repo::{JobFilter, CHANNEL};
+pub use supervisor::FailurePolicy;
 use supervisor::{Supervisor, SupervisorMsg};
 
 /// What the jobs need from the configuration.
@@ -36,6 +39,10 @@ pub struct Settings {
     pub batch_size: usize,
     pub batch_wait: Duration,
     pub reconcile_every: Duration,
+    /// Batch transactions a job keeps open at once.
+    pub writes_in_flight: usize,
+    pub failures: FailurePolicy,
+    pub group_timing: GroupTiming,
     pub archive_dir: PathBuf,
     pub instance: String,
     /// For the dedicated connection that listens for job changes.
@@ -62,6 +69,17 @@ impl Settings {
             batch_size: config.job_batch_size.max(1),
             batch_wait: Duration::from_millis(config.job_batch_ms.max(1)),
             reconcile_every: Duration::from_secs(config.reconcile_secs.max(1)),
+            writes_in_flight: usize::from(config.job_writes_in_flight.max(1)),
+            failures: FailurePolicy {
+                max_failures: config.job_max_failures.max(1) as usize,
+                window: config.job_failure_window,
+                backoff: config.job_backoff,
+                backoff_max: config.job_backoff_max.max(config.job_backoff),
+            },
+            group_timing: GroupTiming {
+                session_timeout: config.kafka_session_timeout,
+                heartbeat: config.kafka_heartbeat,
+            },
             archive_dir: config.archive_dir.clone(),
             instance: config.instance_id(),
             database_url: config.database_url.clone(),
@@ -458,6 +476,7 @@ async fn join_group(
         &format!("insikt-{}-member", settings.instance),
         &naming.consumer_group(),
         &subscription,
+        settings.group_timing,
         GroupOwnership { supervisor },
     );
     match joined {

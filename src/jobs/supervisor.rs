@@ -14,11 +14,6 @@ use super::job::{Job, JobArgs, JobMsg};
 use super::repo::{self, JobRow};
 use super::{Context, JobsError};
 
-/// A job failing this often within the window is marked `failed`.
-pub const MAX_FAILURES: usize = 5;
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(600);
-const BACKOFF_BASE: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// How long a stop waits for the job's current batch.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -54,23 +49,36 @@ pub struct SupervisorState {
     shutting_down: bool,
 }
 
-/// The restart delay after `failures` recent failures: doubling from 0.5 s, capped at a minute.
-pub fn backoff(failures: usize) -> Duration {
-    let exponent = failures.saturating_sub(1).min(16) as u32;
-    (BACKOFF_BASE * 2u32.pow(exponent)).min(BACKOFF_MAX)
+/// When a failed job restarts, and when it is given up (`failed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailurePolicy {
+    /// This many failures within `window` mark the job `failed`.
+    pub max_failures: usize,
+    pub window: Duration,
+    /// The first restart delay, doubled with each further failure up to `backoff_max`.
+    pub backoff: Duration,
+    pub backoff_max: Duration,
 }
 
-/// Records a failure at `now`, forgetting those older than the window; true
-/// when the job has failed too often and must be marked `failed`.
-pub fn record_failure(history: &mut VecDeque<Instant>, now: Instant) -> bool {
-    history.push_back(now);
-    while history
-        .front()
-        .is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW)
-    {
-        history.pop_front();
+impl FailurePolicy {
+    /// The restart delay after `failures` recent failures.
+    pub fn backoff(&self, failures: usize) -> Duration {
+        let exponent = failures.saturating_sub(1).min(16) as u32;
+        (self.backoff * 2u32.pow(exponent)).min(self.backoff_max)
     }
-    history.len() >= MAX_FAILURES
+
+    /// Records a failure at `now`, forgetting those older than the window;
+    /// true when the job has failed too often and must be marked `failed`.
+    pub fn record_failure(&self, history: &mut VecDeque<Instant>, now: Instant) -> bool {
+        history.push_back(now);
+        while history
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.window)
+        {
+            history.pop_front();
+        }
+        history.len() >= self.max_failures
+    }
 }
 
 impl Actor for Supervisor {
@@ -219,9 +227,10 @@ async fn failed(
     name: String,
     error: String,
 ) {
+    let policy = state.context.settings.failures;
     let history = state.failures.entry(name.clone()).or_default();
-    let give_up = record_failure(history, Instant::now());
-    let delay = backoff(history.len());
+    let give_up = policy.record_failure(history, Instant::now());
+    let delay = policy.backoff(history.len());
     tracing::warn!(job = %name, %error, failures = history.len(), give_up, "job actor failed");
     let new_state = if give_up { "failed" } else { "pending" };
     if let Ok(client) = state.context.pool.get().await {
@@ -492,12 +501,20 @@ async fn restart(
 mod tests {
     use super::*;
 
+    /// Today's defaults (see `Config`).
+    const POLICY: FailurePolicy = FailurePolicy {
+        max_failures: 5,
+        window: Duration::from_secs(600),
+        backoff: Duration::from_millis(500),
+        backoff_max: Duration::from_secs(60),
+    };
+
     #[test]
     fn backoff_doubles_and_is_capped() {
-        assert_eq!(backoff(1), Duration::from_millis(500));
-        assert_eq!(backoff(2), Duration::from_secs(1));
-        assert_eq!(backoff(4), Duration::from_secs(4));
-        assert_eq!(backoff(100), BACKOFF_MAX);
+        assert_eq!(POLICY.backoff(1), Duration::from_millis(500));
+        assert_eq!(POLICY.backoff(2), Duration::from_secs(1));
+        assert_eq!(POLICY.backoff(4), Duration::from_secs(4));
+        assert_eq!(POLICY.backoff(100), Duration::from_secs(60));
     }
 
     #[test]
@@ -505,23 +522,20 @@ mod tests {
         let start = Instant::now();
         let mut history = VecDeque::new();
         for i in 0..4 {
-            assert!(!record_failure(
-                &mut history,
-                start + Duration::from_secs(i * 60)
-            ));
+            assert!(!POLICY.record_failure(&mut history, start + Duration::from_secs(i * 60)));
         }
-        assert!(record_failure(
-            &mut history,
-            start + Duration::from_secs(300)
-        ));
+        assert!(POLICY.record_failure(&mut history, start + Duration::from_secs(300)));
 
         // Spread over more than the window, they never add up to five.
         let mut history = VecDeque::new();
         for i in 0..20 {
-            assert!(!record_failure(
-                &mut history,
-                start + Duration::from_secs(i * 200)
-            ));
+            assert!(!POLICY.record_failure(&mut history, start + Duration::from_secs(i * 200)));
         }
+    }
+
+    #[test]
+    fn the_defaults_are_the_policy_above() {
+        let settings = super::super::Settings::from_config(&crate::config::Config::from_env());
+        assert_eq!(settings.failures, POLICY);
     }
 }

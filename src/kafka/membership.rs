@@ -18,9 +18,13 @@ use super::{client_config, KafkaClientError};
 
 /// How often a pattern subscription looks for new topics.
 const METADATA_REFRESH: Duration = Duration::from_secs(2);
-/// How long the group waits for a silent member before moving its topics.
-const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
-const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long the group waits for a silent member before moving its topics,
+/// and how often a member says it is alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupTiming {
+    pub session_timeout: Duration,
+    pub heartbeat: Duration,
+}
 const POLL: Duration = Duration::from_millis(100);
 
 /// Told about this member's assignment changes, on the membership's thread.
@@ -122,6 +126,7 @@ impl Membership {
         client_id: &str,
         group: &str,
         subscription: &[String],
+        timing: GroupTiming,
         ownership: O,
     ) -> Result<Self, KafkaClientError> {
         let consumer: BaseConsumer<MemberContext<O>> = client_config(brokers, client_id)
@@ -134,9 +139,12 @@ impl Membership {
             )
             .set(
                 "session.timeout.ms",
-                SESSION_TIMEOUT.as_millis().to_string(),
+                timing.session_timeout.as_millis().to_string(),
             )
-            .set("heartbeat.interval.ms", HEARTBEAT.as_millis().to_string())
+            .set(
+                "heartbeat.interval.ms",
+                timing.heartbeat.as_millis().to_string(),
+            )
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .create_with_context(MemberContext { ownership })?;

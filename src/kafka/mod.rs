@@ -15,7 +15,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
-pub use membership::{topic_pattern, Membership, Ownership};
+pub use membership::{topic_pattern, GroupTiming, Membership, Ownership};
 pub use rdkafka::consumer::{Consumer, StreamConsumer};
 pub use rdkafka::error::KafkaError;
 pub use rdkafka::message::{BorrowedMessage, Message};

@@ -162,6 +162,14 @@ pub fn binary(
         .env("INSIKT_JOB_BATCH_SIZE", "500")
         .env("INSIKT_JOB_BATCH_MS", "50")
         .env("INSIKT_INSTANCE_ID", instance)
+        .env(
+            "INSIKT_KAFKA_SESSION_TIMEOUT",
+            format!("{}ms", template.kafka_session_timeout.as_millis()),
+        )
+        .env(
+            "INSIKT_KAFKA_HEARTBEAT",
+            format!("{}ms", template.kafka_heartbeat.as_millis()),
+        )
         .env("INSIKT_ADMIN_TOKEN", super::ADMIN_TOKEN)
         .env("INSIKT_SECRET", "test")
         .env("INSIKT_LOG", "warn")
