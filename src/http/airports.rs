@@ -14,8 +14,8 @@ use warp::{Filter, Reply};
 
 use super::error::{respond, ApiError};
 use super::extract::{body_bytes, json, query, raw_query};
-use super::openapi::{Data, ErrorBody};
 use super::routes::{route, PathParams};
+use super::schema::{Data, ErrorBody};
 use super::{data, with_state, State};
 use crate::airports::confirm::{Action, Signer, TokenError};
 use crate::airports::{
