@@ -1,6 +1,6 @@
 //! The OpenAPI 3 document, generated from the code: every handler carries a
 //! `#[utoipa::path]` annotation; each resource lists its handlers in its own
-//! `Api` (merged by [`Resources`]), the rest are in [`ApiDoc`]'s `paths(...)`.
+//! `Api` (merged by `Resources`), the rest are in [`ApiDoc`]'s `paths(...)`.
 //! A route added to the table but not here fails `tests/observability.rs`.
 //! This module only assembles: the handler modules never import it (the
 //! types their annotations share are in [`super::schema`]).
@@ -9,7 +9,7 @@
 //! body, responses with [`ErrorBody`] for errors and [`Data`](super::schema::Data)
 //! for success), list them in the resource's `#[derive(OpenApi)] struct Api`
 //! (`paths(...)`, body types in `components(schemas(...))`) and add that `Api`
-//! to [`Resources`].
+//! to `Resources`.
 
 use std::sync::LazyLock;
 

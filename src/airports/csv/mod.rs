@@ -2,8 +2,8 @@
 //! order (an `id` column is optional), then one airport per record. `\N` and
 //! empty fields are NULL. Records are parsed one at a time, keeping their line
 //! numbers, and bad ones are collected (the first [`MAX_ERRORS`] reported).
-//! The header's names map to columns in [`header`], a record's fields to a
-//! row in [`row`]; this module reads the records and collects the report.
+//! The header's names map to columns in `header.rs`, a record's fields to a
+//! row in `row.rs`; this module reads the records and collects the report.
 
 use std::collections::HashMap;
 use std::io::Read;
