@@ -773,7 +773,8 @@ async fn the_openapi_document_is_valid_and_documents_every_route_of_the_table() 
     assert!(
         undocumented.is_empty(),
         "routes missing from the OpenAPI document (annotate the handler with \
-         #[utoipa::path] and list it in src/http/openapi.rs): {undocumented:?}"
+         #[utoipa::path] and list it in its resource's Api, or in src/http/openapi.rs): \
+         {undocumented:?}"
     );
     let unserved: Vec<_> = documented.difference(&served).collect();
     assert!(

@@ -16,8 +16,8 @@ use warp::{Filter, Reply};
 
 use super::error::{respond, ApiError};
 use super::extract;
-use super::openapi::{Data, ErrorBody};
 use super::routes::{route, PathParams};
+use super::schema::{Data, ErrorBody};
 use super::{data, with_state, State};
 use crate::citizens::{self, fast, parse, store, CitizensError, GroupBy, Invalid};
 

@@ -9,8 +9,8 @@ use warp::{Filter, Reply};
 
 use super::error::{respond, ApiError};
 use super::extract::{query, raw_query};
-use super::openapi::{Data, ErrorBody};
 use super::routes::{route, PathParams};
+use super::schema::{Data, ErrorBody};
 use super::{data, with_state, State};
 use crate::demand::{self, chart, DemandParamError, DemandQuery, DemandRow};
 

@@ -11,8 +11,8 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use super::error::{respond, ApiError};
-use super::openapi::{Binary, ErrorBody, DOCUMENT};
 use super::routes::{route, PathParams};
+use super::schema::{Binary, ErrorBody};
 
 /// Where the UI lives; its assets are `/docs/{file}`.
 const UI_PREFIX: &str = "/docs/";
@@ -20,8 +20,10 @@ const UI_PREFIX: &str = "/docs/";
 static UI_CONFIG: LazyLock<Arc<utoipa_swagger_ui::Config<'static>>> =
     LazyLock::new(|| Arc::new(utoipa_swagger_ui::Config::new(["/openapi.json"])));
 
-pub fn routes() -> BoxedFilter<(Response,)> {
-    let document = route("/openapi.json", Method::GET).map(|_| openapi_json());
+/// `document` is the served OpenAPI document, built on first use; handed in
+/// by the router, as the document is assembled from this module among others.
+pub fn routes(document: &'static LazyLock<String>) -> BoxedFilter<(Response,)> {
+    let document = route("/openapi.json", Method::GET).map(move |_| openapi_json(document));
     let ui = route("/docs", Method::GET).map(|_| respond(swagger_ui()));
     let asset = route("/docs/{file}", Method::GET).map(|params| respond(swagger_asset(&params)));
     document.or(ui).unify().or(asset).unify().boxed()
@@ -34,8 +36,8 @@ pub fn routes() -> BoxedFilter<(Response,)> {
     tag = "docs",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
 )]
-pub(super) fn openapi_json() -> Response {
-    warp::reply::with_header(DOCUMENT.as_str(), CONTENT_TYPE, "application/json").into_response()
+pub(super) fn openapi_json(document: &'static str) -> Response {
+    warp::reply::with_header(document, CONTENT_TYPE, "application/json").into_response()
 }
 
 /// The Swagger UI page for this document.

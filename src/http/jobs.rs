@@ -7,8 +7,8 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::error::{respond, ApiError};
-use super::openapi::{Data, ErrorBody};
 use super::routes::{route, PathParams};
+use super::schema::{Data, ErrorBody};
 use super::{auth, data, extract, with_state, State};
 use crate::jobs::{JobFilter, JobView, JobsError};
 

@@ -14,6 +14,7 @@ mod observability;
 pub mod openapi;
 mod ops;
 pub mod routes;
+pub mod schema;
 mod statements;
 mod towns;
 
@@ -52,7 +53,7 @@ pub fn with_state(state: &State) -> impl Filter<Extract = (State,), Error = Infa
 
 /// `{"data": value}` with `status`: the success envelope of every route.
 pub fn data<T: serde::Serialize>(status: warp::http::StatusCode, value: &T) -> Response {
-    let body = openapi::Data { data: value };
+    let body = schema::Data { data: value };
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
@@ -78,7 +79,7 @@ pub fn router(state: &State) -> BoxedFilter<(Response,)> {
         .unify()
         .or(observability::routes(state))
         .unify()
-        .or(docs::routes())
+        .or(docs::routes(&openapi::DOCUMENT))
         .unify()
         .or(routes::fallback())
         .unify()

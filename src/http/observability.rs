@@ -10,8 +10,8 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use super::error::{respond, ApiError};
-use super::openapi::{Binary, ErrorBody};
 use super::routes::route;
+use super::schema::{Binary, ErrorBody};
 use super::{auth, extract, with_state, State};
 use crate::telemetry::metrics::{self, PoolUsage};
 use crate::telemetry::profile::{self, Format, ProfileError};

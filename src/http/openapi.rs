@@ -1,21 +1,23 @@
 //! The OpenAPI 3 document, generated from the code: every handler carries a
-//! `#[utoipa::path]` annotation and is listed in [`ApiDoc`]'s `paths(...)`.
+//! `#[utoipa::path]` annotation; each resource lists its handlers in its own
+//! `Api` (merged by `Resources`), the rest are in [`ApiDoc`]'s `paths(...)`.
 //! A route added to the table but not here fails `tests/observability.rs`.
+//! This module only assembles: the handler modules never import it (the
+//! types their annotations share are in [`super::schema`]).
 //!
 //! To document a new resource: annotate its handlers (path, params, request
-//! body, responses with [`ErrorBody`] for errors and [`Data`] for success),
-//! add them to `paths(...)` and their body types to `components(schemas(...))`.
+//! body, responses with [`ErrorBody`] for errors and [`Data`](super::schema::Data)
+//! for success), list them in the resource's `#[derive(OpenApi)] struct Api`
+//! (`paths(...)`, body types in `components(schemas(...))`) and add that `Api`
+//! to `Resources`.
 
 use std::sync::LazyLock;
 
 use utoipa::openapi::security::{HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
+use super::schema::{ErrorBody, ADMIN_TOKEN};
 use super::{airports, citizens, demand, docs, jobs, observability, ops, statements, towns};
-
-/// The error envelope `{"error":{"code","message","fields"?}}`, schema `Error`:
-/// use it as `body = ErrorBody` for every error response.
-pub type ErrorBody = super::error::Body<'static>;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -55,9 +57,6 @@ pub static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
         .expect("the OpenAPI document serialises")
 });
 
-/// Name of the bearer scheme guarding admin routes (`security(("admin_token" = []))`).
-pub const ADMIN_TOKEN: &str = "admin_token";
-
 struct AdminToken;
 
 /// Each resource documents its routes in its own `#[derive(OpenApi)] struct Api`
@@ -89,15 +88,3 @@ impl Modify for AdminToken {
         );
     }
 }
-
-/// `{"data": …}`: the success envelope of every JSON route (built by
-/// `http::data`); document a success body as `body = Data<YourType>`.
-#[derive(serde::Serialize, ToSchema)]
-pub struct Data<T> {
-    pub data: T,
-}
-
-/// Raw bytes in a response (`type: string, format: binary`).
-#[derive(ToSchema)]
-#[schema(value_type = String, format = Binary)]
-pub struct Binary(pub Vec<u8>);

@@ -10,8 +10,8 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::error::{respond, ApiError};
-use super::openapi::{Data, ErrorBody};
 use super::routes::route;
+use super::schema::{Data, ErrorBody};
 use super::{data, with_state, State};
 use crate::db;
 

@@ -1,0 +1,153 @@
+//! The CSV header: the columns an airports file may carry, and which one each
+//! position of a record holds.
+
+use csv::StringRecord;
+
+/// A column the CSV may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Column {
+    Id,
+    Name,
+    City,
+    Country,
+    Iata,
+    Icao,
+    Latitude,
+    Longitude,
+    Altitude,
+    Timezone,
+    Dst,
+    Tz,
+    Type,
+    Source,
+}
+
+impl Column {
+    pub const ALL: [Column; 14] = [
+        Column::Id,
+        Column::Name,
+        Column::City,
+        Column::Country,
+        Column::Iata,
+        Column::Icao,
+        Column::Latitude,
+        Column::Longitude,
+        Column::Altitude,
+        Column::Timezone,
+        Column::Dst,
+        Column::Tz,
+        Column::Type,
+        Column::Source,
+    ];
+
+    pub(super) const REQUIRED: [Column; 3] = [Column::Name, Column::Latitude, Column::Longitude];
+
+    /// The column's name in the header and in the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Column::Id => "id",
+            Column::Name => "name",
+            Column::City => "city",
+            Column::Country => "country",
+            Column::Iata => "iata",
+            Column::Icao => "icao",
+            Column::Latitude => "latitude",
+            Column::Longitude => "longitude",
+            Column::Altitude => "altitude",
+            Column::Timezone => "timezone",
+            Column::Dst => "dst",
+            Column::Tz => "tz",
+            Column::Type => "type",
+            Column::Source => "source",
+        }
+    }
+
+    fn from_header(name: &str) -> Option<Self> {
+        let name = name.trim();
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// The header: which column each position holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    columns: Vec<Column>,
+}
+
+impl Header {
+    /// Maps header names to columns; unknown, repeated and missing required
+    /// names are all reported.
+    pub fn parse(record: &StringRecord) -> Result<Self, String> {
+        let mut columns = Vec::with_capacity(record.len());
+        let mut problems = Vec::new();
+        for (i, raw) in record.iter().enumerate() {
+            // A byte-order mark may precede the first name.
+            let raw = if i == 0 {
+                raw.trim_start_matches('\u{feff}')
+            } else {
+                raw
+            };
+            match Column::from_header(raw) {
+                Some(column) if columns.contains(&column) => {
+                    problems.push(format!("column {raw:?} appears twice"));
+                }
+                Some(column) => columns.push(column),
+                None => problems.push(format!("unknown column {raw:?}")),
+            }
+        }
+        for required in Column::REQUIRED {
+            if !columns.contains(&required) {
+                problems.push(format!("required column {:?} is missing", required.name()));
+            }
+        }
+        if problems.is_empty() {
+            Ok(Self { columns })
+        } else {
+            let known: Vec<&str> = Column::ALL.iter().map(|c| c.name()).collect();
+            Err(format!(
+                "bad header: {} (known columns: {})",
+                problems.join("; "),
+                known.join(", ")
+            ))
+        }
+    }
+
+    pub fn has(&self, column: Column) -> bool {
+        self.columns.contains(&column)
+    }
+
+    /// The columns in header order.
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::airports::csv::tests::parse_all;
+
+    #[test]
+    fn headers_match_case_insensitively_in_any_order_with_an_optional_id() {
+        let rows = parse_all("Longitude,ID,NAME,Latitude,DST\n-3.5,7,X,40,E\n").unwrap();
+        assert_eq!(rows[0].id, Some(7));
+        assert_eq!(rows[0].airport.longitude.get(), -3.5);
+        assert!(rows[0].airport.dst.is_some());
+        let bom = parse_all("\u{feff}name,latitude,longitude\nX,1,2\n").unwrap();
+        assert_eq!(bom.len(), 1);
+    }
+
+    #[test]
+    fn bad_headers_are_refused_on_line_one() {
+        for header in [
+            "name,latitude,longitude,colour\n",
+            "name,latitude\n",
+            "name,name,latitude,longitude\n",
+            "",
+        ] {
+            let rejected = parse_all(header).unwrap_err();
+            assert_eq!(rejected.errors[0].line, 1, "{header:?}");
+        }
+    }
+}

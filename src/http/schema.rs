@@ -1,0 +1,25 @@
+//! The response types and names the handlers' OpenAPI annotations share: the
+//! envelopes, raw bytes and the admin security scheme's name. The handler
+//! modules and the document (`openapi.rs`) both use them, so neither has to
+//! import the other to describe a response.
+
+use utoipa::ToSchema;
+
+/// The error envelope `{"error":{"code","message","fields"?}}`, schema `Error`:
+/// use it as `body = ErrorBody` for every error response.
+pub type ErrorBody = super::error::Body<'static>;
+
+/// `{"data": …}`: the success envelope of every JSON route (built by
+/// `http::data`); document a success body as `body = Data<YourType>`.
+#[derive(serde::Serialize, ToSchema)]
+pub struct Data<T> {
+    pub data: T,
+}
+
+/// Raw bytes in a response (`type: string, format: binary`).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Binary(pub Vec<u8>);
+
+/// Name of the bearer scheme guarding admin routes (`security(("admin_token" = []))`).
+pub const ADMIN_TOKEN: &str = "admin_token";
