@@ -388,14 +388,6 @@ impl SupervisorHandle {
         Ok(self.list(&filter).await?.into_iter().next())
     }
 
-    pub async fn job_for_import(&self, import_id: i64) -> Result<Option<JobView>, JobsError> {
-        let filter = JobFilter {
-            import: Some(import_id),
-            ..JobFilter::default()
-        };
-        Ok(self.list(&filter).await?.into_iter().next())
-    }
-
     /// Jobs matching `filter`, with their watermarks from Kafka (unknown when
     /// Kafka does not answer in time).
     pub async fn list(&self, filter: &JobFilter) -> Result<Vec<JobView>, JobsError> {
