@@ -595,13 +595,17 @@ async fn a_failing_job_restarts_with_backoff_then_is_marked_failed_and_can_be_st
     let db = app.db().await;
     let import = streams::create_import(&db, &[1]).await;
     let name = common::job_name(&db, import).await;
-    // A constraint the job does not know about makes every write of this batch fail.
-    db.batch_execute("ALTER TABLE statements ADD CONSTRAINT no_boom CHECK (course <> 'boom')")
-        .await
-        .unwrap();
-    let mut boom = streams::statement("b", import, 1);
-    boom["course"] = json!("boom");
-    let (status, body) = post_statements(&app, import, &json!([boom])).await;
+    // A failure of the database itself, tied to no record (a trigger that
+    // raises, as a broken deployment would), fails every write of the batch.
+    db.batch_execute(
+        "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'the database is broken'; END $$; \
+         CREATE TRIGGER boom BEFORE INSERT ON statements FOR EACH ROW EXECUTE FUNCTION boom();",
+    )
+    .await
+    .unwrap();
+    let statement = streams::statement("b", import, 1);
+    let (status, body) = post_statements(&app, import, &json!([statement])).await;
     assert_eq!(status, 202, "{body}");
 
     let shown = eventually("the job to fail for good", WAIT, || async {
@@ -615,7 +619,7 @@ async fn a_failing_job_restarts_with_backoff_then_is_marked_failed_and_can_be_st
     let (status, _) = json(app.get("/jobs").await).await;
     assert_eq!(status, 200);
 
-    db.batch_execute("ALTER TABLE statements DROP CONSTRAINT no_boom")
+    db.batch_execute("DROP TRIGGER boom ON statements")
         .await
         .unwrap();
     let (status, body) = json(
@@ -732,6 +736,7 @@ async fn a_batch_write_skips_stored_ids_and_keeps_the_first_copy() {
         accepted: vec![received("a", 0), received("b", 1), received("a", 2)],
         rejected: vec![],
         next_offsets: vec![(0, 3)],
+        ..Batch::default()
     };
     let written = write_batch(&mut client, "batch-test", import, &first, "me")
         .await
@@ -752,6 +757,7 @@ async fn a_batch_write_skips_stored_ids_and_keeps_the_first_copy() {
             reason: "payload: invalid JSON".into(),
         }],
         next_offsets: vec![(0, 7)],
+        ..Batch::default()
     };
     let written = write_batch(&mut client, "batch-test", import, &second, "me")
         .await
@@ -784,6 +790,7 @@ async fn a_batch_write_skips_stored_ids_and_keeps_the_first_copy() {
             reason: "payload: invalid JSON".into(),
         }],
         next_offsets: vec![(0, 9)],
+        ..Batch::default()
     };
     let fenced = write_batch(&mut client, "batch-test", import, &third, "not-me").await;
     assert!(
@@ -878,11 +885,13 @@ async fn overlapping_batch_writes_commit_in_stream_order() {
         accepted: vec![fixture.received("a", 0), fixture.received("b", 1)],
         rejected: vec![],
         next_offsets: vec![(0, 2)],
+        ..Batch::default()
     };
     let second = Batch {
         accepted: vec![fixture.received("b", 2), fixture.received("c", 3)],
         rejected: vec![],
         next_offsets: vec![(0, 4)],
+        ..Batch::default()
     };
 
     // The later batch goes first, up to its wait for the earlier one's commit.
@@ -943,6 +952,7 @@ async fn overlapping_batch_writes_commit_in_stream_order() {
         accepted: vec![fixture.received("d", 4)],
         rejected: vec![],
         next_offsets: vec![(0, 5)],
+        ..Batch::default()
     };
     let refused = write_batch_after(
         &mut second_client,
@@ -1089,4 +1099,136 @@ async fn an_aborted_request_leaves_nothing_for_the_job_and_its_neighbours_are_st
         job(&app, &common::job_name(&db, import).await).await["dead_letters"],
         0
     );
+}
+
+/// A NUL character cannot be stored in PostgreSQL text: the API refuses it
+/// naming the item, and a record with one, produced straight to the topic,
+/// is a dead letter while the job goes on with the rest.
+#[tokio::test]
+async fn a_nul_character_is_refused_by_the_api_and_dead_lettered_from_the_topic() {
+    let app = spawn().await;
+    let db = app.db().await;
+    let import = streams::create_import(&db, &[1]).await;
+    for field in ["statement_id", "course", "channel", "text"] {
+        let mut nul = streams::statement("n", import, 1);
+        nul[field] = json!("a\u{0}b");
+        let items = json!([streams::statement("fine", import, 1), nul]);
+        let (status, body) = post_statements(&app, import, &items).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (400, "validation_failed"),
+            "{body}"
+        );
+        let key = format!("[1].{field}");
+        assert!(body["error"]["fields"][&key].is_string(), "{key}: {body}");
+    }
+    let name = common::job_name(&db, import).await;
+    let topic = eventually("a running job", WAIT, || async {
+        let (_, body) = json(app.get(&format!("/jobs/{name}")).await).await;
+        (body["data"]["state"] == "running")
+            .then(|| body["data"]["topic"].as_str().unwrap().to_owned())
+    })
+    .await;
+    let mut nul = streams::statement("nul", import, 1);
+    nul["text"] = json!("a\u{0}b");
+    let records = [
+        streams::statement("before", import, 1),
+        nul,
+        streams::statement("after", import, 1),
+    ]
+    .iter()
+    .map(|s| ("1".to_owned(), s.to_string().into_bytes()))
+    .collect();
+    streams::producer(&insikt::config::Config::from_env())
+        .send_all(&topic, records)
+        .await
+        .unwrap();
+    eventually("the statements around it", WAIT, || async {
+        (streams::stored(&db, import).await == 2).then_some(())
+    })
+    .await;
+    let letters = eventually("its dead letter", WAIT, || async {
+        let (_, body) = json(app.get(&format!("/imports/{import}/dead-letters")).await).await;
+        let letters = body["data"].as_array()?.clone();
+        (!letters.is_empty()).then_some(letters)
+    })
+    .await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["offset"], 1);
+    assert!(
+        letters[0]["reason"].as_str().unwrap().starts_with("text"),
+        "{letters:?}"
+    );
+    assert_eq!(job(&app, &name).await["state"], "running");
+}
+
+/// A record PostgreSQL refuses for a reason tied to it alone (here a check
+/// constraint the job knows nothing about) is isolated from its batch and
+/// dead-lettered with PostgreSQL's reason; the rest of the batch is stored
+/// and the job goes on.
+#[tokio::test]
+async fn a_record_postgres_refuses_is_isolated_as_a_dead_letter() {
+    let app = spawn().await;
+    let db = app.db().await;
+    let import = streams::create_import(&db, &[1, 2]).await;
+    db.batch_execute("ALTER TABLE statements ADD CONSTRAINT no_boom CHECK (course <> 'boom')")
+        .await
+        .unwrap();
+    let mut items: Vec<Value> = (0..40)
+        .map(|i| streams::statement(&format!("s{i}"), import, 1 + i % 2))
+        .collect();
+    for at in [3, 17] {
+        items[at]["course"] = json!("boom");
+    }
+    // Already stored: the batch also takes the path that skips stored ids.
+    let (status, body) = post_statements(&app, import, &json!([items[5]])).await;
+    assert_eq!(status, 202, "{body}");
+    eventually("the first statement", WAIT, || async {
+        (streams::stored(&db, import).await == 1).then_some(())
+    })
+    .await;
+    let (status, body) = post_statements(&app, import, &Value::Array(items)).await;
+    assert_eq!(status, 202, "{body}");
+    eventually("the other 38", WAIT, || async {
+        (streams::stored(&db, import).await == 38).then_some(())
+    })
+    .await;
+    let stored: Vec<String> = db
+        .query(
+            "SELECT statement_id FROM statements WHERE import_id = $1 ORDER BY statement_id",
+            &[&import],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!stored.contains(&"s3".to_owned()) && !stored.contains(&"s17".to_owned()));
+    let letters = eventually("their dead letters", WAIT, || async {
+        let (_, body) = json(app.get(&format!("/imports/{import}/dead-letters")).await).await;
+        let letters = body["data"].as_array()?.clone();
+        (letters.len() >= 2).then_some(letters)
+    })
+    .await;
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    for (letter, id) in letters.iter().zip(["s3", "s17"]) {
+        assert!(
+            letter["payload"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("\"{id}\"")),
+            "{letter}"
+        );
+        assert!(
+            letter["reason"].as_str().unwrap().contains("no_boom"),
+            "{letter}"
+        );
+    }
+    let name = common::job_name(&db, import).await;
+    let shown = job(&app, &name).await;
+    assert_eq!(
+        (shown["state"].as_str(), shown["dead_letters"].as_i64()),
+        (Some("running"), Some(2))
+    );
+    streams::counts_match_statements(&db, import).await;
 }

@@ -500,6 +500,7 @@ async fn read_batch(state: &JobState) -> (Batch, Read) {
     let mut next: HashMap<i32, i64> = HashMap::new();
     let mut first: HashMap<i32, i64> = HashMap::new();
     let mut count = 0;
+    let mut oldest = None;
     while count < settings.batch_size {
         if count > 0 && count % YIELD_EVERY == 0 {
             // Buffered messages come without a pause; let the write progress.
@@ -515,6 +516,12 @@ async fn read_batch(state: &JobState) -> (Batch, Read) {
             Ok(Ok(message)) => message,
         };
         count += 1;
+        let written_at = kafka::record_time(&message);
+        oldest = Some(
+            oldest.map_or(written_at, |o: chrono::DateTime<chrono::Utc>| {
+                o.min(written_at)
+            }),
+        );
         let (partition, offset) = (message.partition(), message.offset());
         next.insert(partition, offset + 1);
         first.entry(partition).or_insert(offset);
@@ -522,7 +529,7 @@ async fn read_batch(state: &JobState) -> (Batch, Read) {
         let payload = message.payload().unwrap_or_default();
         match accept(payload, state.row.import_id, &state.citizens) {
             Ok(statement) => batch.accepted.push(Received {
-                ts: statement.ts.unwrap_or_else(|| kafka::record_time(&message)),
+                ts: statement.ts.unwrap_or(written_at),
                 statement,
                 partition,
                 offset,
@@ -536,6 +543,12 @@ async fn read_batch(state: &JobState) -> (Batch, Read) {
         }
     }
     batch.next_offsets = next.into_iter().collect();
+    batch.durable = near_the_end(
+        chrono::Utc::now(),
+        state.row.expires_at,
+        oldest,
+        settings.topic_retention(),
+    );
     read.ranges = batch
         .next_offsets
         .iter()
@@ -546,6 +559,33 @@ async fn read_batch(state: &JobState) -> (Batch, Read) {
         .collect::<Vec<_>>()
         .join(",");
     (batch, read)
+}
+
+/// How close to the end of a stream a batch must commit durably.
+const DURABLE_MARGIN: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// Whether a batch read at `now`, whose oldest record was written at
+/// `oldest`, must commit durably (`synchronous_commit = on`). A batch commits
+/// without waiting for the disk otherwise: a PostgreSQL crash then loses its
+/// commit, offsets included, and the job reads those records again from
+/// Kafka. That holds only while Kafka keeps them: not within an hour of the
+/// job's expiry (after which nothing reads them again; the archive starts
+/// from the stored offsets) nor for records within an hour of the topic's
+/// retention (the broker may delete them; a producer may also stamp a record
+/// as old). Dead letters commit with the batch, so they follow the same rule.
+fn near_the_end(
+    now: chrono::DateTime<chrono::Utc>,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    oldest: Option<chrono::DateTime<chrono::Utc>>,
+    retention: std::time::Duration,
+) -> bool {
+    let retention = chrono::TimeDelta::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
+    let horizon = now + DURABLE_MARGIN;
+    horizon >= expires_at
+        || oldest.is_some_and(|o| {
+            o.checked_add_signed(retention)
+                .is_none_or(|edge| edge <= horizon)
+        })
 }
 
 /// A message becomes a statement of this import about one of its citizens,
@@ -571,6 +611,39 @@ fn accept(payload: &[u8], import_id: i64, citizens: &HashSet<i32>) -> Result<Sta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_commit_durably_within_an_hour_of_the_end_of_their_stream() {
+        let now = chrono::Utc::now();
+        let hours = chrono::TimeDelta::hours;
+        let day = std::time::Duration::from_secs(86_400);
+        // Far from expiry, records fresh: not durable.
+        assert!(!near_the_end(now, now + hours(48), Some(now), day));
+        assert!(!near_the_end(now, now + hours(48), None, day));
+        // Within an hour of expiry.
+        assert!(near_the_end(now, now + hours(1), None, day));
+        assert!(near_the_end(now, now - hours(1), Some(now), day));
+        // A record within an hour of the topic's retention (here, 23 h old).
+        assert!(near_the_end(
+            now,
+            now + hours(48),
+            Some(now - hours(23)),
+            day
+        ));
+        assert!(!near_the_end(
+            now,
+            now + hours(48),
+            Some(now - hours(22)),
+            day
+        ));
+        // A record stamped far in the past (a producer's create time).
+        assert!(near_the_end(
+            now,
+            now + hours(48),
+            Some(chrono::DateTime::UNIX_EPOCH),
+            day
+        ));
+    }
 
     #[test]
     fn messages_are_checked_against_the_import_and_its_citizens() {

@@ -166,6 +166,14 @@ mod tests {
             ("text", json!(3)),
             ("ts", json!("yesterday")),
             ("ts", json!(1_700_000_000)),
+            // What PostgreSQL text or its indexes cannot hold.
+            ("statement_id", json!("a\u{0}b")),
+            ("course", json!("a\u{0}b")),
+            ("channel", json!("a\u{0}b")),
+            ("text", json!("a\u{0}b")),
+            ("statement_id", json!("s".repeat(257))),
+            ("course", json!("c".repeat(257))),
+            ("channel", json!("c".repeat(257))),
             ("channel", json!(5)),
             ("import_id", json!(8)),
         ];

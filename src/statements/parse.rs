@@ -81,11 +81,31 @@ struct Fields<'a> {
     ts: Option<Field<'a>>,
 }
 
+/// The longest `statement_id`, `course` and `channel`, in bytes: they are
+/// keys of indexes (the statement's primary key, the demand counts), whose
+/// rows PostgreSQL limits to about 2.7 KB, and 256 bytes name any course.
+pub const MAX_KEY_BYTES: usize = 256;
+
+/// What PostgreSQL text can hold: no NUL character (a batch holding one
+/// could never be stored), and for keys at most [`MAX_KEY_BYTES`].
+fn storable(name: &'static str, s: Cow<'_, str>, key: bool) -> Result<String, Invalid> {
+    if s.contains('\0') {
+        return Err(invalid(name, "must not contain NUL characters"));
+    }
+    if key && s.len() > MAX_KEY_BYTES {
+        return Err(invalid(
+            name,
+            format!("must be at most {MAX_KEY_BYTES} bytes"),
+        ));
+    }
+    Ok(s.into_owned())
+}
+
 fn text_field(field: Option<Field<'_>>, name: &'static str) -> Result<String, Invalid> {
     match field {
         None | Some(Field::Null) => Err(invalid(name, "is required")),
         Some(Field::Str(s)) if s.trim().is_empty() => Err(invalid(name, "must not be empty")),
-        Some(Field::Str(s)) => Ok(s.into_owned()),
+        Some(Field::Str(s)) => storable(name, s, true),
         Some(_) => Err(invalid(name, "must be a string")),
     }
 }
@@ -132,7 +152,7 @@ impl<'a> Fields<'a> {
         let course = text_field(self.course, "course")?;
         let channel = match self.channel {
             None | Some(Field::Null) => None,
-            Some(Field::Str(s)) if !s.trim().is_empty() => Some(s.into_owned()),
+            Some(Field::Str(s)) if !s.trim().is_empty() => Some(storable("channel", s, true)?),
             Some(_) => return Err(invalid("channel", "must be a non-empty string or null")),
         };
         let score = match self.score {
@@ -145,7 +165,7 @@ impl<'a> Fields<'a> {
         };
         let text = match self.text {
             None | Some(Field::Null) => None,
-            Some(Field::Str(s)) => Some(s.into_owned()),
+            Some(Field::Str(s)) => Some(storable("text", s, false)?),
             Some(_) => return Err(invalid("text", "must be a string")),
         };
         let ts = match self.ts {
@@ -376,6 +396,12 @@ mod tests {
                 Some(Value::String(s)) if s.trim().is_empty() => {
                     Err(invalid(field, "must not be empty"))
                 }
+                Some(Value::String(s)) if s.contains('\u{0}') => {
+                    Err(invalid(field, "must not contain NUL characters"))
+                }
+                Some(Value::String(s)) if s.len() > 256 => {
+                    Err(invalid(field, "must be at most 256 bytes"))
+                }
                 Some(Value::String(s)) => Ok(s.clone()),
                 Some(_) => Err(invalid(field, "must be a string")),
             }
@@ -415,7 +441,16 @@ mod tests {
             let course = text_field(object, "course")?;
             let channel = match object.get("channel") {
                 None | Some(Value::Null) => None,
-                Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+                Some(Value::String(s)) if s.trim().is_empty() => {
+                    return Err(invalid("channel", "must be a non-empty string or null"))
+                }
+                Some(Value::String(s)) if s.contains('\u{0}') => {
+                    return Err(invalid("channel", "must not contain NUL characters"))
+                }
+                Some(Value::String(s)) if s.len() > 256 => {
+                    return Err(invalid("channel", "must be at most 256 bytes"))
+                }
+                Some(Value::String(s)) => Some(s.clone()),
                 Some(_) => return Err(invalid("channel", "must be a non-empty string or null")),
             };
             // Optional (SPEC section 3): absent or null is None.
@@ -429,6 +464,9 @@ mod tests {
             };
             let text = match object.get("text") {
                 None | Some(Value::Null) => None,
+                Some(Value::String(s)) if s.contains('\u{0}') => {
+                    return Err(invalid("text", "must not contain NUL characters"))
+                }
                 Some(Value::String(s)) => Some(s.clone()),
                 Some(_) => return Err(invalid("text", "must be a string")),
             };
@@ -469,6 +507,10 @@ mod tests {
             Just("\"  \"".to_owned()),
             Just("\"radio\"".to_owned()),
             Just("\"s\\u0031 \\\"q\\\" \\n\"".to_owned()),
+            Just("\"nul\\u0000here\"".to_owned()),
+            Just(format!("\"{}\"", "k".repeat(256))),
+            Just(format!("\"{}\"", "k".repeat(257))),
+            Just(format!("\"{}é\"", "k".repeat(255))),
             Just("\"2026-11-28T12:00:00Z\"".to_owned()),
             Just("\"2026-11-28T12:00:00+03:00\"".to_owned()),
             Just("\"2026-13-28T12:00:00Z\"".to_owned()),

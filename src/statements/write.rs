@@ -38,6 +38,11 @@ pub struct Batch {
     pub rejected: Vec<Rejected>,
     /// The next offset to read, per partition.
     pub next_offsets: Vec<(i32, i64)>,
+    /// Commit only once the commit is on disk (`synchronous_commit = on`).
+    /// Otherwise a PostgreSQL crash may lose the last commits, which is safe
+    /// only while Kafka still holds their records to read again: the job
+    /// asks for it near the end of its stream (see `jobs::job`).
+    pub durable: bool,
 }
 
 /// What a batch write changed.
@@ -159,9 +164,14 @@ pub async fn write_batch_after(
     // sends concurrent requests back to back, in the order first polled),
     // while the COPY data is encoded.
     let pipeline = async {
-        // Safe for exactly-once: a PostgreSQL crash can lose the last commits,
-        // but their offsets with them, so the job re-reads exactly what was lost.
-        let settings = tx.batch_execute("SET LOCAL synchronous_commit = off");
+        // Not durable is still exactly-once: a PostgreSQL crash can lose the
+        // last commits, but their offsets with them, so the job re-reads
+        // exactly what was lost, as long as Kafka still has it.
+        let settings = tx.batch_execute(if batch.durable {
+            "SET LOCAL synchronous_commit = on"
+        } else {
+            "SET LOCAL synchronous_commit = off"
+        });
         let fence_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&job, &owner];
         let fence = tx.query_opt(FENCE, &fence_params);
         let dead_letters = async {
@@ -207,21 +217,34 @@ pub async fn write_batch_after(
         Some(Err(TooLarge)) => Ok(None),
     };
     // The statements this batch stored: all of `unique`, unless the INSERT
-    // path found some stored before.
-    let stored: Vec<&Received> = match copied {
-        Ok(Some(_)) => unique,
-        Ok(None) => {
-            let ids = insert_statements(&tx, import_id, &unique).await?;
-            retain_stored(unique, &ids)
-        }
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+    // path found some stored before or refused some.
+    let (stored, refused): (Vec<&Received>, Vec<Refusal>) = match copied {
+        Ok(Some(_)) => (unique, Vec::new()),
+        Ok(None) => insert_isolating(&tx, import_id, unique).await?,
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) || tied_to_a_record(&e) => {
             tx.batch_execute("ROLLBACK TO SAVEPOINT statements_copy")
                 .await?;
-            let ids = insert_statements(&tx, import_id, &unique).await?;
-            retain_stored(unique, &ids)
+            insert_isolating(&tx, import_id, unique).await?
         }
         Err(e) => return Err(e.into()),
     };
+    let dead_letters = dead_letters
+        + if refused.is_empty() {
+            0
+        } else {
+            let partitions: Vec<i32> = refused.iter().map(|r| r.received.partition).collect();
+            let offsets: Vec<i64> = refused.iter().map(|r| r.received.offset).collect();
+            let payloads: Vec<Vec<u8>> = refused
+                .iter()
+                .map(|r| r.received.statement.to_payload())
+                .collect();
+            let reasons: Vec<&str> = refused.iter().map(|r| r.reason.as_str()).collect();
+            tx.execute(
+                &dead_letters_insert,
+                &[&import_id, &job, &partitions, &offsets, &payloads, &reasons],
+            )
+            .await?
+        };
     // In stream order from here: the offsets row is the one both batches
     // write, so the later one takes it only once the earlier committed.
     if !earlier_committed.await {
@@ -238,7 +261,7 @@ pub async fn write_batch_after(
     tx.commit().await?;
     let written = Written {
         stored: stored.len() as u64,
-        duplicates: (batch.accepted.len() - stored.len()) as u64,
+        duplicates: (batch.accepted.len() - stored.len() - refused.len()) as u64,
         dead_letters,
     };
     let mut counts = Counts::default();
@@ -246,10 +269,83 @@ pub async fn write_batch_after(
     Ok((written, counts))
 }
 
-fn retain_stored<'a>(rows: Vec<&'a Received>, ids: &HashSet<String>) -> Vec<&'a Received> {
-    rows.into_iter()
-        .filter(|r| ids.contains(&r.statement.statement_id))
-        .collect()
+/// A statement PostgreSQL refused to store, and its words for why.
+struct Refusal<'a> {
+    received: &'a Received,
+    reason: String,
+}
+
+/// Whether PostgreSQL refused a write because of what one of its rows holds
+/// (a value it cannot store, a constraint the row breaks, a value too big
+/// for an index), so that the row, found by [`insert_isolating`], is a dead
+/// letter and the rest is stored. Anything else (the connection, a broken
+/// schema, a trigger that raises) fails the batch and the job retries it.
+fn tied_to_a_record(error: &tokio_postgres::Error) -> bool {
+    let Some(code) = error.code() else {
+        return false;
+    };
+    match &code.code()[..2] {
+        // Data exceptions (e.g. a NUL byte) and program limits (an index row too large).
+        "22" | "54" => true,
+        // Integrity constraints: a check, not-null or foreign key the row breaks.
+        "23" => code != &SqlState::UNIQUE_VIOLATION,
+        _ => false,
+    }
+}
+
+/// Stores `rows` with `INSERT … ON CONFLICT DO NOTHING` (ids stored before
+/// are skipped): the statements it stored, and those PostgreSQL refused.
+/// All at once first, as before; when PostgreSQL refuses a row the rows are
+/// halved under savepoints until each refused row stands alone (about two
+/// inserts per refused row and halving), so one bad record costs a few
+/// statements and never the batch, nor the stream after it.
+async fn insert_isolating<'a>(
+    tx: &Transaction<'_>,
+    import_id: i64,
+    rows: Vec<&'a Received>,
+) -> Result<(Vec<&'a Received>, Vec<Refusal<'a>>), tokio_postgres::Error> {
+    let mut stored_ids = HashSet::new();
+    let mut refused = Vec::new();
+    let mut pending: Vec<&[&Received]> = vec![&rows];
+    while let Some(chunk) = pending.pop() {
+        if chunk.is_empty() {
+            continue;
+        }
+        tx.batch_execute("SAVEPOINT statements_insert").await?;
+        match insert_statements(tx, import_id, chunk).await {
+            Ok(ids) => {
+                tx.batch_execute("RELEASE SAVEPOINT statements_insert")
+                    .await?;
+                stored_ids.extend(ids);
+            }
+            Err(e) if tied_to_a_record(&e) => {
+                tx.batch_execute(
+                    "ROLLBACK TO SAVEPOINT statements_insert; RELEASE SAVEPOINT statements_insert",
+                )
+                .await?;
+                if let [received] = chunk {
+                    let reason = e
+                        .as_db_error()
+                        .map_or_else(|| e.to_string(), |db| db.message().to_owned());
+                    refused.push(Refusal {
+                        received,
+                        reason: format!("refused by the database: {reason}"),
+                    });
+                } else {
+                    let (first, second) = chunk.split_at(chunk.len() / 2);
+                    // Popped first half first: the dead letters keep stream order.
+                    pending.push(second);
+                    pending.push(first);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let stored = rows
+        .into_iter()
+        .filter(|r| stored_ids.contains(&r.statement.statement_id))
+        .collect();
+    Ok((stored, refused))
 }
 
 /// Binary COPY of statements whose ids are distinct; fails with a unique
