@@ -3,7 +3,9 @@
 #   - PostgreSQL 15 + PostGIS on 127.0.0.1:5432 (user postgres, no password)
 #   - a single-node Apache Kafka broker (KRaft) on 127.0.0.1:9092
 #
-# Usage: scripts/services.sh up|down|status
+# Usage: scripts/services.sh up|down|status [postgres|kafka]
+#        scripts/services.sh crash postgres   (immediate stop, as a crash:
+#                                              for the fault tests)
 #
 # Runs as root on Debian 12 without systemd (pg_ctlcluster and a plain
 # background JVM instead of service units). Safe to run repeatedly: `up` when
@@ -444,12 +446,14 @@ summary() {
 }
 
 usage() {
-  echo "usage: $0 up|down|status" >&2
+  echo "usage: $0 up|down|status [postgres|kafka] | crash postgres" >&2
   exit 2
 }
 
 main() {
-  (($# == 1)) || usage
+  (($# == 1 || $# == 2)) || usage
+  local only="${2:-}"
+  [[ -z "$only" || "$only" == postgres || "$only" == kafka ]] || usage
   [[ $EUID -eq 0 ]] || die "run as root (installs packages, runs pg_ctlcluster)"
 
   # One run at a time: two concurrent `up`s would race on apt and on the
@@ -464,13 +468,20 @@ main() {
 
   case "$1" in
   up)
-    pg_up
-    kafka_up
+    [[ "$only" == kafka ]] || pg_up
+    [[ "$only" == postgres ]] || kafka_up
     summary
     ;;
   down)
-    kafka_down
-    pg_down
+    [[ "$only" == postgres ]] || kafka_down
+    [[ "$only" == kafka ]] || pg_down
+    summary
+    ;;
+  crash)
+    [[ "$only" == postgres ]] || usage
+    # No checkpoint, no goodbye to clients: what a power cut leaves.
+    log "crashing PostgreSQL ${PG_VERSION}/${PG_CLUSTER} (immediate stop)"
+    pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" stop -m immediate
     summary
     ;;
   status)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: starts PostgreSQL+PostGIS and Kafka (installing
 # them when missing), then formatting, lints and the whole test suite, then the
+# fault tests (tests/faults.rs: they crash PostgreSQL and stop the broker, so
+# they run alone, after the suite), then the
 # deployment checks (scripts/ops-check.sh: Ansible syntax and lint, Kubernetes
 # validation, a real local Ansible deploy of the binary `cargo test` built).
 set -euo pipefail
@@ -22,6 +24,9 @@ echo "== cargo test"
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 cargo test --all-targets --locked 2>&1 | tee "$results"
+
+echo "== fault tests (they stop and crash the services: one at a time, nothing else running)"
+cargo test --locked --test faults -- --ignored --test-threads=1 2>&1 | tee -a "$results"
 
 echo "== ops checks (ansible, kubernetes, local deploy)"
 # The debug binary `cargo test` just built: a release build would add minutes

@@ -702,3 +702,65 @@ async fn the_cli_streams_a_file_to_the_service() {
     assert!(stderr.contains("line 2: latitude 123"), "{stderr}");
     assert_eq!(count(&app).await, 2);
 }
+
+/// PostgreSQL text cannot hold a NUL character: a name or city with one is
+/// a 400 naming the field (and the line, in a CSV), and nothing is written,
+/// through every way in: the upload, PUT, PATCH and the confirmation links.
+#[tokio::test]
+async fn a_nul_character_in_an_airport_is_refused_naming_the_field() {
+    let app = small_app().await;
+    let before: Value = json(app.get("/airports?limit=100").await).await.1;
+    let check = |status: u16, body: &Value, field: &str| {
+        assert_eq!(
+            (status, error_code(body)),
+            (400, "validation_failed"),
+            "{body}"
+        );
+        assert!(body.to_string().contains(field), "{field}: {body}");
+        assert!(body.to_string().contains("NUL"), "{body}");
+    };
+
+    let mut csv = SMALL.to_owned();
+    csv.push_str("\"Nul\",\"Ma\0drid\",\"Spain\",\\N,\\N,40,-3,0,1,\"E\",\\N,\\N,\\N\n");
+    let (status, body) = upload(&app, "/airports/upload", csv).await;
+    check(status, &body, "city");
+    assert_eq!(body["error"]["fields"]["errors"][0]["line"], 4, "{body}");
+
+    let (status, body) = json(
+        app.send_json(
+            Method::PUT,
+            "/airports",
+            &json!({"name": "N\u{0}ul", "latitude": 1, "longitude": 2}),
+        )
+        .await,
+    )
+    .await;
+    check(status, &body, "name");
+    let (status, body) = json(
+        app.send_json(
+            Method::PUT,
+            "/airports",
+            &json!({"name": "Nul", "city": "Ma\u{0}drid", "latitude": 1, "longitude": 2}),
+        )
+        .await,
+    )
+    .await;
+    check(status, &body, "city");
+    let (status, body) = json(
+        app.send_json(Method::PATCH, "/airports/1", &json!({"tz": "Europe/\u{0}"}))
+            .await,
+    )
+    .await;
+    check(status, &body, "tz");
+    let (status, body) = json(
+        app.get("/airports/create?name=Nul&latitude=1&longitude=2&city=a%00b")
+            .await,
+    )
+    .await;
+    check(status, &body, "city");
+    let (status, body) = json(app.get("/airports/1/update?country=a%00b").await).await;
+    check(status, &body, "country");
+
+    assert_eq!(count(&app).await, 2);
+    assert_eq!(json(app.get("/airports?limit=100").await).await.1, before);
+}

@@ -757,8 +757,33 @@ async fn a_batch_write_skips_stored_ids_and_keeps_the_first_copy() {
             reason: "payload: invalid JSON".into(),
         }],
         next_offsets: vec![(0, 7)],
+        expected_offsets: [(0, 3)].into(),
         ..Batch::default()
     };
+    // A batch continuing from offsets that are not the stored ones (as after
+    // a PostgreSQL crash lost the commit before it) writes nothing.
+    let lost = Batch {
+        expected_offsets: [(0, 5)].into(),
+        ..second.clone()
+    };
+    let moved = write_batch(&mut client, "batch-test", import, &lost, "me").await;
+    assert!(
+        matches!(moved, Err(insikt::db::DbError::OffsetsMoved(_))),
+        "{moved:?}"
+    );
+    let fresh = Batch {
+        expected_offsets: Default::default(),
+        ..second.clone()
+    };
+    let moved = write_batch(&mut client, "batch-test", import, &fresh, "me").await;
+    assert!(
+        matches!(moved, Err(insikt::db::DbError::OffsetsMoved(_))),
+        "{moved:?}"
+    );
+    assert_eq!(
+        fixture.stored().await,
+        (vec![("a".into(), 0), ("b".into(), 1)], Some(3))
+    );
     let written = write_batch(&mut client, "batch-test", import, &second, "me")
         .await
         .unwrap();
@@ -790,6 +815,7 @@ async fn a_batch_write_skips_stored_ids_and_keeps_the_first_copy() {
             reason: "payload: invalid JSON".into(),
         }],
         next_offsets: vec![(0, 9)],
+        expected_offsets: [(0, 7)].into(),
         ..Batch::default()
     };
     let fenced = write_batch(&mut client, "batch-test", import, &third, "not-me").await;
@@ -891,6 +917,7 @@ async fn overlapping_batch_writes_commit_in_stream_order() {
         accepted: vec![fixture.received("b", 2), fixture.received("c", 3)],
         rejected: vec![],
         next_offsets: vec![(0, 4)],
+        expected_offsets: [(0, 2)].into(),
         ..Batch::default()
     };
 
@@ -952,6 +979,7 @@ async fn overlapping_batch_writes_commit_in_stream_order() {
         accepted: vec![fixture.received("d", 4)],
         rejected: vec![],
         next_offsets: vec![(0, 5)],
+        expected_offsets: [(0, 4)].into(),
         ..Batch::default()
     };
     let refused = write_batch_after(

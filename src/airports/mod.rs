@@ -15,7 +15,7 @@ pub use store::{
     confirm, create, delete, get, list, near, patch, soft_delete, town_airports, town_airports_sql,
     Confirmed, ListFilter, NearQuery, Page, TownAirports,
 };
-pub use types::{Dst, Latitude, Longitude, Name, Timezone};
+pub use types::{Dst, Latitude, Longitude, Name, Timezone, NUL};
 pub use upload::{upload, UploadOutcome};
 
 use crate::db::DbError;
@@ -240,6 +240,53 @@ pub struct AirportPatch {
 impl AirportPatch {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
+    }
+}
+
+/// A parsed airport (new or a change) whose text PostgreSQL can store.
+pub trait Storable {
+    /// The first text field holding a NUL character, which PostgreSQL text
+    /// cannot store (the name's type refuses one by itself).
+    fn unstorable(&self) -> Option<&'static str>;
+}
+
+fn first_with_nul<'a>(
+    fields: impl IntoIterator<Item = (&'static str, Option<&'a str>)>,
+) -> Option<&'static str> {
+    fields
+        .into_iter()
+        .find(|(_, value)| value.is_some_and(|v| v.contains('\0')))
+        .map(|(name, _)| name)
+}
+
+impl Storable for NewAirport {
+    fn unstorable(&self) -> Option<&'static str> {
+        first_with_nul([
+            ("city", self.city.as_deref()),
+            ("country", self.country.as_deref()),
+            ("iata", self.iata.as_deref()),
+            ("icao", self.icao.as_deref()),
+            ("tz", self.tz.as_deref()),
+            ("type", self.kind.as_deref()),
+            ("source", self.source.as_deref()),
+        ])
+    }
+}
+
+impl Storable for AirportPatch {
+    fn unstorable(&self) -> Option<&'static str> {
+        fn text(field: &Option<Option<String>>) -> Option<&str> {
+            field.as_ref().and_then(|v| v.as_deref())
+        }
+        first_with_nul([
+            ("city", text(&self.city)),
+            ("country", text(&self.country)),
+            ("iata", text(&self.iata)),
+            ("icao", text(&self.icao)),
+            ("tz", text(&self.tz)),
+            ("type", text(&self.kind)),
+            ("source", text(&self.source)),
+        ])
     }
 }
 

@@ -7,6 +7,9 @@ use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
+/// Why a text field cannot be stored: PostgreSQL text has no NUL character.
+pub const NUL: &str = "must not contain NUL characters";
+
 /// A non-empty airport name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -17,6 +20,8 @@ impl TryFrom<String> for Name {
     fn try_from(value: String) -> Result<Self, String> {
         if value.is_empty() || value == "\\N" {
             Err("name is required".to_owned())
+        } else if value.contains('\0') {
+            Err(format!("name {NUL}"))
         } else {
             Ok(Self(value))
         }

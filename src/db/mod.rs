@@ -35,6 +35,10 @@ pub enum DbError {
     /// now owned by another instance); nothing was written.
     #[error("stale writer: {0}")]
     Stale(String),
+    /// A job's stored offsets are not those its batch continues from (a
+    /// PostgreSQL crash lost commits): nothing written; the job reloads.
+    #[error("offsets moved: {0}")]
+    OffsetsMoved(String),
     /// The database holds a value no migration writes.
     #[error("unexpected data: {0}")]
     Corrupt(String),
@@ -56,15 +60,46 @@ impl DbError {
     /// Only a closed connection, an I/O failure (refused, reset, timed out) or
     /// the pool's own timeout counts: a query bug must not pose as an outage.
     pub fn is_unavailable(&self) -> bool {
-        use deadpool_postgres::PoolError;
         match self {
-            DbError::Pool(PoolError::Backend(e)) | DbError::Postgres(e) => {
-                e.is_closed()
-                    || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
-            }
-            DbError::Pool(PoolError::Timeout(_) | PoolError::Closed) => true,
+            DbError::Pool(e) => pool_unreachable(e),
+            DbError::Postgres(e) => postgres_unreachable(e),
             _ => false,
         }
+    }
+}
+
+/// Whether `error`, or an error it came from, says PostgreSQL could not be
+/// reached (as [`DbError::is_unavailable`]), whichever type carries it.
+pub fn is_outage(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        let unavailable = if let Some(e) = error.downcast_ref::<DbError>() {
+            e.is_unavailable()
+        } else if let Some(e) = error.downcast_ref::<tokio_postgres::Error>() {
+            postgres_unreachable(e)
+        } else if let Some(e) = error.downcast_ref::<deadpool_postgres::PoolError>() {
+            pool_unreachable(e)
+        } else {
+            false
+        };
+        if unavailable {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
+fn postgres_unreachable(e: &tokio_postgres::Error) -> bool {
+    e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+}
+
+fn pool_unreachable(e: &deadpool_postgres::PoolError) -> bool {
+    use deadpool_postgres::PoolError;
+    match e {
+        PoolError::Backend(e) => postgres_unreachable(e),
+        PoolError::Timeout(_) | PoolError::Closed => true,
+        _ => false,
     }
 }
 
@@ -215,6 +250,12 @@ mod tests {
         let error = ping(&pool).await.unwrap_err();
         assert!(error.is_unavailable(), "{error:?}");
         assert!(!DbError::NoDatabaseName.is_unavailable());
+        // Found through the errors that carry it, boxed as an actor's.
+        let wrapped = crate::jobs::JobsError::from(error);
+        assert!(is_outage(&wrapped));
+        let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(wrapped);
+        assert!(is_outage(boxed.as_ref()));
+        assert!(!is_outage(&DbError::Stale("moved".into())));
     }
 
     #[test]

@@ -285,6 +285,14 @@ fn start_writing(state: &mut JobState, batch: Batch, read: Read) {
         dead_letters = tracing::field::Empty,
     );
     read.remotes.continue_in(&span);
+    // It continues from the stored offsets once the writes before it commit.
+    let mut batch = batch;
+    batch.expected_offsets = state.offsets.clone();
+    for writing in &state.writing {
+        batch
+            .expected_offsets
+            .extend(writing.batch.next_offsets.iter().copied());
+    }
     let batch = Arc::new(batch);
     let earlier = state
         .writing

@@ -44,6 +44,8 @@ pub struct SupervisorState {
     /// Jobs whose topics the consumer group assigned to this instance.
     owned: HashSet<String>,
     failures: HashMap<String, VecDeque<Instant>>,
+    /// Failures in a row for lack of PostgreSQL or Kafka, since the job last started.
+    outages: HashMap<String, usize>,
     /// Failed jobs waiting out their backoff; reconciliation leaves them be.
     retry_at: HashMap<String, Instant>,
     shutting_down: bool,
@@ -111,6 +113,7 @@ impl Actor for Supervisor {
             running: HashMap::new(),
             owned: HashSet::new(),
             failures: HashMap::new(),
+            outages: HashMap::new(),
             retry_at: HashMap::new(),
             shutting_down: false,
         })
@@ -202,7 +205,7 @@ impl Actor for Supervisor {
             }
             SupervisionEvent::ActorFailed(cell, error) => {
                 if let Some(name) = forget(state, &cell) {
-                    failed(&myself, state, name, error.to_string()).await;
+                    failed(&myself, state, name, error.as_ref()).await;
                 }
             }
             _ => {}
@@ -221,17 +224,30 @@ fn forget(state: &mut SupervisorState, cell: &ActorCell) -> Option<String> {
     Some(name)
 }
 
+/// A job actor failed (or could not start): it is restarted after a
+/// backoff, or marked `failed` once it failed too often. A failure because
+/// PostgreSQL or Kafka could not be reached is an outage, not the job's
+/// fault: it is retried with the same backoff for as long as the outage
+/// lasts, and never counts towards giving up.
 async fn failed(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
     name: String,
-    error: String,
+    error: &(dyn std::error::Error + Send + Sync + 'static),
 ) {
     let policy = state.context.settings.failures;
-    let history = state.failures.entry(name.clone()).or_default();
-    let give_up = policy.record_failure(history, Instant::now());
-    let delay = policy.backoff(history.len());
-    tracing::warn!(job = %name, %error, failures = history.len(), give_up, "job actor failed");
+    let outage = crate::db::is_outage(error) || crate::kafka::is_outage(error);
+    let error = error.to_string();
+    let (give_up, delay) = if outage {
+        let streak = state.outages.entry(name.clone()).or_default();
+        *streak += 1;
+        (false, policy.backoff(*streak))
+    } else {
+        let history = state.failures.entry(name.clone()).or_default();
+        let give_up = policy.record_failure(history, Instant::now());
+        (give_up, policy.backoff(history.len()))
+    };
+    tracing::warn!(job = %name, %error, outage, give_up, ?delay, "job actor failed");
     let new_state = if give_up { "failed" } else { "pending" };
     if let Ok(client) = state.context.pool.get().await {
         if let Err(e) = repo::set_state(&client, &name, new_state, None, Some(&error)).await {
@@ -349,10 +365,11 @@ async fn spawn(
     {
         Ok((actor, _)) => {
             tracing::info!(job = %name, "job actor started");
+            state.outages.remove(&name);
             state.running.insert(name, actor);
         }
         // pre_start failed (e.g. Kafka or PostgreSQL unreachable): treat as a failure.
-        Err(error) => failed(myself, state, name, error.to_string()).await,
+        Err(error) => failed(myself, state, name, &error).await,
     }
     Ok(())
 }

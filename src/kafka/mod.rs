@@ -54,6 +54,39 @@ impl KafkaClientError {
     }
 }
 
+/// Whether `error`, or an error it came from, says the Kafka cluster could
+/// not be reached (no broker answered in time), as opposed to refusing.
+pub fn is_outage(error: &(dyn std::error::Error + 'static)) -> bool {
+    use RDKafkaErrorCode::{
+        AllBrokersDown, BrokerTransportFailure, NetworkException, OperationTimedOut,
+        RequestTimedOut,
+    };
+    let mut current = Some(error);
+    while let Some(error) = current {
+        let code = match error.downcast_ref::<KafkaClientError>() {
+            Some(KafkaClientError::Interrupted) => return true,
+            Some(KafkaClientError::Kafka(e)) => e.rdkafka_error_code(),
+            _ => error
+                .downcast_ref::<KafkaError>()
+                .and_then(KafkaError::rdkafka_error_code),
+        };
+        if matches!(
+            code,
+            Some(
+                AllBrokersDown
+                    | BrokerTransportFailure
+                    | NetworkException
+                    | OperationTimedOut
+                    | RequestTimedOut
+            )
+        ) {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
 /// The base configuration every client of this service starts from.
 pub fn client_config(brokers: &str, client_id: &str) -> ClientConfig {
     let mut config = ClientConfig::new();

@@ -19,17 +19,20 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{client_config, error_kind, KafkaClientError, DELIVERY_TIMEOUT};
+use super::{client_config, error_kind, KafkaClientError};
 
 /// The most requests, and records, one transaction takes.
 const GROUP_REQUESTS: usize = 256;
 const GROUP_RECORDS: usize = 50_000;
 /// How many requests may wait for the producer before callers wait to queue.
 const QUEUE: usize = 1024;
-/// How long `init_transactions`, a commit and an abort may take. A commit
-/// flushes the transaction's records, so it waits as long as a delivery.
+/// How long `init_transactions`, a commit (with the deliveries it waits
+/// for) and an abort may take. A request waits at most about this long
+/// (twice, when it retried without a refused neighbour) for its answer: long
+/// enough for a partition leader to move, short enough for a client's
+/// timeout to see the 503 rather than hanging up first.
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
-const COMMIT_TIMEOUT: Duration = DELIVERY_TIMEOUT;
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The broker aborts a transaction left open this long (above the commit timeout).
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -85,10 +88,7 @@ impl TransactionalProducer {
             // A request's records are all queued at once and then flushed:
             // lingering for more would only delay the commit.
             .set("linger.ms", "0")
-            .set(
-                "message.timeout.ms",
-                DELIVERY_TIMEOUT.as_millis().to_string(),
-            )
+            .set("message.timeout.ms", COMMIT_TIMEOUT.as_millis().to_string())
             .set(
                 "transaction.timeout.ms",
                 TRANSACTION_TIMEOUT.as_millis().to_string(),

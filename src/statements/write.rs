@@ -2,7 +2,7 @@
 //! next offsets in one transaction, fenced by the job's ownership; the
 //! binary COPY encoding of statements and the `INSERT` path it falls back to.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, Utc};
@@ -38,6 +38,13 @@ pub struct Batch {
     pub rejected: Vec<Rejected>,
     /// The next offset to read, per partition.
     pub next_offsets: Vec<(i32, i64)>,
+    /// The stored next offsets this batch continues from, per partition of
+    /// `next_offsets` (absent: none stored yet). The batch commits only if
+    /// they are what is stored ([`DbError::OffsetsMoved`] otherwise): a
+    /// PostgreSQL crash can lose the last commits that the job believes made
+    /// (they commit without waiting for the disk), and the job must then
+    /// read those records again instead of storing offsets past them.
+    pub expected_offsets: HashMap<i32, i64>,
     /// Commit only once the commit is on disk (`synchronous_commit = on`).
     /// Otherwise a PostgreSQL crash may lose the last commits, which is safe
     /// only while Kafka still holds their records to read again: the job
@@ -141,11 +148,22 @@ pub async fn write_batch_after(
         .iter()
         .filter(|r| seen.insert(r.statement.statement_id.as_str()))
         .collect();
-    let offsets_upsert = tx
+    // Moves each partition's stored offset from what the batch expects, or
+    // adds it where it expects none; counts the partitions it moved.
+    let offsets_advance = tx
         .prepare_cached(
-            "INSERT INTO job_offsets (job, partition, next_offset) \
-             SELECT $1, * FROM unnest($2::int4[], $3::int8[]) \
-             ON CONFLICT (job, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+            "WITH wanted AS ( \
+                 SELECT * FROM unnest($2::int4[], $3::int8[], $4::int8[]) AS w(partition, expected, next_offset) \
+             ), moved AS ( \
+                 UPDATE job_offsets o SET next_offset = w.next_offset FROM wanted w \
+                  WHERE o.job = $1 AND o.partition = w.partition AND o.next_offset = w.expected \
+                 RETURNING o.partition \
+             ), added AS ( \
+                 INSERT INTO job_offsets (job, partition, next_offset) \
+                 SELECT $1, w.partition, w.next_offset FROM wanted w WHERE w.expected IS NULL \
+                 ON CONFLICT (job, partition) DO NOTHING RETURNING partition \
+             ) \
+             SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM added)",
         )
         .await?;
     let dead_letters_insert = tx
@@ -254,9 +272,21 @@ pub async fn write_batch_after(
     }
     if !batch.next_offsets.is_empty() {
         let partitions: Vec<i32> = batch.next_offsets.iter().map(|(p, _)| *p).collect();
+        let expected: Vec<Option<i64>> = partitions
+            .iter()
+            .map(|p| batch.expected_offsets.get(p).copied())
+            .collect();
         let offsets: Vec<i64> = batch.next_offsets.iter().map(|(_, o)| *o).collect();
-        tx.execute(&offsets_upsert, &[&job, &partitions, &offsets])
-            .await?;
+        let moved: i64 = tx
+            .query_one(&offsets_advance, &[&job, &partitions, &expected, &offsets])
+            .await?
+            .get(0);
+        if moved != partitions.len() as i64 {
+            // Rolled back with the transaction.
+            return Err(DbError::OffsetsMoved(format!(
+                "job {job}: the stored offsets are not the {expected:?} this batch continues from"
+            )));
+        }
     }
     tx.commit().await?;
     let written = Written {

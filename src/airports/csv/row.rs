@@ -4,7 +4,7 @@
 use csv::StringRecord;
 
 use super::{Column, Header, RowError};
-use crate::airports::{null_if_empty, Dst, Latitude, Longitude, Name, NewAirport, Timezone};
+use crate::airports::{null_if_empty, Dst, Latitude, Longitude, Name, NewAirport, Timezone, NUL};
 
 /// One good record.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,11 +26,17 @@ impl Header {
             )));
         }
         let mut fields: [Option<&str>; 14] = [None; 14];
+        let mut problems = Vec::new();
         for (column, value) in self.columns().iter().zip(record.iter()) {
+            if value.contains('\0') {
+                // PostgreSQL text cannot hold it (the name's type says so itself).
+                if *column != Column::Name {
+                    problems.push(format!("{} {NUL}", column.name()));
+                }
+            }
             fields[*column as usize] = (!value.is_empty() && value != "\\N").then_some(value);
         }
         let get = |column: Column| fields[column as usize];
-        let mut problems = Vec::new();
         let id = field(get(Column::Id), &mut problems, |v| {
             v.trim()
                 .parse::<i64>()
@@ -130,8 +136,38 @@ mod tests {
 
     fn text_field() -> impl Strategy<Value = String> {
         // Anything, quotes, commas, newlines and non-ASCII included, except
-        // the two spellings of NULL.
-        any::<String>().prop_filter("not NULL", |s| !s.is_empty() && s != "\\N")
+        // the two spellings of NULL and the NUL character (refused, below).
+        any::<String>().prop_filter("not NULL, no NUL", |s| {
+            !s.is_empty() && s != "\\N" && !s.contains('\0')
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn a_nul_anywhere_in_a_text_field_is_refused_naming_it(
+            text in text_field(),
+            at in any::<prop::sample::Index>(),
+            column in prop::sample::select(vec!["name", "city", "country", "tz", "type"]),
+        ) {
+            let mut with_nul = text.clone();
+            let at = with_nul
+                .char_indices()
+                .map(|(i, _)| i)
+                .nth(at.index(text.chars().count()))
+                .unwrap_or(0);
+            with_nul.insert(at, '\0');
+            let mut writer = csv::Writer::from_writer(Vec::new());
+            let fourth = if column == "name" { "city" } else { column };
+            writer.write_record(["name", "latitude", "longitude", fourth]).unwrap();
+            let name = if column == "name" { with_nul.clone() } else { "A".to_owned() };
+            let other = if column == "name" { "x".to_owned() } else { with_nul };
+            writer.write_record([name, "1".into(), "2".into(), other]).unwrap();
+            let bytes = writer.into_inner().unwrap();
+            let rejected = parse_all(std::str::from_utf8(&bytes).unwrap()).unwrap_err();
+            let reason = &rejected.errors[0].reason;
+            prop_assert!(reason.contains(&format!("{column} must not contain NUL")), "{}", reason);
+            prop_assert_eq!(rejected.errors[0].line, 2);
+        }
     }
 
     proptest! {

@@ -84,7 +84,7 @@ impl From<TokenError> for ApiError {
 }
 
 /// The query's fields (bar a bare alias's `id`) as typed input.
-fn from_query<T: serde::de::DeserializeOwned>(
+fn from_query<T: serde::de::DeserializeOwned + airports::Storable>(
     params: &PathParams,
     raw: &str,
 ) -> Result<T, ApiError> {

@@ -19,7 +19,7 @@ use super::schema::{Data, ErrorBody};
 use super::{data, with_state, State};
 use crate::airports::{
     self, Airport, AirportError, AirportPatch, ListFilter, NearAirport, NearQuery, NewAirport,
-    Page, UploadOutcome,
+    Page, Storable, UploadOutcome, NUL,
 };
 
 mod confirm;
@@ -318,8 +318,15 @@ fn pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
 }
 
 /// A JSON value as a typed airport input; what does not fit is a 400 saying why.
-fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    serde_json::from_value(value).map_err(|e| ApiError::validation(format!("invalid airport: {e}")))
+fn typed<T: serde::de::DeserializeOwned + Storable>(value: Value) -> Result<T, ApiError> {
+    let parsed: T = serde_json::from_value(value)
+        .map_err(|e| ApiError::validation(format!("invalid airport: {e}")))?;
+    match parsed.unstorable() {
+        None => Ok(parsed),
+        Some(field) => Err(
+            ApiError::validation(format!("invalid airport: {field} {NUL}")).with_field(field, NUL),
+        ),
+    }
 }
 
 /// A patch that changes something.
