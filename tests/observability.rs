@@ -823,3 +823,176 @@ async fn docs_serve_the_bundled_swagger_ui() {
     assert_eq!(status, 404);
     assert_eq!(error_code(&body), "not_found");
 }
+
+/// What the service really answers is what its document says, for every
+/// kind of JSON answer a user meets along the product's path (import,
+/// citizens, presents, percentiles, statements, jobs, dead letters, towns,
+/// demand, errors): the schemas written by hand for types serialised by
+/// hand (citizens, birthdays, demand rows) included.
+#[tokio::test]
+async fn the_document_describes_the_real_answers() {
+    use common::schema::{conforms, response_schema};
+    let app = TestApp::spawn_with(streams::configure).await;
+    let (_, document) = json(app.get("/openapi.json").await).await;
+    let check = |method: &str, path: &str, status: u16, got: (u16, Value)| {
+        assert_eq!(got.0, status, "{method} {path}: {}", got.1);
+        let schema = response_schema(&document, method, path, status);
+        if let Err(why) = conforms(&document, schema, &got.1) {
+            panic!(
+                "{method} {path} {status} answers what its document does not say: {why}\n{}",
+                got.1
+            );
+        }
+        got.1
+    };
+    let citizens = serde_json::json!({"citizens": [
+        {"citizen_id": 1, "town": "Madrid", "street": "Gran Vía", "building": "1", "apartment": 7,
+         "name": "Ana", "birth_date": "26.12.1986", "gender": "female", "relatives": [2],
+         "channel": "instagram"},
+        {"citizen_id": 2, "town": "Madrid", "street": "Gran Vía", "building": "1", "apartment": 7,
+         "name": "Luis", "birth_date": "01.02.2000", "gender": "male", "relatives": [1]},
+        {"citizen_id": 3, "town": "Sevilla", "street": "Feria", "building": "2", "apartment": 1,
+         "name": "Eva", "birth_date": "15.07.1950", "gender": "female", "relatives": []}
+    ]});
+    let created = check(
+        "post",
+        "/imports",
+        201,
+        json(app.send_json(Method::POST, "/imports", &citizens).await).await,
+    );
+    let import = created["data"]["import_id"].as_i64().unwrap();
+    let base = format!("/imports/{import}");
+    check(
+        "get",
+        "/imports/{import_id}/citizens",
+        200,
+        json(app.get(&format!("{base}/citizens")).await).await,
+    );
+    check(
+        "patch",
+        "/imports/{import_id}/citizens/{citizen_id}",
+        200,
+        json(
+            app.send_json(
+                Method::PATCH,
+                &format!("{base}/citizens/3"),
+                &serde_json::json!({"relatives": [1]}),
+            )
+            .await,
+        )
+        .await,
+    );
+    for query in ["", "?group_by=channel"] {
+        check(
+            "get",
+            "/imports/{import_id}/citizens/birthdays",
+            200,
+            json(app.get(&format!("{base}/citizens/birthdays{query}")).await).await,
+        );
+    }
+    check(
+        "get",
+        "/imports/{import_id}/towns/stat/percentile/age",
+        200,
+        json(app.get(&format!("{base}/towns/stat/percentile/age")).await).await,
+    );
+    check(
+        "get",
+        "/imports/{import_id}/citizens",
+        404,
+        json(app.get("/imports/999/citizens").await).await,
+    );
+
+    let statements = serde_json::json!([
+        {"statement_id": "a", "citizen_id": 1, "course": "rust", "channel": "radio", "score": 0.5,
+         "text": "yes", "ts": "2026-11-28T12:00:00Z"},
+        {"statement_id": "b", "citizen_id": 2, "course": "go"},
+        {"statement_id": "c", "citizen_id": 3, "course": "rust"}
+    ]);
+    check(
+        "post",
+        "/imports/{id}/statements",
+        202,
+        json(
+            app.send_json(Method::POST, &format!("{base}/statements"), &statements)
+                .await,
+        )
+        .await,
+    );
+    let db = app.db().await;
+    streams::eventually(
+        "the statements stored and counted",
+        Duration::from_secs(60),
+        || async {
+            let counted = streams::count(
+                &db,
+                "SELECT coalesce(sum(statements), 0)::bigint FROM statement_counts \
+             WHERE import_id = $1 AND course IS NULL",
+                import,
+            )
+            .await;
+            (counted == 3).then_some(())
+        },
+    )
+    .await;
+    let jobs = check("get", "/jobs", 200, json(app.get("/jobs").await).await);
+    let name = jobs["data"][0]["name"].as_str().unwrap().to_owned();
+    check(
+        "get",
+        "/jobs/{name}",
+        200,
+        json(app.get(&format!("/jobs/{name}")).await).await,
+    );
+    check(
+        "get",
+        "/imports/{id}/dead-letters",
+        200,
+        json(app.get(&format!("{base}/dead-letters")).await).await,
+    );
+    check(
+        "get",
+        "/imports/{id}/towns/airports",
+        200,
+        json(app.get(&format!("{base}/towns/airports")).await).await,
+    );
+    for by in [
+        "town,age_group,channel",
+        "course",
+        "town,age_group,channel,course",
+    ] {
+        let answer = check(
+            "get",
+            "/imports/{id}/demand",
+            200,
+            json(app.get(&format!("{base}/demand?by={by}")).await).await,
+        );
+        assert!(!answer["data"].as_array().unwrap().is_empty(), "{answer}");
+    }
+    check(
+        "get",
+        "/imports/{id}/demand",
+        400,
+        json(app.get(&format!("{base}/demand?by=colour")).await).await,
+    );
+}
+
+#[test]
+fn the_schema_checker_catches_what_it_should() {
+    use common::schema::conforms;
+    let document = serde_json::json!({"components": {"schemas": {
+        "Row": {"type": "object", "required": ["n"], "properties": {
+            "n": {"type": "integer"}, "name": {"type": ["string", "null"]}}}
+    }}});
+    let row = serde_json::json!({"$ref": "#/components/schemas/Row"});
+    let list = serde_json::json!({"type": "array", "items": row});
+    let good = serde_json::json!([{"n": 1}, {"n": 2, "name": null}]);
+    assert!(conforms(&document, &list, &good).is_ok());
+    for bad in [
+        serde_json::json!([{"name": "x"}]),
+        serde_json::json!([{"n": "1"}]),
+        serde_json::json!([{"n": 1, "extra": true}]),
+        serde_json::json!({"n": 1}),
+    ] {
+        assert!(conforms(&document, &list, &bad).is_err(), "{bad}");
+    }
+}

@@ -384,11 +384,7 @@ pub async fn town_airports(
     import_id: i64,
 ) -> Result<Option<Vec<TownAirports>>, AirportError> {
     let client = pool.get().await?;
-    if client
-        .query_opt("SELECT 1 FROM imports WHERE import_id = $1", &[&import_id])
-        .await?
-        .is_none()
-    {
+    if !crate::citizens::import_exists(&client, import_id).await? {
         return Ok(None);
     }
     let rows = client.query(&town_airports_sql(), &[&import_id]).await?;

@@ -21,6 +21,18 @@ pub use store::{AgePercentiles, Birthdays, GroupBy, Presents, Stats};
 
 use crate::db::DbError;
 
+/// Whether import `import_id` exists: the one such check of every module
+/// (statements, demand, towns and these), since imports are the citizens'.
+pub async fn import_exists(
+    client: &tokio_postgres::Client,
+    import_id: i64,
+) -> Result<bool, DbError> {
+    Ok(client
+        .query_opt("SELECT 1 FROM imports WHERE import_id = $1", &[&import_id])
+        .await?
+        .is_some())
+}
+
 /// Most citizens one import may hold.
 pub const MAX_CITIZENS: usize = 10_000;
 

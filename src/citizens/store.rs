@@ -150,12 +150,11 @@ async fn ensure_import(
     client: &tokio_postgres::Client,
     import_id: i64,
 ) -> Result<(), CitizensError> {
-    let found = client
-        .query_opt("SELECT 1 FROM imports WHERE import_id = $1", &[&import_id])
-        .await?;
-    found
-        .map(drop)
-        .ok_or(CitizensError::ImportNotFound(import_id))
+    if super::import_exists(client, import_id).await? {
+        Ok(())
+    } else {
+        Err(CitizensError::ImportNotFound(import_id))
+    }
 }
 
 fn citizen(row: &Row) -> Result<Citizen, tokio_postgres::Error> {

@@ -287,11 +287,7 @@ pub async fn demand(
     work_mem: &str,
 ) -> Result<Option<Vec<DemandRow>>, DbError> {
     let mut client = pool.get().await?;
-    let exists = client
-        .query_opt("SELECT 1 FROM imports WHERE import_id = $1", &[&import_id])
-        .await?
-        .is_some();
-    if !exists {
+    if !crate::citizens::import_exists(&client, import_id).await? {
         return Ok(None);
     }
     // Grouping by course keeps tens of thousands of groups per citizen and

@@ -104,7 +104,7 @@ pub(super) async fn ingest(
         return Err(ApiError::validation("no statements in the body"));
     }
     let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
-    if !statements::import_exists(&client, import_id).await? {
+    if !crate::citizens::import_exists(&client, import_id).await? {
         return Err(ApiError::not_found(format!("no import {import_id}")));
     }
     let mut problems = Map::new();
@@ -241,7 +241,7 @@ pub(super) async fn dead_letters(
         return Err(ApiError::bad_request("invalid limit").with_field("limit", "must be 1 to 1000"));
     }
     let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
-    if !statements::import_exists(&client, import_id).await? {
+    if !crate::citizens::import_exists(&client, import_id).await? {
         return Err(ApiError::not_found(format!("no import {import_id}")));
     }
     let letters =

@@ -276,7 +276,7 @@ async fn reconcile(
     repo::create_missing(&client, &naming, settings.retention, only).await?;
     if only.is_some() && repo::live(&client, only).await?.is_empty() {
         // Expired or failed: nothing to start; an unknown import has no row.
-        let exists = crate::statements::import_exists(&client, only.unwrap_or_default()).await?;
+        let exists = crate::citizens::import_exists(&client, only.unwrap_or_default()).await?;
         return if exists {
             Ok(())
         } else {

@@ -11,7 +11,7 @@
 //! restarts of one instance and unique among instances: a restarted instance
 //! then fences its zombie (the broker refuses the old producer's epoch).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -26,14 +26,14 @@ const GROUP_REQUESTS: usize = 256;
 const GROUP_RECORDS: usize = 50_000;
 /// How many requests may wait for the producer before callers wait to queue.
 const QUEUE: usize = 1024;
-/// How long `init_transactions`, a commit (with the deliveries it waits
-/// for) and an abort may take. A request waits at most about this long
-/// (twice, when it retried without a refused neighbour) for its answer: long
+/// How long a transaction's deliveries and commit may take together: long
 /// enough for a partition leader to move, short enough for a client's
-/// timeout to see the 503 rather than hanging up first.
-const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// timeout to see the 503 rather than hanging up first. While Kafka is down
+/// a request waits about this long, plus what the transaction before it
+/// takes to give up (an abort, then a fresh producer's init).
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
-const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
+const INIT_TIMEOUT: Duration = Duration::from_secs(5);
+const ABORT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The broker aborts a transaction left open this long (above the commit timeout).
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long to serve delivery reports, when librdkafka's queue is full,
@@ -204,17 +204,19 @@ fn commit_group(producer: Inner, mut group: Vec<Request>) -> Option<Inner> {
                 // That request alone cannot be sent; the rest go again, in a
                 // transaction of their own.
                 group.remove(index).answer(Err(&error));
-                if let Err(error) = abort(&producer) {
+                // As long as a commit: the records queued before it go first.
+                if let Err(error) = abort(&producer, COMMIT_TIMEOUT) {
                     return give_up(producer, group, &error);
                 }
                 continue;
             }
             Enqueued::Failed(error) => return give_up(producer, group, &error),
         }
-        if let Err(error) = deliver(&producer) {
+        let deadline = Instant::now() + COMMIT_TIMEOUT;
+        if let Err(error) = deliver(&producer, deadline) {
             return give_up(producer, group, &error);
         }
-        return match producer.commit_transaction(COMMIT_TIMEOUT) {
+        return match producer.commit_transaction(until(deadline)) {
             Ok(()) => {
                 for request in group {
                     request.answer(Ok(()));
@@ -234,10 +236,9 @@ const DELIVERY_POLL: Duration = Duration::from_millis(1);
 /// in steps of 100 ms that each last their whole 100 ms (its `poll` loops to
 /// the deadline), so every transaction took 100 ms: 10 requests a second.
 /// Drained here in 1 ms steps, the commit's own flush finds nothing left.
-fn deliver(producer: &Inner) -> Result<(), KafkaError> {
-    let deadline = std::time::Instant::now() + COMMIT_TIMEOUT;
+fn deliver(producer: &Inner, deadline: Instant) -> Result<(), KafkaError> {
     while producer.in_flight_count() > 0 {
-        if std::time::Instant::now() >= deadline {
+        if Instant::now() >= deadline {
             return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
         }
         producer.poll(DELIVERY_POLL);
@@ -245,14 +246,23 @@ fn deliver(producer: &Inner) -> Result<(), KafkaError> {
     Ok(())
 }
 
+/// The time left until `deadline` (at least a millisecond: librdkafka reads
+/// a zero timeout as "do not wait" only for some calls).
+fn until(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1))
+}
+
 /// Aborts the open transaction once what it queued is delivered (into the
 /// aborted transaction: never visible). librdkafka's abort needs those
 /// delivery reports served first, and only this thread polls. (Purging the
 /// queue instead leaves a gap in the idempotent sequence numbers, which
 /// fails the next transaction.)
-fn abort(producer: &Inner) -> Result<(), KafkaError> {
-    deliver(producer)?;
-    producer.abort_transaction(ABORT_TIMEOUT)
+fn abort(producer: &Inner, timeout: Duration) -> Result<(), KafkaError> {
+    let deadline = Instant::now() + timeout;
+    deliver(producer, deadline)?;
+    producer.abort_transaction(until(deadline))
 }
 
 enum Enqueued {
@@ -305,7 +315,7 @@ fn give_up(producer: Inner, group: Vec<Request>, error: &KafkaError) -> Option<I
         request.answer(Err(error));
     }
     let abortable = matches!(error, KafkaError::Transaction(e) if e.txn_requires_abort());
-    if abortable && abort(&producer).is_ok() {
+    if abortable && abort(&producer, ABORT_TIMEOUT).is_ok() {
         tracing::warn!(%error, requests, "kafka transaction aborted");
         return Some(producer);
     }

@@ -36,10 +36,3 @@ pub async fn citizen_ids(client: &Client, import_id: i64) -> Result<HashSet<i32>
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
-
-pub async fn import_exists(client: &Client, import_id: i64) -> Result<bool, DbError> {
-    Ok(client
-        .query_opt("SELECT 1 FROM imports WHERE import_id = $1", &[&import_id])
-        .await?
-        .is_some())
-}

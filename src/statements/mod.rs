@@ -14,7 +14,7 @@ mod dead_letters;
 mod parse;
 mod write;
 
-pub use checks::{citizen_ids, import_exists, unknown_citizens};
+pub use checks::{citizen_ids, unknown_citizens};
 pub use counts::{catch_up_counts, fold_counts, Counts};
 pub use dead_letters::{dead_letters, DeadLetter};
 pub use write::{write_batch, write_batch_after, Batch, Received, Rejected, Written};
