@@ -144,8 +144,12 @@ pub(super) async fn ingest(
         ))
         .with_fields(fields));
     }
-    let job = state.supervisor.ensure(import_id).await?;
-    if job.state == "expired" {
+    // Through the supervisor only when the job has no topic yet.
+    let job = match state.supervisor.stream(import_id).await? {
+        Some(job) if job.topic_ready => job,
+        _ => state.supervisor.ensure(import_id).await?,
+    };
+    if job.expired {
         return Err(ApiError::conflict(format!(
             "the stream of import {import_id} has expired"
         )));
@@ -170,7 +174,7 @@ pub(super) async fn ingest(
         messaging.system = "kafka",
         messaging.destination.name = %job.topic,
         messaging.batch.message_count = parsed.len() as i64,
-        job = %job.name,
+        job = %job.job,
         import = import_id,
     );
     let headers = telemetry::inject_context(&span);
@@ -198,7 +202,7 @@ pub(super) async fn ingest(
         StatusCode::ACCEPTED,
         &Accepted {
             accepted,
-            job: job.name,
+            job: job.job,
         },
     ))
 }

@@ -40,6 +40,8 @@ pub struct JobState {
     context: Context,
     row: JobRow,
     consumer: Option<kafka::StreamConsumer>,
+    /// Whether [`start`] has set the job up.
+    started: bool,
     citizens: HashSet<i32>,
     offsets: HashMap<i32, i64>,
     /// The batch read while the previous ones were being written; dropped
@@ -69,62 +71,28 @@ impl Actor for Job {
     type State = JobState;
     type Arguments = JobArgs;
 
+    /// Nothing that waits for PostgreSQL or Kafka: the supervisor awaits
+    /// this, and must stay free for stops, starts and rebalances while a
+    /// service is down. The job sets itself up in its first poll.
     async fn pre_start(
         &self,
         myself: ActorRef<JobMsg>,
         JobArgs { context, row }: JobArgs,
     ) -> Result<JobState, ActorProcessingErr> {
-        let mut client = context.pool.get().await?;
-        let offsets = repo::offsets(&client, &row.name).await?;
-        let mut state = JobState {
+        myself.send_message(JobMsg::Poll)?;
+        Ok(JobState {
             citizens: HashSet::new(),
             consumer: None,
-            offsets,
+            started: false,
+            offsets: HashMap::new(),
             ahead: None,
             writing: VecDeque::new(),
             lag_at: None,
             counts: Counts::default(),
             folded_at: Instant::now(),
-            context: context.clone(),
+            context,
             row,
-        };
-        // An expired job only archives (its first Poll does it).
-        if chrono::Utc::now() < state.row.expires_at {
-            state.citizens = statements::citizen_ids(&client, state.row.import_id).await?;
-            let settings = &context.settings;
-            let consumer = kafka::consumer(
-                &settings.brokers,
-                &format!("insikt-{}-{}", settings.instance, state.row.name),
-                &context.naming().await?.consumer_group(),
-            )?;
-            let partitions = context.cluster.partitions(&state.row.topic).await?;
-            let offsets = partitions
-                .into_iter()
-                .map(|partition| {
-                    let offset = state
-                        .offsets
-                        .get(&partition)
-                        .map_or(Offset::Beginning, |o| Offset::Offset(*o));
-                    (partition, offset)
-                })
-                .collect();
-            let consumer = kafka::assign(consumer, &state.row.topic, offsets).await?;
-            state.consumer = Some(consumer);
-            // Batches committed before a crash may not have been folded yet.
-            let (job, owner) = (&state.row.name, &settings.instance);
-            statements::catch_up_counts(
-                &mut client,
-                job,
-                owner,
-                state.row.import_id,
-                &state.offsets,
-            )
-            .await?;
-            // Only the consumer group's assignment (the supervisor's claim) sets the owner.
-            repo::set_state(&client, &state.row.name, "running", None, None).await?;
-        }
-        myself.send_message(JobMsg::Poll)?;
-        Ok(state)
+        })
     }
 
     async fn handle(
@@ -133,7 +101,12 @@ impl Actor for Job {
         JobMsg::Poll: JobMsg,
         state: &mut JobState,
     ) -> Result<(), ActorProcessingErr> {
-        match poll(state).await? {
+        let polled = if state.started {
+            poll(state).await?
+        } else {
+            start(state).await?
+        };
+        match polled {
             Polled::Continue => {
                 refresh_lag(state);
                 myself.send_message(JobMsg::Poll)?;
@@ -161,8 +134,64 @@ impl Actor for Job {
         if let Err(error) = fold(state, true).await {
             tracing::warn!(job = %state.row.name, %error, "last counts not folded");
         }
+        if let Some(consumer) = state.consumer.take() {
+            kafka::close(consumer);
+        }
         Ok(())
     }
+}
+
+/// Sets the job up: its stored offsets, and unless it has expired (then it
+/// only archives, in its next poll) its import's citizens and a consumer
+/// assigned at those offsets; counts what a crash kept from being folded.
+async fn start(state: &mut JobState) -> Result<Polled, ActorProcessingErr> {
+    let context = state.context.clone();
+    let mut client = context.pool.get().await?;
+    state.offsets = repo::offsets(&client, &state.row.name).await?;
+    if chrono::Utc::now() < state.row.expires_at {
+        state.citizens = statements::citizen_ids(&client, state.row.import_id).await?;
+        let settings = &context.settings;
+        let consumer = kafka::consumer(
+            &settings.brokers,
+            &format!("insikt-{}-{}", settings.instance, state.row.name),
+            &context.naming().await?.consumer_group(),
+        )?;
+        let partitions = context.cluster.partitions(&state.row.topic).await?;
+        let offsets = partitions
+            .into_iter()
+            .map(|partition| {
+                let offset = state
+                    .offsets
+                    .get(&partition)
+                    .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                (partition, offset)
+            })
+            .collect();
+        state.consumer = Some(kafka::assign(consumer, &state.row.topic, offsets).await?);
+        // Batches committed before a crash may not have been folded yet.
+        let (job, owner) = (&state.row.name, &settings.instance);
+        let caught_up = statements::catch_up_counts(
+            &mut client,
+            job,
+            owner,
+            state.row.import_id,
+            &state.offsets,
+        )
+        .await;
+        match caught_up {
+            Ok(()) => {}
+            // Claimed elsewhere since this instance's claim: not ours to run.
+            Err(DbError::Stale(reason)) => {
+                tracing::info!(job = %state.row.name, %reason, "job fenced off");
+                return Ok(Polled::Fenced);
+            }
+            Err(error) => return Err(error.into()),
+        }
+        // Only the consumer group's assignment (the supervisor's claim) sets the owner.
+        repo::set_state(&client, &state.row.name, "running", None, None).await?;
+    }
+    state.started = true;
+    Ok(Polled::Continue)
 }
 
 /// What one poll leaves the job to do.
@@ -177,7 +206,9 @@ enum Polled {
 async fn poll(state: &mut JobState) -> Result<Polled, ActorProcessingErr> {
     if chrono::Utc::now() >= state.row.expires_at {
         // Stop reading first, so the archive covers everything not stored.
-        state.consumer = None;
+        if let Some(consumer) = state.consumer.take() {
+            kafka::close(consumer);
+        }
         state.ahead = None;
         if !finish_writing(state, 0).await? || !fold(state, true).await? {
             return Ok(Polled::Fenced);

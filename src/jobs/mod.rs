@@ -206,6 +206,27 @@ pub struct JobView {
     pub topic_ready: bool,
 }
 
+/// What producing to an import's stream needs to know of its job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stream {
+    pub job: String,
+    pub topic: String,
+    /// The topic exists (a job made while Kafka was down has none yet).
+    pub topic_ready: bool,
+    pub expired: bool,
+}
+
+impl From<repo::JobRow> for Stream {
+    fn from(row: repo::JobRow) -> Self {
+        Self {
+            expired: row.state == "expired",
+            job: row.name,
+            topic: row.topic,
+            topic_ready: row.topic_ready,
+        }
+    }
+}
+
 /// How long the API waits for watermarks before showing them as unknown.
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a request to the supervisor may take (a stop waits for a batch).
@@ -309,20 +330,20 @@ impl SupervisorHandle {
     /// Makes sure the import has its job, topic and (when wanted) a running
     /// actor; the import handler calls this after its commit. A Kafka outage
     /// leaves the job `pending`, retried by the periodic reconciliation.
-    pub async fn ensure(&self, import_id: i64) -> Result<JobView, JobsError> {
+    pub async fn ensure(&self, import_id: i64) -> Result<Stream, JobsError> {
         self.call(|reply| SupervisorMsg::Ensure(import_id, reply))
             .await?;
-        // Without watermarks: the ingestion route calls this on every request.
-        let filter = JobFilter {
-            import: Some(import_id),
-            ..JobFilter::default()
-        };
-        let client = self.context.pool.get().await?;
-        repo::list(&client, &filter)
+        self.stream(import_id)
             .await?
-            .into_iter()
-            .next()
             .ok_or(JobsError::NoImport(import_id))
+    }
+
+    /// The import's stream as stored, without the supervisor (which can be
+    /// busy for seconds while Kafka is down) and without counting anything:
+    /// what the ingestion route reads on every request.
+    pub async fn stream(&self, import_id: i64) -> Result<Option<Stream>, JobsError> {
+        let client = self.context.pool.get().await?;
+        Ok(repo::of_import(&client, import_id).await?.map(Stream::from))
     }
 
     /// Produces `records` (key, payload) to the stream of `job`, each with
@@ -330,13 +351,13 @@ impl SupervisorHandle {
     /// (on an error) none.
     pub async fn publish(
         &self,
-        job: &JobView,
+        stream: &Stream,
         records: Vec<(String, Vec<u8>)>,
         headers: &[(String, String)],
     ) -> Result<usize, JobsError> {
         let producer = self.context.producer().await?;
         Ok(producer
-            .send_all_with_headers(&job.topic, records, headers)
+            .send_all_with_headers(&stream.topic, records, headers)
             .await?)
     }
 

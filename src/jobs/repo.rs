@@ -105,6 +105,17 @@ pub async fn live(client: &Client, only: Option<i64>) -> Result<Vec<JobRow>, DbE
     Ok(rows.iter().map(row).collect())
 }
 
+/// The job of an import, whatever its state.
+pub async fn of_import(client: &Client, import_id: i64) -> Result<Option<JobRow>, DbError> {
+    let row_opt = client
+        .query_opt(
+            &format!("SELECT {ROW_COLUMNS} FROM jobs WHERE import_id = $1"),
+            &[&import_id],
+        )
+        .await?;
+    Ok(row_opt.as_ref().map(row))
+}
+
 pub async fn by_name(client: &Client, name: &str) -> Result<Option<JobRow>, DbError> {
     let row_opt = client
         .query_opt(

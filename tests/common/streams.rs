@@ -21,20 +21,27 @@ pub fn configure(config: &mut Config) {
     config.reconcile_secs = 1;
 }
 
-/// An import with the given citizen ids, written straight to the tables.
+/// An import with the given citizen ids, written straight to the tables in
+/// one statement, as the API writes an import in one transaction: a job
+/// started for the import meanwhile sees all of its citizens or none.
 pub async fn create_import(db: &tokio_postgres::Client, citizens: &[i32]) -> i64 {
-    let import_id = super::insert_import(db).await;
-    for id in citizens {
-        db.execute(
-            "INSERT INTO citizens (import_id, citizen_id, town, street, building, apartment, \
-             name, birth_date, gender) \
-             VALUES ($1, $2, 'Moscow', 'Lenina', '1', 1, 'Ivan', '1990-01-01', 'male')",
-            &[&import_id, id],
-        )
-        .await
-        .unwrap();
+    if citizens.is_empty() {
+        return super::insert_import(db).await;
     }
-    import_id
+    db.query_one(
+        "WITH import AS (INSERT INTO imports DEFAULT VALUES RETURNING import_id), \
+         added AS ( \
+             INSERT INTO citizens (import_id, citizen_id, town, street, building, apartment, \
+                                   name, birth_date, gender) \
+             SELECT import_id, c, 'Moscow', 'Lenina', '1', 1, 'Ivan', '1990-01-01', 'male' \
+               FROM import, unnest($1::int4[]) AS c \
+         ) \
+         SELECT import_id FROM import",
+        &[&citizens],
+    )
+    .await
+    .unwrap()
+    .get(0)
 }
 
 /// A valid statement.
