@@ -417,8 +417,11 @@ async function sampleMemory() {
   const span = max - min || 1;
   const step = 120 / (RSS_POINTS - 1);
   const offset = 120 - step * (rss.length - 1);
-  $("rss-line").setAttribute("points", rss.map((v, i) =>
-    `${(offset + i * step).toFixed(1)},${(28 - ((v - min) / span) * 26).toFixed(1)}`).join(" "));
+  const points = rss.map((v, i) =>
+    `${(offset + i * step).toFixed(1)},${(28 - ((v - min) / span) * 26).toFixed(1)}`);
+  // One reading is one point, which a polyline does not draw: a flat line.
+  if (points.length === 1) points.unshift(`0,${points[0].split(",")[1]}`);
+  $("rss-line").setAttribute("points", points.join(" "));
   $("rss-value").textContent = `${formatBytes(bytes)} (range ${formatBytes(min)}–${formatBytes(max)} over ${rss.length} reading(s))`;
 }
 
