@@ -2,6 +2,8 @@
 # Start/stop the local services insikt needs for development, tests and CI:
 #   - PostgreSQL 15 + PostGIS on 127.0.0.1:5432 (user postgres, no password)
 #   - a single-node Apache Kafka broker (KRaft) on 127.0.0.1:9092
+#   - headless Chromium and chromedriver (Debian's), installed only: the
+#     console's browser test (tests/console.rs) starts its own chromedriver
 #
 # Usage: scripts/services.sh up|down|status [postgres|kafka]
 #        scripts/services.sh crash postgres   (immediate stop, as a crash:
@@ -433,6 +435,13 @@ kafka_status() {
 }
 
 # ============================================================================
+# Browser (for tests/console.rs; nothing to start, the test runs chromedriver)
+# ============================================================================
+browser_up() {
+  apt_install chromium chromium-driver
+}
+
+# ============================================================================
 # Commands
 # ============================================================================
 summary() {
@@ -470,6 +479,7 @@ main() {
   up)
     [[ "$only" == kafka ]] || pg_up
     [[ "$only" == postgres ]] || kafka_up
+    [[ -n "$only" ]] || browser_up
     summary
     ;;
   down)

@@ -466,6 +466,20 @@ async fn expiry_archives_exactly_the_unconsumed_rest() {
         .collect();
     assert_eq!(offsets, (6..13).collect::<Vec<_>>());
 
+    // The API lists the same file.
+    let (status, body) = json(app.get(&format!("/jobs/{name}/archives")).await).await;
+    assert_eq!(status, 200, "{body}");
+    let files = body["data"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{body}");
+    assert_eq!(
+        (&files[0]["from_offset"], &files[0]["to_offset"]),
+        (&json!(6), &json!(14))
+    );
+    assert_eq!(files[0]["messages"], 7);
+    assert_eq!(files[0]["path"], path.as_str());
+    let (status, body) = json(app.get("/jobs/no-such-job/archives").await).await;
+    assert_eq!((status, error_code(&body)), (404, "not_found"), "{body}");
+
     // Expired is final: no start, no new statements.
     let (status, _) = json(
         app.request(Method::POST, &format!("/jobs/{name}/start"))

@@ -699,6 +699,76 @@ async fn the_profile_needs_the_admin_token_and_a_bounded_duration() {
     assert_eq!(response.status(), 403);
 }
 
+#[tokio::test]
+async fn the_heap_profile_is_a_gzipped_pprof_behind_the_admin_token() {
+    use std::io::Read;
+
+    use pprof::protos::Message;
+
+    let app = TestApp::spawn().await;
+    let (status, body) = json(app.get("/debug/pprof/heap").await).await;
+    assert_eq!((status, error_code(&body)), (401, "unauthorized"), "{body}");
+    let wrong = app
+        .request(Method::GET, "/debug/pprof/heap")
+        .bearer_auth("not-the-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
+
+    // Something big and live while the profile is taken, so it has samples
+    // (one per 512 KiB allocated on average).
+    let ballast: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8; 1 << 20]).collect();
+    let response = admin(app.request(Method::GET, "/debug/pprof/heap"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/octet-stream"
+    );
+    let gzipped = response.bytes().await.unwrap();
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&gzipped[..])
+        .read_to_end(&mut raw)
+        .expect("a gzip stream");
+    let profile = pprof::protos::Profile::decode(&raw[..]).expect("a pprof Profile protobuf");
+    let name = |i: i64| profile.string_table[usize::try_from(i).unwrap()].as_str();
+    let types: Vec<&str> = profile.sample_type.iter().map(|t| name(t.ty)).collect();
+    assert!(types.contains(&"inuse_space"), "{types:?}");
+    let sampled: i64 = profile.sample.iter().map(|s| s.value[0]).sum();
+    // 64 MiB live: the sampled estimate is of that order, never nothing.
+    assert!(sampled >= 16 << 20, "{sampled} bytes in use sampled");
+    assert!(!profile.mapping.is_empty(), "no mappings to symbolise with");
+    drop(ballast);
+}
+
+#[tokio::test]
+async fn metrics_show_the_resident_memory() {
+    let app = TestApp::spawn().await;
+    let samples = scrape(&app).await;
+    let rss = samples
+        .iter()
+        .find(|s| s.name == "insikt_process_resident_memory_bytes")
+        .expect("the RSS gauge");
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: f64 = own
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The app runs in this process: the same order of magnitude as its own reading.
+    assert!(
+        rss.value > kib * 1024.0 / 4.0 && rss.value < kib * 1024.0 * 4.0,
+        "{} vs {kib} kB",
+        rss.value
+    );
+}
+
 /// Every `$ref` in `node` names an existing component.
 fn check_refs(node: &Value, document: &Value) {
     match node {
@@ -942,6 +1012,18 @@ async fn the_document_describes_the_real_answers() {
         "/jobs/{name}",
         200,
         json(app.get(&format!("/jobs/{name}")).await).await,
+    );
+    check(
+        "get",
+        "/jobs/{name}/archives",
+        200,
+        json(app.get(&format!("/jobs/{name}/archives")).await).await,
+    );
+    check(
+        "get",
+        "/jobs/{name}/archives",
+        404,
+        json(app.get("/jobs/nope/archives").await).await,
     );
     check(
         "get",

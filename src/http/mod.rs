@@ -5,6 +5,7 @@
 mod airports;
 pub mod auth;
 mod citizens;
+mod console;
 mod demand;
 mod docs;
 pub mod error;
@@ -80,6 +81,8 @@ pub fn router(state: &State) -> BoxedFilter<(Response,)> {
         .or(observability::routes(state))
         .unify()
         .or(docs::routes(&openapi::DOCUMENT))
+        .unify()
+        .or(console::routes())
         .unify()
         .or(routes::fallback())
         .unify()

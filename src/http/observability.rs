@@ -1,10 +1,10 @@
-//! Operator routes: Prometheus metrics and CPU profiles (admin token).
+//! Operator routes: Prometheus metrics, CPU and heap profiles (admin token).
 
 use std::time::Duration;
 
 use serde::Deserialize;
 use warp::filters::BoxedFilter;
-use warp::http::header::CONTENT_TYPE;
+use warp::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -13,6 +13,7 @@ use super::error::{respond, ApiError};
 use super::routes::route;
 use super::schema::{Binary, ErrorBody};
 use super::{auth, extract, with_state, State};
+use crate::telemetry::heap::{self, HeapError};
 use crate::telemetry::metrics::{self, PoolUsage};
 use crate::telemetry::profile::{self, Format, ProfileError};
 
@@ -29,7 +30,11 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
         .and(extract::raw_query())
         .then(|_, raw: String| profile(raw))
         .map(respond);
-    metrics.or(profile).unify().boxed()
+    let heap = route("/debug/pprof/heap", Method::GET)
+        .and(auth::admin(state))
+        .then(|_| heap())
+        .map(respond);
+    metrics.or(profile).unify().or(heap).unify().boxed()
 }
 
 /// Prometheus metrics in the text exposition format: HTTP requests and
@@ -118,4 +123,34 @@ pub(super) async fn profile(raw_query: String) -> Result<Response, ApiError> {
         })?;
     let reply = warp::reply::with_status(bytes, StatusCode::OK);
     Ok(warp::reply::with_header(reply, CONTENT_TYPE, content_type).into_response())
+}
+
+/// What the heap holds now (jemalloc's sampled allocations, one sample per
+/// 512 KiB on average), as a gzipped pprof protobuf: `go tool pprof -top
+/// BINARY heap.pb.gz` (the binary symbolises the addresses).
+#[utoipa::path(
+    get,
+    path = "/debug/pprof/heap",
+    tag = "observability",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The heap profile (gzipped pprof, sample type `inuse_space`)",
+            content_type = "application/octet-stream", body = Binary),
+        (status = 401, description = "No admin token given", body = ErrorBody),
+        (status = 403, description = "Wrong admin token, or none configured", body = ErrorBody),
+        (status = 503, description = "Heap profiling is off (`MALLOC_CONF` turned it off)", body = ErrorBody),
+    )
+)]
+pub(super) async fn heap() -> Result<Response, ApiError> {
+    let bytes = heap::heap_profile().await.map_err(|error| match error {
+        HeapError::Off => ApiError::unavailable("heap_profiling_off", error.to_string()),
+        HeapError::Failed(_) => ApiError::internal(&error),
+    })?;
+    let reply = warp::reply::with_header(bytes, CONTENT_TYPE, "application/octet-stream");
+    Ok(warp::reply::with_header(
+        reply,
+        CONTENT_DISPOSITION,
+        "attachment; filename=\"heap.pb.gz\"",
+    )
+    .into_response())
 }

@@ -17,7 +17,9 @@ use utoipa::openapi::security::{HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::schema::{ErrorBody, ADMIN_TOKEN};
-use super::{airports, citizens, demand, docs, jobs, observability, ops, statements, towns};
+use super::{
+    airports, citizens, console, demand, docs, jobs, observability, ops, statements, towns,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,16 +38,20 @@ use super::{airports, citizens, demand, docs, jobs, observability, ops, statemen
         ops::readyz,
         observability::metrics,
         observability::profile,
+        observability::heap,
         docs::openapi_json,
         docs::swagger_ui,
         docs::swagger_asset,
+        console::console_page,
+        console::console_asset,
     ),
     components(schemas(ErrorBody)),
     modifiers(&AdminToken, &Resources),
     tags(
         (name = "ops", description = "Liveness and readiness"),
-        (name = "observability", description = "Metrics and CPU profiles"),
+        (name = "observability", description = "Metrics, CPU and heap profiles"),
         (name = "docs", description = "This document and its Swagger UI"),
+        (name = "console", description = "The operators' web console (HTML for browsers)"),
     )
 )]
 pub struct ApiDoc;

@@ -35,6 +35,7 @@ pub static ROUTES: &[Route] = &[
     route_entry("/imports/{id}/dead-letters", &[Method::GET]),
     route_entry("/jobs", &[Method::GET]),
     route_entry("/jobs/{name}", &[Method::GET]),
+    route_entry("/jobs/{name}/archives", &[Method::GET]),
     route_entry("/jobs/{name}/stop", &[Method::POST]),
     route_entry("/jobs/{name}/start", &[Method::POST]),
     // Airports, then the seed's bare aliases for them.
@@ -69,9 +70,12 @@ pub static ROUTES: &[Route] = &[
     route_entry("/imports/{id}/towns/airports", &[Method::GET]),
     route_entry("/metrics", &[Method::GET]),
     route_entry("/debug/pprof/profile", &[Method::GET]),
+    route_entry("/debug/pprof/heap", &[Method::GET]),
     route_entry("/openapi.json", &[Method::GET]),
     route_entry("/docs", &[Method::GET]),
     route_entry("/docs/{file}", &[Method::GET]),
+    route_entry("/console", &[Method::GET]),
+    route_entry("/console/{file}", &[Method::GET]),
 ];
 
 impl Route {

@@ -206,6 +206,22 @@ pub struct JobView {
     pub topic_ready: bool,
 }
 
+/// One file an expired job archived its unconsumed stream to.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ArchiveView {
+    pub partition: i32,
+    /// First offset in the file.
+    pub from_offset: i64,
+    /// Offset after the last one covered (the high watermark at expiry).
+    pub to_offset: i64,
+    /// Statements in the file.
+    pub messages: i64,
+    /// The NDJSON file, under the instance's archive directory.
+    pub path: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+}
+
 /// What producing to an import's stream needs to know of its job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stream {
@@ -407,6 +423,15 @@ impl SupervisorHandle {
             ..JobFilter::default()
         };
         Ok(self.list(&filter).await?.into_iter().next())
+    }
+
+    /// The files `name` archived at expiry, by partition and offset.
+    pub async fn archives(&self, name: &str) -> Result<Vec<ArchiveView>, JobsError> {
+        let client = self.context.pool.get().await?;
+        if repo::by_name(&client, name).await?.is_none() {
+            return Err(JobsError::NotFound(name.to_owned()));
+        }
+        Ok(repo::archives(&client, name).await?)
     }
 
     /// Jobs matching `filter`, with their watermarks from Kafka (unknown when

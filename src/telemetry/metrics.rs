@@ -45,6 +45,7 @@ struct Metrics {
     job_batch_duration: HistogramVec,
     job_fenced: IntCounterVec,
     producer_errors: IntCounterVec,
+    resident_memory: IntGauge,
     /// The state each job's `insikt_job_state` series currently shows.
     job_states: Mutex<HashMap<String, String>>,
 }
@@ -131,6 +132,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Messages the Kafka producer failed to deliver, by kind of error.",
             &["kind"],
         ),
+        resident_memory: gauge(
+            "insikt_process_resident_memory_bytes",
+            "Resident set size of the process (VmRSS of /proc/self/status), read at scrape time.",
+        ),
         job_states: Mutex::new(HashMap::new()),
         registry: r,
     }
@@ -179,11 +184,26 @@ pub fn render(pool: PoolUsage) -> String {
         .with_label_values(&["in_use"])
         .set(gauge_value(pool.size.saturating_sub(pool.idle)));
     m.db_pool_waiting.set(gauge_value(pool.waiting));
+    // Left at its last value where /proc is missing (not Linux).
+    if let Some(bytes) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .as_deref()
+        .and_then(resident_bytes)
+    {
+        m.resident_memory.set(bytes);
+    }
     let mut buffer = Vec::new();
     if let Err(error) = TextEncoder::new().encode(&m.registry.gather(), &mut buffer) {
         tracing::error!(%error, "encoding metrics failed");
     }
     String::from_utf8(buffer).unwrap_or_default()
+}
+
+/// The `VmRSS:` line of a `/proc/PID/status` text, in bytes.
+fn resident_bytes(status: &str) -> Option<i64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    let kib: i64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 /// `n` statements of `job` were stored.
@@ -253,6 +273,16 @@ pub fn producer_error(kind: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resident_bytes_reads_vmrss() {
+        let status = "Name:\tinsikt\nVmPeak:\t  9000 kB\nVmRSS:\t   12345 kB\nThreads:\t9\n";
+        assert_eq!(resident_bytes(status), Some(12345 * 1024));
+        assert_eq!(resident_bytes("Name:\tx\n"), None);
+        assert_eq!(resident_bytes("VmRSS:\tlots kB\n"), None);
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(resident_bytes(&own).unwrap() > 0);
+    }
 
     const POOL: PoolUsage = PoolUsage {
         max_size: 16,

@@ -11,6 +11,7 @@
 //! batch settings) are honoured by the SDK. Otherwise logs only — trace ids
 //! are still generated and propagated.
 
+pub mod heap;
 pub mod metrics;
 pub mod profile;
 

@@ -4,6 +4,7 @@
 //! `scripts/services.sh`.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod browser;
 pub mod schema;
 pub mod streams;
 
