@@ -92,16 +92,24 @@ pub const AGE_PERCENTILES: &str = with_version!(
     "s.town"
 );
 
+/// A stored import: its id and the version it was committed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub import_id: i64,
+    pub version: i64,
+}
+
 /// Writes a validated import (see `parse::import` and `check_import`) in one
 /// transaction and returns its id. Nothing is visible until it commits.
-pub async fn insert_import(pool: &Pool, citizens: &[Citizen]) -> Result<i64, DbError> {
+pub async fn insert_import(pool: &Pool, citizens: &[Citizen]) -> Result<Stored, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     // Prepared once per connection: each saves a round trip per import.
     let insert = tx
-        .prepare_cached("INSERT INTO imports DEFAULT VALUES RETURNING import_id")
+        .prepare_cached("INSERT INTO imports DEFAULT VALUES RETURNING import_id, version")
         .await?;
-    let import_id: i64 = tx.query_one(&insert, &[]).await?.try_get(0)?;
+    let created = tx.query_one(&insert, &[]).await?;
+    let (import_id, version): (i64, i64) = (created.try_get(0)?, created.try_get(1)?);
     let copy = tx
         .prepare_cached(concat!(
             "COPY citizens (import_id, ",
@@ -143,7 +151,7 @@ pub async fn insert_import(pool: &Pool, citizens: &[Citizen]) -> Result<i64, DbE
     }
     writer.finish().await?;
     tx.commit().await?;
-    Ok(import_id)
+    Ok(Stored { import_id, version })
 }
 
 async fn ensure_import(
@@ -464,6 +472,41 @@ impl Stats {
             by_month: Cache::new(imports),
             by_channel: Cache::new(imports),
             percentiles: Cache::new(imports),
+        }
+    }
+
+    /// Keeps the answers about a just-committed import, worked out from the
+    /// citizens it was written from (see `stats`): they are what the SQL
+    /// would answer for that version, which a PATCH on any instance ends.
+    pub fn keep_import(&self, stored: Stored, answers: ImportAnswers) {
+        let key = |day| Key {
+            import_id: stored.import_id,
+            version: stored.version,
+            day,
+        };
+        self.by_month.put(key(None), Arc::new(answers.by_month));
+        self.by_channel.put(key(None), Arc::new(answers.by_channel));
+        self.percentiles
+            .put(key(Some(answers.day)), Arc::new(answers.percentiles));
+    }
+}
+
+/// Every statistics answer about one set of citizens, on `day`.
+#[derive(Debug)]
+pub struct ImportAnswers {
+    by_month: Birthdays,
+    by_channel: Birthdays,
+    percentiles: Vec<AgePercentiles>,
+    day: NaiveDate,
+}
+
+impl ImportAnswers {
+    pub fn of(citizens: &[Citizen], day: NaiveDate) -> Self {
+        Self {
+            by_month: super::stats::birthdays_by_month(citizens),
+            by_channel: super::stats::birthdays_by_channel(citizens),
+            percentiles: super::stats::age_percentiles(citizens, day),
+            day,
         }
     }
 }
