@@ -868,8 +868,8 @@ async fn citizens_still_need_their_import_and_go_with_it() {
     assert_eq!(per_import(kept).await, 3);
 }
 
-/// The instance that took an import answers its statistics from what it
-/// worked out while writing it; another instance has never seen the import
+/// The instance that took an import answers its citizens and statistics
+/// from what it worked out while writing it; another instance has never seen the import
 /// and answers from the SQL. Both must say exactly the same, for a large
 /// random import with channels, self-relatives and ages that interpolate.
 #[tokio::test]
@@ -881,6 +881,7 @@ async fn statistics_kept_at_import_equal_those_computed_from_the_rows() {
     for (seed, n, pairs) in [(7, 3_000, 900), (8, 40, 30), (9, 1, 1)] {
         let import_id = post_import(&app, &citizens_data::import(seed, n, pairs)).await;
         for path in [
+            format!("/imports/{import_id}/citizens"),
             format!("/imports/{import_id}/citizens/birthdays"),
             format!("/imports/{import_id}/citizens/birthdays?group_by=channel"),
             format!("/imports/{import_id}/towns/stat/percentile/age"),

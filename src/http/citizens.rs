@@ -36,6 +36,7 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
         .map(respond);
     let get_citizens = route("/imports/{import_id}/citizens", Method::GET)
         .and(with_state(state))
+        .and(with_stats.clone())
         .then(get_citizens)
         .map(respond);
     let patch_citizen = route("/imports/{import_id}/citizens/{citizen_id}", Method::PATCH)
@@ -278,9 +279,13 @@ fn import_committed(state: &State, import_id: i64) {
         (status = 404, description = "No such import", body = ErrorBody),
     )
 )]
-async fn get_citizens(params: PathParams, state: State) -> Result<Response, ApiError> {
+async fn get_citizens(
+    params: PathParams,
+    state: State,
+    stats: Arc<store::Stats>,
+) -> Result<Response, ApiError> {
     let import_id: i64 = params.get("import_id")?;
-    let chunks = store::citizens_json(&state.pool, import_id)
+    let chunks = store::citizens_json(&state.pool, &stats, import_id)
         .await?
         .map(move |chunk| {
             chunk.map_err(|e| {
