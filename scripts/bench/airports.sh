@@ -23,7 +23,10 @@ url="http://127.0.0.1:${port}"
 command -v curl >/dev/null || { echo "the benchmark needs curl (apt-get install curl)" >&2; exit 1; }
 command -v psql >/dev/null || { echo "the benchmark needs psql (scripts/services.sh up)" >&2; exit 1; }
 
-cargo build --release --locked --quiet
+# The same build as the other benchmarks: building an example unifies the
+# dev-dependencies' features into the library, so a bare `cargo build
+# --release` would rebuild it (minutes) each time one follows the other.
+cargo build --release --locked --quiet --bin insikt --example citizens_bench
 bin=target/release/insikt
 
 server=""
