@@ -11,6 +11,77 @@ use insikt::startup::Application;
 
 mod common;
 
+/// The process's peak resident set since the last reset (VmHWM).
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .map_or("?".to_owned(), |v| v.trim().to_owned())
+}
+
+/// Loads the rows the job stored for `import` (the same values, written as
+/// CSV) into `statements_copy`, a table `LIKE statements INCLUDING ALL`, with
+/// two concurrent `psql \copy` sessions of half the rows each; the time from
+/// starting them to both finishing.
+async fn psql_copy(url: &str, db: &tokio_postgres::Client, import: i64, total: i64) -> Duration {
+    db.batch_execute(
+        "DROP TABLE IF EXISTS statements_copy; \
+         CREATE TABLE statements_copy (LIKE statements INCLUDING ALL)",
+    )
+    .await
+    .unwrap();
+    let dir = std::env::temp_dir();
+    let halves: Vec<std::path::PathBuf> = (0..2)
+        .map(|half| {
+            let path = dir.join(format!("insikt-bench-copy-{}-{half}.csv", std::process::id()));
+            let mut csv = String::with_capacity(200 * total as usize / 2);
+            for i in (half..total).step_by(2) {
+                use std::fmt::Write;
+                // As stored by the job (see common::produce_statements).
+                writeln!(
+                    csv,
+                    "{import},bench-{i},{},rust,radio,0.7,\"I would like a course about this, in the evenings.\",2026-11-28T12:00:00Z,0,{i}",
+                    i % 1000
+                )
+                .unwrap();
+            }
+            std::fs::write(&path, csv).unwrap();
+            path
+        })
+        .collect();
+    let started = Instant::now();
+    let sessions: Vec<_> = halves
+        .iter()
+        .map(|path| {
+            std::process::Command::new("psql")
+                .arg(url)
+                .args(["-qX", "-v", "ON_ERROR_STOP=1", "-c"])
+                .arg(format!(
+                    "\\copy statements_copy (import_id, statement_id, citizen_id, course, channel, \
+                     score, text, ts, kafka_partition, kafka_offset) FROM '{}' WITH (FORMAT csv)",
+                    path.display()
+                ))
+                .spawn()
+                .expect("psql (scripts/services.sh up installs it)")
+        })
+        .collect();
+    for mut session in sessions {
+        assert!(session.wait().unwrap().success(), "psql \\copy failed");
+    }
+    let elapsed = started.elapsed();
+    for path in halves {
+        let _ = std::fs::remove_file(path);
+    }
+    let copied: i64 = db
+        .query_one("SELECT count(*) FROM statements_copy", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(copied, total, "psql \\copy stored a wrong row count");
+    elapsed
+}
+
 #[tokio::main]
 async fn main() {
     let total: i64 = std::env::args()
@@ -103,7 +174,10 @@ async fn main() {
     let bare_steady = bare_first.elapsed();
     drop(consumer);
 
-    // (b) The service's job storing everything.
+    // (b) The service's job storing everything. The peak RSS is reset first
+    // (Linux: "5" to clear_refs), so the figure is the job's, not the bare
+    // consumer's or the producer's.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
     let started = Instant::now();
     let app = Application::build(config.clone()).await.expect("app");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -118,8 +192,13 @@ async fn main() {
         .await
         .unwrap()
         .get(0);
+    let peak_rss = peak_rss();
     let _ = stop.send(());
     let _ = server.await;
+
+    // (c) PostgreSQL's own load rate: the same rows, by `psql \copy`, into a
+    // table of the same shape and keys, from two sessions as the job uses.
+    let copied = psql_copy(&config.database_url, &db, import, total).await;
 
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
     println!("statements:                {total} (stored {stored})");
@@ -156,6 +235,20 @@ async fn main() {
         "ratio b'/a:                {:>10.1} %",
         100.0 * steady_rate / rate(bare)
     );
+    let copy_rate = rate(copied);
+    println!(
+        "(c) psql \\copy, 2 sessions: {copy_rate:>10.0} rows/s  ({:.2} s, same rows, same keys)",
+        copied.as_secs_f64()
+    );
+    println!(
+        "ratio b'/c:                {:>10.2}    (target >= 0.8)",
+        steady_rate / copy_rate
+    );
+    println!(
+        "ratio b/c:                 {:>10.2}    (incl. app start)",
+        rate(job) / copy_rate
+    );
+    println!("peak RSS during (b):       {peak_rss}");
     println!(
         "(shared machine; load average {})",
         std::fs::read_to_string("/proc/loadavg")

@@ -867,3 +867,38 @@ async fn citizens_still_need_their_import_and_go_with_it() {
     assert_eq!(per_import(gone).await, 0);
     assert_eq!(per_import(kept).await, 3);
 }
+
+/// The instance that took an import answers its citizens and statistics
+/// from what it worked out while writing it; another instance has never seen the import
+/// and answers from the SQL. Both must say exactly the same, for a large
+/// random import with channels, self-relatives and ages that interpolate.
+#[tokio::test]
+async fn statistics_kept_at_import_equal_those_computed_from_the_rows() {
+    let app = TestApp::spawn().await;
+    let mut config = common::test_config(&app.database);
+    config.instance_id = Some("test-second-instance".to_owned());
+    let second = common::Served::start(config).await;
+    for (seed, n, pairs) in [(7, 3_000, 900), (8, 40, 30), (9, 1, 1)] {
+        let import_id = post_import(&app, &citizens_data::import(seed, n, pairs)).await;
+        for path in [
+            format!("/imports/{import_id}/citizens"),
+            format!("/imports/{import_id}/citizens/birthdays"),
+            format!("/imports/{import_id}/citizens/birthdays?group_by=channel"),
+            format!("/imports/{import_id}/towns/stat/percentile/age"),
+        ] {
+            let answer = |url: String| {
+                let request = app.client.get(url);
+                async move {
+                    let (status, body) = json(request.send().await.unwrap()).await;
+                    assert_eq!(status, 200, "{body}");
+                    body
+                }
+            };
+            let kept = answer(app.url(&path)).await;
+            let computed = answer(second.url(&path)).await;
+            assert_eq!(kept, computed, "{path} (seed {seed})");
+            assert_ne!(kept["data"], json!([]), "{path}: something to compare");
+        }
+    }
+    second.stop().await;
+}

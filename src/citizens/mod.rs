@@ -11,6 +11,7 @@ pub mod fast;
 pub mod fields;
 pub mod parse;
 mod relatives;
+mod stats;
 pub mod store;
 
 use serde::Serialize;

@@ -92,16 +92,24 @@ pub const AGE_PERCENTILES: &str = with_version!(
     "s.town"
 );
 
+/// A stored import: its id and the version it was committed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub import_id: i64,
+    pub version: i64,
+}
+
 /// Writes a validated import (see `parse::import` and `check_import`) in one
 /// transaction and returns its id. Nothing is visible until it commits.
-pub async fn insert_import(pool: &Pool, citizens: &[Citizen]) -> Result<i64, DbError> {
+pub async fn insert_import(pool: &Pool, citizens: &[Citizen]) -> Result<Stored, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     // Prepared once per connection: each saves a round trip per import.
     let insert = tx
-        .prepare_cached("INSERT INTO imports DEFAULT VALUES RETURNING import_id")
+        .prepare_cached("INSERT INTO imports DEFAULT VALUES RETURNING import_id, version")
         .await?;
-    let import_id: i64 = tx.query_one(&insert, &[]).await?.try_get(0)?;
+    let created = tx.query_one(&insert, &[]).await?;
+    let (import_id, version): (i64, i64) = (created.try_get(0)?, created.try_get(1)?);
     let copy = tx
         .prepare_cached(concat!(
             "COPY citizens (import_id, ",
@@ -143,7 +151,7 @@ pub async fn insert_import(pool: &Pool, citizens: &[Citizen]) -> Result<i64, DbE
     }
     writer.finish().await?;
     tx.commit().await?;
-    Ok(import_id)
+    Ok(Stored { import_id, version })
 }
 
 async fn ensure_import(
@@ -216,9 +224,22 @@ const CHUNK: usize = 64 * 1024;
 /// the chunks over a bounded channel, so a slow client slows the query
 /// instead of filling memory, and a client that goes away ends the query
 /// (and frees the connection).
-pub async fn citizens_json(pool: &Pool, import_id: i64) -> Result<JsonChunks, CitizensError> {
+/// The body kept at import (see [`Stats::keep_import`]) answers while the
+/// import is at the version it was written with.
+pub async fn citizens_json(
+    pool: &Pool,
+    stats: &Stats,
+    import_id: i64,
+) -> Result<JsonChunks, CitizensError> {
     let client = pool.get().await?;
-    ensure_import(&client, import_id).await?;
+    let key = Key {
+        import_id,
+        version: version(&client, import_id).await?,
+        day: None,
+    };
+    if let Some(body) = stats.citizens.get(key) {
+        return Ok(JsonChunks::Kept(Some(Bytes::clone(&body))));
+    }
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
         let read = async {
@@ -249,17 +270,24 @@ pub async fn citizens_json(pool: &Pool, import_id: i64) -> Result<JsonChunks, Ci
             let _ = tx.send(Err(DbError::from(error))).await;
         }
     });
-    Ok(JsonChunks(rx))
+    Ok(JsonChunks::Streamed(rx))
 }
 
-/// The stream [`citizens_json`] returns.
-pub struct JsonChunks(mpsc::Receiver<Result<Bytes, DbError>>);
+/// The stream [`citizens_json`] returns: a kept body, or chunks as the rows
+/// are read.
+pub enum JsonChunks {
+    Kept(Option<Bytes>),
+    Streamed(mpsc::Receiver<Result<Bytes, DbError>>),
+}
 
 impl Stream for JsonChunks {
     type Item = Result<Bytes, DbError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
+        match &mut *self {
+            Self::Kept(body) => Poll::Ready(body.take().filter(|b| !b.is_empty()).map(Ok)),
+            Self::Streamed(rx) => rx.poll_recv(cx),
+        }
     }
 }
 
@@ -451,6 +479,9 @@ impl Serialize for Birthdays {
 /// The statistics' answers per import version (see [`Cache`]).
 #[derive(Debug)]
 pub struct Stats {
+    /// The body of `GET citizens` for an import's first version (see
+    /// [`citizens_json`]): a few MB each, so fewer of them.
+    citizens: Cache<Bytes>,
     by_month: Cache<Birthdays>,
     by_channel: Cache<Birthdays>,
     percentiles: Cache<Vec<AgePercentiles>>,
@@ -461,9 +492,67 @@ impl Stats {
     /// (each a few hundred kB at most for 10,000 citizens).
     pub fn new(imports: usize) -> Self {
         Self {
+            citizens: Cache::new(KEPT_BODIES.min(imports)),
             by_month: Cache::new(imports),
             by_channel: Cache::new(imports),
             percentiles: Cache::new(imports),
+        }
+    }
+
+    /// Keeps the answers about a just-committed import, worked out from the
+    /// citizens it was written from (see `stats`): they are what the SQL
+    /// would answer for that version, which a PATCH on any instance ends.
+    pub fn keep_import(&self, stored: Stored, answers: ImportAnswers) {
+        let key = |day| Key {
+            import_id: stored.import_id,
+            version: stored.version,
+            day,
+        };
+        self.citizens.put(key(None), Arc::new(answers.citizens));
+        self.by_month.put(key(None), Arc::new(answers.by_month));
+        self.by_channel.put(key(None), Arc::new(answers.by_channel));
+        self.percentiles
+            .put(key(Some(answers.day)), Arc::new(answers.percentiles));
+    }
+}
+
+/// Imports whose `GET citizens` body is kept: 2.4 MB each at 10,000
+/// citizens, so at most ~20 MB.
+const KEPT_BODIES: usize = 8;
+
+/// What [`citizens_json`] streams for `citizens`: the same JSON objects in
+/// the same (`citizen_id`) order as the rows give.
+fn citizens_body(citizens: &[Citizen]) -> Bytes {
+    let mut sorted: Vec<&Citizen> = citizens.iter().collect();
+    sorted.sort_unstable_by_key(|c| c.citizen_id);
+    let mut body = Vec::with_capacity(citizens.len() * 256);
+    for (i, c) in sorted.into_iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        serde_json::to_writer(&mut body, c).expect("writing JSON to memory");
+    }
+    Bytes::from(body)
+}
+
+/// Every answer kept about one set of citizens, on `day`.
+#[derive(Debug)]
+pub struct ImportAnswers {
+    citizens: Bytes,
+    by_month: Birthdays,
+    by_channel: Birthdays,
+    percentiles: Vec<AgePercentiles>,
+    day: NaiveDate,
+}
+
+impl ImportAnswers {
+    pub fn of(citizens: &[Citizen], day: NaiveDate) -> Self {
+        Self {
+            citizens: citizens_body(citizens),
+            by_month: super::stats::birthdays_by_month(citizens),
+            by_channel: super::stats::birthdays_by_channel(citizens),
+            percentiles: super::stats::age_percentiles(citizens, day),
+            day,
         }
     }
 }

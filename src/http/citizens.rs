@@ -31,10 +31,12 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
     let post_import = route("/imports", Method::POST)
         .and(extract::body_bytes(limit))
         .and(with_state(state))
-        .then(|_, body, state| post_import(body, state))
+        .and(with_stats.clone())
+        .then(|_, body, state, stats| post_import(body, state, stats))
         .map(respond);
     let get_citizens = route("/imports/{import_id}/citizens", Method::GET)
         .and(with_state(state))
+        .and(with_stats.clone())
         .then(get_citizens)
         .map(respond);
     let patch_citizen = route("/imports/{import_id}/citizens/{citizen_id}", Method::PATCH)
@@ -213,11 +215,15 @@ mod schema {
         (status = 413, description = "Body larger than the configured limit", body = ErrorBody),
     )
 )]
-async fn post_import(body: Bytes, state: State) -> Result<Response, ApiError> {
+async fn post_import(
+    body: Bytes,
+    state: State,
+    stats: Arc<store::Stats>,
+) -> Result<Response, ApiError> {
+    let today = today();
     // Parsing and checking 10,000 citizens takes milliseconds of CPU: keep it
     // off the threads that serve other requests.
     let citizens = tokio::task::spawn_blocking(move || {
-        let today = today();
         // A valid body takes the typed path; anything else is parsed again
         // thoroughly to say what is wrong (the answer is the same either way).
         let citizens = match fast::import(&body, today) {
@@ -228,12 +234,23 @@ async fn post_import(body: Bytes, state: State) -> Result<Response, ApiError> {
             }
         };
         citizens::check_import(&citizens)?;
-        Ok::<_, ApiError>(citizens)
+        Ok::<_, ApiError>(Arc::new(citizens))
     })
     .await
     .map_err(|e| ApiError::internal(&e))??;
-    let import_id = store::insert_import(&state.pool, &citizens).await?;
+    // The statistics are worked out while PostgreSQL writes the rows, so the
+    // first ask about the import finds them kept.
+    let answers = {
+        let citizens = Arc::clone(&citizens);
+        tokio::task::spawn_blocking(move || store::ImportAnswers::of(&citizens, today))
+    };
+    let stored = store::insert_import(&state.pool, &citizens).await?;
+    let import_id = stored.import_id;
     import_committed(&state, import_id);
+    match answers.await {
+        Ok(answers) => stats.keep_import(stored, answers),
+        Err(error) => tracing::warn!(%error, import_id, "statistics not kept; computed when asked"),
+    }
     Ok(data(
         StatusCode::CREATED,
         &json!({ "import_id": import_id }),
@@ -262,9 +279,13 @@ fn import_committed(state: &State, import_id: i64) {
         (status = 404, description = "No such import", body = ErrorBody),
     )
 )]
-async fn get_citizens(params: PathParams, state: State) -> Result<Response, ApiError> {
+async fn get_citizens(
+    params: PathParams,
+    state: State,
+    stats: Arc<store::Stats>,
+) -> Result<Response, ApiError> {
     let import_id: i64 = params.get("import_id")?;
-    let chunks = store::citizens_json(&state.pool, import_id)
+    let chunks = store::citizens_json(&state.pool, &stats, import_id)
         .await?
         .map(move |chunk| {
             chunk.map_err(|e| {
