@@ -38,6 +38,7 @@ use super::{airports, citizens, demand, docs, jobs, observability, ops, statemen
         observability::profile,
         docs::openapi_json,
         docs::swagger_ui,
+        docs::swagger_ui_slash,
         docs::swagger_asset,
     ),
     components(schemas(ErrorBody)),

@@ -71,6 +71,8 @@ pub static ROUTES: &[Route] = &[
     route_entry("/debug/pprof/profile", &[Method::GET]),
     route_entry("/openapi.json", &[Method::GET]),
     route_entry("/docs", &[Method::GET]),
+    // Where most Swagger UIs live; the same page.
+    route_entry("/docs/", &[Method::GET]),
     route_entry("/docs/{file}", &[Method::GET]),
 ];
 
@@ -275,5 +277,6 @@ mod tests {
         assert!(find("/no/such/route").is_none());
         assert!(find("/healthz/").is_none());
         assert_eq!(find("/healthz").unwrap().route.pattern, "/healthz");
+        assert_eq!(find("/docs/").unwrap().route.pattern, "/docs/");
     }
 }
