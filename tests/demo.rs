@@ -60,7 +60,8 @@ async fn demand(app: &TestApp, import: i64) -> BTreeMap<DemandKey, Counts> {
         .collect()
 }
 
-async fn dead_letter_payloads(app: &TestApp, import: i64) -> Vec<String> {
+/// `(payload, reason)` of every dead letter of the import.
+async fn dead_letters(app: &TestApp, import: i64) -> BTreeMap<String, String> {
     let path = format!("/imports/{import}/dead-letters?limit=1000");
     let (status, body) = json(app.get(&path).await).await;
     assert_eq!(status, 200, "{body}");
@@ -68,7 +69,10 @@ async fn dead_letter_payloads(app: &TestApp, import: i64) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|letter| letter["payload"].as_str().unwrap().to_owned())
+        .map(|letter| {
+            let text = |key: &str| letter[key].as_str().unwrap().to_owned();
+            (text("payload"), text("reason"))
+        })
         .collect()
 }
 
@@ -114,11 +118,24 @@ async fn the_demo_leaves_exactly_the_generated_demand_and_dead_letters() {
         "sent minus duplicates"
     );
 
-    let mut letters = dead_letter_payloads(&app, report.import_id).await;
-    let mut bad: Vec<String> = report.bad.iter().map(|b| b.payload.clone()).collect();
-    letters.sort();
-    bad.sort();
-    assert_eq!(letters, bad);
+    // Exactly the bad records, each refused for its own problem.
+    let letters = dead_letters(&app, report.import_id).await;
+    let payloads: BTreeSet<&String> = letters.keys().collect();
+    let bad: BTreeSet<&String> = report.bad.iter().map(|b| &b.payload).collect();
+    assert_eq!(payloads, bad);
+    assert_eq!(letters.len(), report.bad.len(), "distinct payloads");
+    for record in &report.bad {
+        let reason = &letters[&record.payload];
+        let expected = match record.problem {
+            "cut-off JSON" => "payload: invalid JSON",
+            "score is not a number" => "score",
+            "unknown citizen" => "citizen_id",
+            "no course" => "course",
+            "another import's statement" => "foreign import",
+            other => panic!("unexpected problem {other}"),
+        };
+        assert!(reason.starts_with(expected), "{record:?}: {reason}");
+    }
 
     let (_, job) = json(app.get(&format!("/jobs/{}", report.job)).await).await;
     assert_eq!(job["data"]["statements_stored"], total);
@@ -173,8 +190,8 @@ async fn the_demo_leaves_exactly_the_generated_demand_and_dead_letters() {
         demand(&app, forced.import_id).await,
         forced.sample.expected_demand()
     );
-    let letters = dead_letter_payloads(&app, forced.import_id).await;
-    assert_eq!(letters.len(), 5);
+    let letters = dead_letters(&app, forced.import_id).await;
+    assert_eq!(letters.len(), forced.bad.len());
     // The first import is untouched.
     assert_eq!(demand(&app, report.import_id).await, expected);
 }

@@ -197,7 +197,7 @@ pub async fn demo<W: Write>(
     say(
         out,
         &format!(
-            "Where to look:\n\
+            "\nWhere to look:\n\
              \x20 demand        {base}/imports/{import_id}/demand?by={BY}\n\
              \x20 chart         {base}/imports/{import_id}/demand.svg?by=town,age_group\n\
              \x20 per airport   {base}/imports/{import_id}/towns/airports\n\

@@ -179,8 +179,8 @@ impl Sample {
             let citizen = self.residents[rng.below(self.residents.len())].citizen_id;
             let id = |kind: &str| format!("demo-{}-bad-{kind}-{n}", self.plan.seed);
             let base = |kind: &str| {
-                json!({"statement_id": id(kind), "citizen_id": citizen, "course": "rust",
-                       "score": 0.5, "text": "sent around the API"})
+                json!({"statement_id": id(kind), "import_id": import_id, "citizen_id": citizen,
+                       "course": "rust", "score": 0.5, "text": "sent around the API"})
             };
             let mut score = base("score");
             score["score"] = json!("high");
@@ -591,16 +591,25 @@ mod tests {
         assert_eq!(bad.len(), 5 * sample.plan.bad_per_kind);
         let payloads: BTreeSet<&str> = bad.iter().map(|b| b.payload.as_str()).collect();
         assert_eq!(payloads.len(), bad.len(), "distinct payloads");
+        // Each is wrong in one way only, as the job reads a topic (where
+        // `import_id` is required).
         for record in &bad {
             let Ok(value) = serde_json::from_str::<Value>(&record.payload) else {
                 assert_eq!(record.problem, "cut-off JSON");
                 continue;
             };
-            let parsed = crate::statements::Statement::from_value(&value, Some(5));
-            assert!(
-                parsed.is_err() || record.problem == "unknown citizen",
-                "{record:?}"
-            );
+            let parsed = crate::statements::Statement::from_value(&value, None);
+            match record.problem {
+                "score is not a number" => assert_eq!(parsed.unwrap_err().field, "score"),
+                "no course" => assert_eq!(parsed.unwrap_err().field, "course"),
+                "unknown citizen" => {
+                    let statement = parsed.unwrap();
+                    assert_eq!(statement.import_id, 5);
+                    assert!(statement.citizen_id > sample.residents.len() as i32);
+                }
+                "another import's statement" => assert_eq!(parsed.unwrap().import_id, 6),
+                other => panic!("unexpected {other}"),
+            }
         }
         for statement in &sample.statements[..100] {
             crate::statements::Statement::from_value(&statement.to_json(), Some(5)).unwrap();

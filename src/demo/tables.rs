@@ -57,7 +57,7 @@ pub(super) const CHANNELS: &[(&str, [u32; 7])] = &[
 
 /// Channels a statement names itself (a landing page, a mailing), which win
 /// over its resident's channel in demand.
-pub(super) const STATEMENT_CHANNELS: &[&str] = &["email", "search"];
+pub(super) const STATEMENT_CHANNELS: &[&str] = &["email", "website"];
 
 pub(super) const STREETS: &[&str] = &[
     "High Street",
