@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Sets everything up on a fresh machine and runs insikt in the foreground:
-# PostgreSQL+PostGIS and Kafka, a release build, migrations, then `serve`,
-# with the sample airports (data/airports.csv) loaded on the first start.
+# Sets everything up on a fresh machine, starts insikt in the background and
+# shows what it answers: PostgreSQL+PostGIS and Kafka, a release build,
+# migrations, the server (pid and log in .run/), the sample airports
+# (data/airports.csv) on the first start, then `insikt demo` (a sample import
+# streamed through the API and Kafka, skipped when imports exist) and where
+# to look. Idempotent: a running server is restarted on the fresh build.
 # Extra arguments are insikt flags (e.g. --listen 0.0.0.0:8080).
+# `scripts/run.sh stop [flags]` stops the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/services.sh up
-cargo build --release --locked
-bin=target/release/insikt
+stop_only=false
+if [[ "${1:-}" == stop ]]; then
+  stop_only=true
+  shift
+fi
 
 # Where the server listens and which database it uses, as insikt will see them.
 listen="${INSIKT_LISTEN:-127.0.0.1:8080}"
@@ -25,11 +31,50 @@ done
 host="${listen%:*}"
 port="${listen##*:}"
 case "$host" in 0.0.0.0 | "[::]" | "") host=127.0.0.1 ;; esac
+url="http://${host}:${port}"
+
+# One server per port: its pid and log are named after it.
+mkdir -p .run
+pidfile=".run/insikt-${port}.pid"
+log=".run/insikt-${port}.log"
+
+# Stops the server of $pidfile, if it runs, and waits for its graceful
+# shutdown (jobs finish their current batch).
+stop_server() {
+  local pid
+  pid="$(cat "$pidfile" 2>/dev/null || true)"
+  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null &&
+    grep -q insikt "/proc/${pid}/cmdline" 2>/dev/null; then
+    echo "stopping insikt (pid ${pid})"
+    kill -TERM "$pid"
+    for _ in $(seq 1 80); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.5
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "insikt (pid ${pid}) did not stop in 40 s; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$pidfile"
+}
+
+if $stop_only; then
+  stop_server
+  exit 0
+fi
+
+scripts/services.sh up
+cargo build --release --locked
+bin=target/release/insikt
 
 "$bin" migrate "$@"
-"$bin" serve "$@" &
+stop_server
+# A session of its own, so a Ctrl-C in this terminal does not reach it.
+setsid "$bin" serve "$@" >>"$log" 2>&1 </dev/null &
 server=$!
-trap 'kill -TERM "$server" 2>/dev/null || true' TERM INT
+echo "$server" >"$pidfile"
+echo "insikt started (pid ${server}, log ${log})"
 
 # GET /readyz over bash's /dev/tcp (no curl needed): true on a 200.
 ready() {
@@ -41,9 +86,18 @@ ready() {
   [[ "$status" == 200 ]]
 }
 
-for _ in $(seq 1 120); do
-  kill -0 "$server" 2>/dev/null || { wait "$server"; exit $?; }
+for attempt in $(seq 1 120); do
+  if ! kill -0 "$server" 2>/dev/null; then
+    echo "insikt exited; the end of ${log}:" >&2
+    tail -n 20 "$log" >&2
+    rm -f "$pidfile"
+    exit 1
+  fi
   ready 2>/dev/null && break
+  if ((attempt == 120)); then
+    echo "insikt is not ready after 60 s; see ${log}" >&2
+    exit 1
+  fi
   sleep 0.5
 done
 
@@ -51,18 +105,18 @@ done
 airports="$(psql "$database_url" -tAc 'SELECT count(*) FROM airports' 2>/dev/null || echo unknown)"
 if [[ "$airports" == 0 ]]; then
   echo "loading the sample airports (data/airports.csv)"
-  "$bin" upload-airports data/airports.csv --url "http://${host}:${port}" "$@" ||
+  "$bin" upload-airports data/airports.csv --url "$url" "$@" ||
     echo "warning: the sample airports could not be loaded" >&2
 else
   echo "airports already loaded (${airports}); not loading the sample"
 fi
 
-# Stay in the foreground until the server ends (SIGTERM/SIGINT are forwarded).
-status=0
-wait "$server" || status=$?
-if ((status > 128)); then
-  # `wait` was interrupted by a forwarded signal: wait for the server's own exit.
-  status=0
-  wait "$server" || status=$?
-fi
-exit "$status"
+# The product's question answered: a sample import on an empty database
+# (`insikt demo` skips it, saying so, when imports exist).
+"$bin" demo --url "$url" "$@" ||
+  echo "warning: the demo did not finish; the server keeps running (see ${log})" >&2
+
+echo
+echo "insikt is running on ${url} (pid ${server}); log: ${log}"
+echo "  API docs: ${url}/docs/   jobs: ${url}/jobs   metrics: ${url}/metrics"
+echo "  stop it:  scripts/run.sh stop${*:+ $*}   (or kill ${server})"

@@ -36,6 +36,30 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Stream a seeded sample import (residents, statements, a few bad
+    /// records) through a running insikt and print the demand it answers.
+    /// Skipped when the service already has imports, unless `--force`.
+    Demo {
+        /// Add another sample import even when imports exist.
+        #[arg(long)]
+        force: bool,
+        /// Base URL of the service [default: http://<listen address>].
+        #[arg(long)]
+        url: Option<String>,
+        /// Seed of the sample (the same seed gives the same sample).
+        #[arg(long, default_value_t = 2019)]
+        seed: u64,
+        /// Residents in the sample import (1 to 10,000).
+        #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+        residents: u16,
+        /// Distinct statements (a fiftieth more are sent twice).
+        #[arg(long, default_value_t = 20_000)]
+        statements: usize,
+        /// Longest wait for the service to be ready and for its job to store
+        /// the sample (e.g. `5m`).
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        wait: Duration,
+    },
 }
 
 /// Settings shared by every command; each is a global flag with an env var.
@@ -339,6 +363,16 @@ mod tests {
             Some(Command::UploadAirports { ref url, .. }) if url.as_deref() == Some("http://x:1")
         ));
         assert_eq!(cli.config.confirm_ttl(), Duration::from_secs(86_400));
+        let cli = Cli::parse_from(["insikt", "demo", "--force"]);
+        assert!(matches!(
+            cli.command,
+            Some(Command::Demo {
+                force: true,
+                seed: 2019,
+                residents: 3000,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod demand;
+pub mod demo;
 pub mod http;
 pub mod jobs;
 pub mod kafka;

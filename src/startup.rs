@@ -62,6 +62,29 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             );
             Ok(())
         }
+        Command::Demo {
+            force,
+            url,
+            seed,
+            residents,
+            statements,
+            wait,
+        } => {
+            let options = crate::cli::demo::DemoOptions {
+                url,
+                force,
+                plan: crate::demo::Plan {
+                    seed,
+                    residents: residents.into(),
+                    statements,
+                    ..crate::demo::Plan::default()
+                },
+                timeout: wait,
+                ..crate::cli::demo::DemoOptions::default()
+            };
+            crate::cli::demo::demo(&cli.config, &options, &mut std::io::stdout()).await?;
+            Ok(())
+        }
     }
 }
 

@@ -871,6 +871,10 @@ async fn docs_serve_the_bundled_swagger_ui() {
         .starts_with("text/html"));
     let html = page.text().await.unwrap();
     assert!(html.contains(r#"<base href="/docs/""#), "{html}");
+    // With the trailing slash most Swagger UIs have: the same page.
+    let slash = app.get("/docs/").await;
+    assert_eq!(slash.status(), 200);
+    assert_eq!(slash.text().await.unwrap(), html);
     for asset in [
         "swagger-ui-bundle.js",
         "swagger-ui.css",

@@ -25,8 +25,16 @@ static UI_CONFIG: LazyLock<Arc<utoipa_swagger_ui::Config<'static>>> =
 pub fn routes(document: &'static LazyLock<String>) -> BoxedFilter<(Response,)> {
     let document = route("/openapi.json", Method::GET).map(move |_| openapi_json(document));
     let ui = route("/docs", Method::GET).map(|_| respond(swagger_ui()));
+    let ui_slash = route("/docs/", Method::GET).map(|_| respond(swagger_ui_slash()));
     let asset = route("/docs/{file}", Method::GET).map(|params| respond(swagger_asset(&params)));
-    document.or(ui).unify().or(asset).unify().boxed()
+    document
+        .or(ui)
+        .unify()
+        .or(ui_slash)
+        .unify()
+        .or(asset)
+        .unify()
+        .boxed()
 }
 
 /// This API's OpenAPI 3 document.
@@ -57,6 +65,17 @@ pub(super) fn swagger_ui() -> Result<Response, ApiError> {
         1,
     );
     Ok(warp::reply::with_header(html, CONTENT_TYPE, page.content_type).into_response())
+}
+
+/// The same Swagger UI page, at the address most Swagger UIs live at.
+#[utoipa::path(
+    get,
+    path = "/docs/",
+    tag = "docs",
+    responses((status = 200, description = "Swagger UI", content_type = "text/html", body = String))
+)]
+pub(super) fn swagger_ui_slash() -> Result<Response, ApiError> {
+    swagger_ui()
 }
 
 /// A file of the bundled Swagger UI (scripts, styles, icons).

@@ -41,6 +41,7 @@ use super::{
         observability::heap,
         docs::openapi_json,
         docs::swagger_ui,
+        docs::swagger_ui_slash,
         docs::swagger_asset,
         console::console_page,
         console::console_asset,

@@ -73,6 +73,8 @@ pub static ROUTES: &[Route] = &[
     route_entry("/debug/pprof/heap", &[Method::GET]),
     route_entry("/openapi.json", &[Method::GET]),
     route_entry("/docs", &[Method::GET]),
+    // Where most Swagger UIs live; the same page.
+    route_entry("/docs/", &[Method::GET]),
     route_entry("/docs/{file}", &[Method::GET]),
     route_entry("/console", &[Method::GET]),
     route_entry("/console/{file}", &[Method::GET]),
@@ -279,5 +281,6 @@ mod tests {
         assert!(find("/no/such/route").is_none());
         assert!(find("/healthz/").is_none());
         assert_eq!(find("/healthz").unwrap().route.pattern, "/healthz");
+        assert_eq!(find("/docs/").unwrap().route.pattern, "/docs/");
     }
 }

@@ -1,5 +1,8 @@
 //! Client-side commands: `insikt upload-airports FILE [--url URL]` streams a
-//! CSV file to a running service, with a progress bar when stderr is a terminal.
+//! CSV file to a running service, with a progress bar when stderr is a
+//! terminal; `insikt demo` (see [`demo`]) streams a sample import through it.
+
+pub mod demo;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -29,6 +32,14 @@ pub enum CliError {
         status: u16,
         message: String,
     },
+    #[error("{url} answered something unexpected: {body}")]
+    Unexpected { url: String, body: String },
+    #[error(transparent)]
+    Kafka(#[from] crate::kafka::KafkaClientError),
+    #[error("timed out waiting for {0}")]
+    Timeout(String),
+    #[error("cannot write the report: {0}")]
+    Output(std::io::Error),
 }
 
 /// What the service reported for an accepted upload.
