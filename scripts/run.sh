@@ -3,10 +3,21 @@
 # PostgreSQL+PostGIS and Kafka, a release build, migrations, then `serve`,
 # with the sample airports (data/airports.csv) loaded on the first start.
 # Extra arguments are insikt flags (e.g. --listen 0.0.0.0:8080).
+# S3 mode: INSIKT_RUN_S3=1 archives to the local S3 server that
+# scripts/services.sh runs (moto on 127.0.0.1:9000, bucket `insikt`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/services.sh up
+if [[ "${INSIKT_RUN_S3:-}" == 1 ]]; then
+  export INSIKT_ARCHIVE_URL="${INSIKT_ARCHIVE_URL:-s3://insikt/archive}"
+  export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:9000}"
+  export AWS_REGION="${AWS_REGION:-us-east-1}"
+  export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-insikt-dev}"
+  export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-insikt-dev}"
+  export AWS_ALLOW_HTTP="${AWS_ALLOW_HTTP:-true}"
+  echo "archiving to ${INSIKT_ARCHIVE_URL} at ${AWS_ENDPOINT_URL}"
+fi
 cargo build --release --locked
 bin=target/release/insikt
 

@@ -36,6 +36,24 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// The archive of expired jobs (see README, "Archive").
+    Archive {
+        #[command(subcommand)]
+        command: ArchiveCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Read a job's archive back into an import, straight from the archive
+    /// store into PostgreSQL (no running service needed), with a progress bar.
+    Replay {
+        /// The job whose archive is read (as in `GET /jobs`).
+        job: String,
+        /// The import to store the statements into.
+        #[arg(long)]
+        into: i64,
+    },
 }
 
 /// Settings shared by every command; each is a global flag with an env var.
@@ -125,7 +143,8 @@ pub struct Config {
     #[arg(long, env = "INSIKT_NO_MIGRATE", global = true)]
     pub no_migrate: bool,
 
-    /// Directory for archived (expired, unconsumed) stream data.
+    /// Directory for archived (expired, unconsumed) stream data, when
+    /// `--archive-url` is not given.
     #[arg(
         long,
         env = "INSIKT_ARCHIVE_DIR",
@@ -133,6 +152,24 @@ pub struct Config {
         global = true
     )]
     pub archive_dir: PathBuf,
+
+    /// Where expired streams are archived: `file:///absolute/path` or
+    /// `s3://bucket/prefix` (with AWS_ENDPOINT_URL, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP)
+    /// [default: file://<absolute --archive-dir>].
+    #[arg(long, env = "INSIKT_ARCHIVE_URL", global = true)]
+    pub archive_url: Option<String>,
+
+    /// Offsets of a partition one archive object spans at most: each object
+    /// is recorded once uploaded, so a crash re-archives one object at most.
+    #[arg(
+        long,
+        env = "INSIKT_ARCHIVE_OBJECT_OFFSETS",
+        default_value_t = 1_000_000,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000_000_000),
+        global = true
+    )]
+    pub archive_object_offsets: u64,
 
     /// Prefix of the statement topics: `{prefix}.{job name}`.
     #[arg(
@@ -302,6 +339,13 @@ impl Config {
         })
     }
 
+    /// The archive's URL: `--archive-url`, else the archive directory's.
+    pub fn archive_url(&self) -> String {
+        self.archive_url
+            .clone()
+            .unwrap_or_else(|| crate::archive::ArchiveStore::directory_url(&self.archive_dir))
+    }
+
     pub fn confirm_ttl(&self) -> Duration {
         Duration::from_secs(self.confirm_ttl_secs)
     }
@@ -339,6 +383,11 @@ mod tests {
             Some(Command::UploadAirports { ref url, .. }) if url.as_deref() == Some("http://x:1")
         ));
         assert_eq!(cli.config.confirm_ttl(), Duration::from_secs(86_400));
+        let cli = Cli::parse_from(["insikt", "archive", "replay", "job-1", "--into", "7"]);
+        assert!(matches!(
+            cli.command,
+            Some(Command::Archive { command: ArchiveCommand::Replay { ref job, into: 7 } }) if job == "job-1"
+        ));
     }
 
     #[test]

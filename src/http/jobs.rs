@@ -64,6 +64,11 @@ impl From<JobsError> for ApiError {
                 tracing::warn!(error = %e, "kafka unavailable");
                 ApiError::unavailable("kafka_unavailable", "Kafka is unavailable")
             }
+            JobsError::NoArchive(name) => ApiError::not_found(format!("job {name} has no archive")),
+            JobsError::ArchiveStore(crate::archive::ArchiveError::Store(e)) => {
+                tracing::warn!(error = %e, "archive store unavailable");
+                ApiError::unavailable("archive_unavailable", "The archive store is unavailable")
+            }
             other => ApiError::internal(&other),
         }
     }

@@ -17,7 +17,9 @@ use utoipa::openapi::security::{HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::schema::{ErrorBody, ADMIN_TOKEN};
-use super::{airports, citizens, demand, docs, jobs, observability, ops, statements, towns};
+use super::{
+    airports, archives, citizens, demand, docs, jobs, observability, ops, statements, towns,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -67,6 +69,7 @@ impl Modify for Resources {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let resources = [
             airports::Api::openapi(),
+            archives::Api::openapi(),
             citizens::Api::openapi(),
             demand::Api::openapi(),
             jobs::Api::openapi(),
