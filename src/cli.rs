@@ -138,21 +138,6 @@ fn describe(body: &Value) -> String {
     text
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refusals_list_the_bad_lines() {
-        let body = serde_json::json!({"error": {"code": "validation_failed", "message": "bad",
-            "fields": {"errors": [{"line": 3, "reason": "latitude 123 is outside [-90, 90]"}]}}});
-        assert_eq!(
-            describe(&body),
-            "bad\n  line 3: latitude 123 is outside [-90, 90]"
-        );
-    }
-}
-
 /// Replays `job`'s archive into import `into`, reading the configured
 /// archive store and writing to the configured database, with a progress
 /// bar of the records read when stderr is a terminal.
@@ -182,4 +167,19 @@ pub async fn replay_archive(
     progress.finish_and_clear();
     pool.close();
     Ok(replayed?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_list_the_bad_lines() {
+        let body = serde_json::json!({"error": {"code": "validation_failed", "message": "bad",
+            "fields": {"errors": [{"line": 3, "reason": "latitude 123 is outside [-90, 90]"}]}}});
+        assert_eq!(
+            describe(&body),
+            "bad\n  line 3: latitude 123 is outside [-90, 90]"
+        );
+    }
 }
