@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Archive and read back 50,000 and 200,000 records (each size in a process of
+# Archive and read back 50,000, 200,000 and 1,000,000 records (each size in a process of
 # its own), to a directory and to the S3 server of scripts/services.sh:
 # rates and peak RSS, which must not grow with the size.
 # Usage: scripts/bench.sh archive [SIZES...]   (PROFILE=dev for a debug build)
@@ -11,7 +11,7 @@ profile=(--release)
 cargo build "${profile[@]}" --locked --quiet --example bench_archive
 bin="target/$([[ ${#profile[@]} -eq 0 ]] && echo debug || echo release)/examples/bench_archive"
 sizes=("$@")
-((${#sizes[@]})) || sizes=(50000 200000)
+((${#sizes[@]})) || sizes=(50000 200000 1000000)
 for n in "${sizes[@]}"; do
   INSIKT_ARCHIVE_URL="file://${TMPDIR:-/tmp}/insikt-bench-archive" "$bin" "$n"
   INSIKT_ARCHIVE_URL="s3://insikt/bench" AWS_ENDPOINT_URL=http://127.0.0.1:9000 AWS_REGION=us-east-1 \
