@@ -267,6 +267,31 @@ async fn archive_and_replay(backend: Backend) {
     )
     .await;
     assert_eq!(status, 404, "{body}");
+
+    // The command line: straight from the store into PostgreSQL.
+    let cli_target = streams::create_import(&db, &[1, 2]).await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_insikt"))
+        .args([
+            "archive",
+            "replay",
+            &name,
+            "--into",
+            &cli_target.to_string(),
+        ])
+        .env("INSIKT_DATABASE_URL", &app.database.url)
+        .env("INSIKT_ARCHIVE_URL", &store_url)
+        .env("INSIKT_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("7 records read: 7 stored"), "{stdout}");
+    assert_eq!(streams::stored(&db, cli_target).await, 7);
     app.stop().await;
 }
 
