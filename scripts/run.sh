@@ -15,6 +15,17 @@ if [[ "${1:-}" == stop ]]; then
   stop_only=true
   shift
 fi
+# S3 mode: INSIKT_RUN_S3=1 archives to the local S3 server that
+# scripts/services.sh runs (moto on 127.0.0.1:9000, bucket `insikt`).
+if [[ "${INSIKT_RUN_S3:-}" == 1 ]]; then
+  export INSIKT_ARCHIVE_URL="${INSIKT_ARCHIVE_URL:-s3://insikt/archive}"
+  export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:9000}"
+  export AWS_REGION="${AWS_REGION:-us-east-1}"
+  export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-insikt-dev}"
+  export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-insikt-dev}"
+  export AWS_ALLOW_HTTP="${AWS_ALLOW_HTTP:-true}"
+  echo "archiving to ${INSIKT_ARCHIVE_URL} at ${AWS_ENDPOINT_URL}"
+fi
 
 # Where the server listens and which database it uses, as insikt will see them.
 listen="${INSIKT_LISTEN:-127.0.0.1:8080}"

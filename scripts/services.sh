@@ -4,8 +4,11 @@
 #   - a single-node Apache Kafka broker (KRaft) on 127.0.0.1:9092
 #   - headless Chromium and chromedriver (Debian's), installed only: the
 #     console's browser test (tests/console.rs) starts its own chromedriver
+#   - an S3-compatible server (moto in server mode, from PyPI) on
+#     127.0.0.1:9000 with the bucket `insikt`, for the archive tests and
+#     scripts/run.sh's S3 mode. It keeps objects in memory: a restart empties it.
 #
-# Usage: scripts/services.sh up|down|status [postgres|kafka]
+# Usage: scripts/services.sh up|down|status [postgres|kafka|s3]
 #        scripts/services.sh crash postgres   (immediate stop, as a crash:
 #                                              for the fault tests)
 #
@@ -50,6 +53,19 @@ KAFKA_CONTROLLER_PORT=9093
 KAFKA_CLUSTER_ID=SW5zaWt0RGV2S2Fma2FJRA
 KAFKA_START_TIMEOUT=120
 KAFKA_STOP_TIMEOUT=60
+
+# --- S3 (moto) settings -------------------------------------------------------
+S3_DIR="${STATE_DIR}/s3"
+S3_VENV="${S3_DIR}/venv"
+S3_PID="${S3_DIR}/moto.pid"
+S3_LOG="${S3_DIR}/moto.log"
+S3_HOST=127.0.0.1
+S3_PORT=9000
+S3_BUCKET=insikt
+# moto enforces S3's 5 MiB minimum part size of multipart uploads (s3s-fs,
+# the other candidate, does not, and would cost a cargo install in CI).
+MOTO_VERSION=5.2.5
+S3_START_TIMEOUT=60
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -442,27 +458,96 @@ browser_up() {
 }
 
 # ============================================================================
+# S3 (moto_server)
+# ============================================================================
+
+# s3_pid: print the PID of our running moto_server, or fail.
+s3_pid() {
+  local pid
+  [[ -f "$S3_PID" ]] || return 1
+  pid="$(cat "$S3_PID" 2>/dev/null || true)"
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null &&
+    tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -qF "moto_server" || return 1
+  echo "$pid"
+}
+
+s3_answers() {
+  curl -fsS -o /dev/null --max-time 5 "http://${S3_HOST}:${S3_PORT}/" 2>/dev/null
+}
+
+s3_install() {
+  [[ -x "${S3_VENV}/bin/moto_server" && "$(cat "${S3_VENV}/.stamp" 2>/dev/null)" == "$MOTO_VERSION" ]] && return 0
+  command -v python3 >/dev/null || apt_install python3
+  python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
+  command -v curl >/dev/null || apt_install curl
+  log "installing moto[server]==${MOTO_VERSION} into ${S3_VENV}"
+  rm -rf "$S3_VENV"
+  python3 -m venv "$S3_VENV"
+  "${S3_VENV}/bin/pip" install -q --disable-pip-version-check "moto[server]==${MOTO_VERSION}" >"${S3_DIR}/pip.log" 2>&1 ||
+    { tail -n 30 "${S3_DIR}/pip.log" >&2; die "pip could not install moto"; }
+  echo "$MOTO_VERSION" >"${S3_VENV}/.stamp"
+}
+
+s3_up() {
+  mkdir -p "$S3_DIR"
+  s3_install
+  local pid
+  if ! pid="$(s3_pid)"; then
+    tcp_open "$S3_HOST" "$S3_PORT" && die "something else listens on ${S3_HOST}:${S3_PORT}; stop it first"
+    log "starting moto S3 server on ${S3_HOST}:${S3_PORT}"
+    setsid nohup "${S3_VENV}/bin/moto_server" -H "$S3_HOST" -p "$S3_PORT" \
+      >>"$S3_LOG" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$S3_PID"
+  fi
+  local deadline=$((SECONDS + S3_START_TIMEOUT))
+  until s3_answers; do
+    kill -0 "$pid" 2>/dev/null || { tail -n 20 "$S3_LOG" >&2; die "moto_server exited during startup"; }
+    ((SECONDS < deadline)) || { tail -n 20 "$S3_LOG" >&2; die "moto_server did not answer within ${S3_START_TIMEOUT}s"; }
+    sleep 0.2
+  done
+  # The bucket (again after a restart: moto keeps everything in memory).
+  curl -fsS -o /dev/null -X PUT "http://${S3_HOST}:${S3_PORT}/${S3_BUCKET}" ||
+    die "could not create the bucket ${S3_BUCKET}"
+}
+
+s3_down() {
+  local pid
+  if pid="$(s3_pid)"; then
+    log "stopping moto S3 server (pid ${pid})"
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+  fi
+  rm -f "$S3_PID"
+}
+
+s3_status() {
+  s3_pid >/dev/null && s3_answers
+}
+
+# ============================================================================
 # Commands
 # ============================================================================
 summary() {
-  local pg="down" kafka="down" pid
+  local pg="down" kafka="down" s3="down" pid
   pg_status && pg="up   postgres://postgres@${PG_HOST}:${PG_PORT}/${PG_DB} (PostgreSQL ${PG_VERSION}/${PG_CLUSTER})"
   if kafka_status; then
     pid="$(kafka_pid)"
     kafka="up   ${KAFKA_HOST}:${KAFKA_PORT} (pid ${pid}, logs ${KAFKA_LOGS})"
   fi
-  printf 'postgresql: %s\nkafka:      %s\n' "$pg" "$kafka"
+  s3_status && s3="up   http://${S3_HOST}:${S3_PORT} bucket ${S3_BUCKET} (moto ${MOTO_VERSION}, log ${S3_LOG})"
+  printf 'postgresql: %s\nkafka:      %s\ns3:         %s\n' "$pg" "$kafka" "$s3"
 }
 
 usage() {
-  echo "usage: $0 up|down|status [postgres|kafka] | crash postgres" >&2
+  echo "usage: $0 up|down|status [postgres|kafka|s3] | crash postgres" >&2
   exit 2
 }
 
 main() {
   (($# == 1 || $# == 2)) || usage
   local only="${2:-}"
-  [[ -z "$only" || "$only" == postgres || "$only" == kafka ]] || usage
+  [[ -z "$only" || "$only" == postgres || "$only" == kafka || "$only" == s3 ]] || usage
   [[ $EUID -eq 0 ]] || die "run as root (installs packages, runs pg_ctlcluster)"
 
   # One run at a time: two concurrent `up`s would race on apt and on the
@@ -477,14 +562,16 @@ main() {
 
   case "$1" in
   up)
-    [[ "$only" == kafka ]] || pg_up
-    [[ "$only" == postgres ]] || kafka_up
+    [[ -n "$only" && "$only" != postgres ]] || pg_up
+    [[ -n "$only" && "$only" != kafka ]] || kafka_up
+    [[ -n "$only" && "$only" != s3 ]] || s3_up
     [[ -n "$only" ]] || browser_up
     summary
     ;;
   down)
-    [[ "$only" == postgres ]] || kafka_down
-    [[ "$only" == kafka ]] || pg_down
+    [[ -n "$only" && "$only" != s3 ]] || s3_down
+    [[ -n "$only" && "$only" != kafka ]] || kafka_down
+    [[ -n "$only" && "$only" != postgres ]] || pg_down
     summary
     ;;
   crash)
@@ -496,7 +583,7 @@ main() {
     ;;
   status)
     summary
-    if pg_status && kafka_status; then exit 0; else exit 1; fi
+    if pg_status && kafka_status && s3_status; then exit 0; else exit 1; fi
     ;;
   *) usage ;;
   esac

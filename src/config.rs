@@ -60,6 +60,24 @@ pub enum Command {
         #[arg(long, default_value = "5m", value_parser = parse_duration)]
         wait: Duration,
     },
+    /// The archive of expired jobs (see README, "Archive").
+    Archive {
+        #[command(subcommand)]
+        command: ArchiveCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Read a job's archive back into an import, straight from the archive
+    /// store into PostgreSQL (no running service needed), with a progress bar.
+    Replay {
+        /// The job whose archive is read (as in `GET /jobs`).
+        job: String,
+        /// The import to store the statements into.
+        #[arg(long)]
+        into: i64,
+    },
 }
 
 /// Settings shared by every command; each is a global flag with an env var.
@@ -149,7 +167,8 @@ pub struct Config {
     #[arg(long, env = "INSIKT_NO_MIGRATE", global = true)]
     pub no_migrate: bool,
 
-    /// Directory for archived (expired, unconsumed) stream data.
+    /// Directory for archived (expired, unconsumed) stream data, when
+    /// `--archive-url` is not given.
     #[arg(
         long,
         env = "INSIKT_ARCHIVE_DIR",
@@ -157,6 +176,24 @@ pub struct Config {
         global = true
     )]
     pub archive_dir: PathBuf,
+
+    /// Where expired streams are archived: `file:///absolute/path` or
+    /// `s3://bucket/prefix` (with AWS_ENDPOINT_URL, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP)
+    /// [default: file://<absolute --archive-dir>].
+    #[arg(long, env = "INSIKT_ARCHIVE_URL", global = true)]
+    pub archive_url: Option<String>,
+
+    /// Offsets of a partition one archive object spans at most: each object
+    /// is recorded once uploaded, so a crash re-archives one object at most.
+    #[arg(
+        long,
+        env = "INSIKT_ARCHIVE_OBJECT_OFFSETS",
+        default_value_t = 1_000_000,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000_000_000),
+        global = true
+    )]
+    pub archive_object_offsets: u64,
 
     /// Prefix of the statement topics: `{prefix}.{job name}`.
     #[arg(
@@ -326,6 +363,13 @@ impl Config {
         })
     }
 
+    /// The archive's URL: `--archive-url`, else the archive directory's.
+    pub fn archive_url(&self) -> String {
+        self.archive_url
+            .clone()
+            .unwrap_or_else(|| crate::archive::ArchiveStore::directory_url(&self.archive_dir))
+    }
+
     pub fn confirm_ttl(&self) -> Duration {
         Duration::from_secs(self.confirm_ttl_secs)
     }
@@ -372,6 +416,11 @@ mod tests {
                 residents: 3000,
                 ..
             })
+        ));
+        let cli = Cli::parse_from(["insikt", "archive", "replay", "job-1", "--into", "7"]);
+        assert!(matches!(
+            cli.command,
+            Some(Command::Archive { command: ArchiveCommand::Replay { ref job, into: 7 } }) if job == "job-1"
         ));
     }
 

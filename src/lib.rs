@@ -5,6 +5,7 @@
 //! warp; the domain modules know PostgreSQL through `db`; `kafka` wraps rdkafka.
 
 pub mod airports;
+pub mod archive;
 pub mod citizens;
 pub mod cli;
 pub mod config;

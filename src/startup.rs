@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::config::{Cli, Command, Config};
+use crate::config::{ArchiveCommand, Cli, Command, Config};
 use crate::db::{self, DbError, MigrationReport};
 use crate::http;
 use crate::jobs::{self, JobsError, SupervisorHandle};
@@ -52,6 +52,20 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             for migration in &report.applied {
                 println!("applied {migration}");
             }
+            Ok(())
+        }
+        Command::Archive {
+            command: ArchiveCommand::Replay { job, into },
+        } => {
+            let replayed = crate::cli::replay_archive(&cli.config, &job, into).await?;
+            println!(
+                "{} objects, {} records read: {} stored, {} already stored, {} dead letters",
+                replayed.objects,
+                replayed.read,
+                replayed.stored,
+                replayed.duplicates,
+                replayed.dead_letters
+            );
             Ok(())
         }
         Command::UploadAirports { file, url } => {

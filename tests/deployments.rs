@@ -197,12 +197,12 @@ async fn two_deployments_on_one_broker_with_default_names_never_mix() {
             (get(app, &format!("/jobs/{name}")).await["state"] == "expired").then_some(())
         })
         .await;
-        let path: String = db
-            .query_one("SELECT path FROM job_archives WHERE job = $1", &[&name])
+        let url: String = db
+            .query_one("SELECT url FROM job_archives WHERE job = $1", &[&name])
             .await
             .unwrap()
             .get(0);
-        let dir = std::path::Path::new(&path)
+        let dir = std::path::Path::new(url.strip_prefix("file://").unwrap())
             .parent()
             .unwrap()
             .parent()

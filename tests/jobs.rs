@@ -433,7 +433,7 @@ async fn expiry_archives_exactly_the_unconsumed_rest() {
 
     let rows = db
         .query(
-            "SELECT from_offset, to_offset, messages, path FROM job_archives WHERE job = $1",
+            "SELECT from_offset, to_offset, messages, url FROM job_archives WHERE job = $1",
             &[&name],
         )
         .await
@@ -444,8 +444,9 @@ async fn expiry_archives_exactly_the_unconsumed_rest() {
         (6, 14)
     );
     assert_eq!(rows[0].get::<_, i64>(2), 7);
-    let path: String = rows[0].get(3);
-    let dir = std::path::Path::new(&path)
+    let url: String = rows[0].get(3);
+    let path = url.strip_prefix("file://").expect("a file:// URL");
+    let dir = std::path::Path::new(path)
         .parent()
         .unwrap()
         .parent()
@@ -475,8 +476,8 @@ async fn expiry_archives_exactly_the_unconsumed_rest() {
         (&files[0]["from_offset"], &files[0]["to_offset"]),
         (&json!(6), &json!(14))
     );
-    assert_eq!(files[0]["messages"], 7);
-    assert_eq!(files[0]["path"], path.as_str());
+    assert_eq!(files[0]["count"], 7);
+    assert_eq!(files[0]["url"], url.as_str());
     let (status, body) = json(app.get("/jobs/no-such-job/archives").await).await;
     assert_eq!((status, error_code(&body)), (404, "not_found"), "{body}");
 
@@ -707,17 +708,17 @@ async fn a_running_job_expires_with_every_statement_either_stored_or_archived() 
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let paths: Vec<String> = db
-        .query("SELECT path FROM job_archives WHERE job = $1", &[&name])
+    let urls: Vec<String> = db
+        .query("SELECT url FROM job_archives WHERE job = $1", &[&name])
         .await
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
     let mut archived = Vec::new();
-    for path in &paths {
-        for line in std::fs::read_to_string(path).unwrap().lines() {
-            let line: Value = serde_json::from_str(line).unwrap();
+    for url in &urls {
+        let path = url.strip_prefix("file://").unwrap();
+        for line in streams::gunzip_lines(&std::fs::read(path).unwrap()) {
             let payload: Value = serde_json::from_str(line["payload"].as_str().unwrap()).unwrap();
             archived.push(payload["statement_id"].as_str().unwrap().to_owned());
         }
@@ -728,8 +729,8 @@ async fn a_running_job_expires_with_every_statement_either_stored_or_archived() 
     let mut expected: Vec<String> = (0..50).map(|i| format!("e{i}")).collect();
     expected.sort();
     assert_eq!(all, expected, "stored {stored:?}, archived {archived:?}");
-    for path in paths {
-        let _ = std::fs::remove_file(path);
+    for url in &urls {
+        let _ = std::fs::remove_file(url.strip_prefix("file://").unwrap());
     }
 }
 

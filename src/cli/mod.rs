@@ -26,6 +26,12 @@ pub enum CliError {
     },
     #[error("request to {url} failed: {source}")]
     Request { url: String, source: reqwest::Error },
+    #[error(transparent)]
+    Jobs(#[from] crate::jobs::JobsError),
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
     #[error("{url} answered {status}: {message}")]
     Refused {
         url: String,
@@ -141,6 +147,37 @@ fn describe(body: &Value) -> String {
         }
     }
     text
+}
+
+/// Replays `job`'s archive into import `into`, reading the configured
+/// archive store and writing to the configured database, with a progress
+/// bar of the records read when stderr is a terminal.
+pub async fn replay_archive(
+    config: &Config,
+    job: &str,
+    into: i64,
+) -> Result<crate::jobs::Replayed, CliError> {
+    let pool = crate::db::pool(&config.database_url, 4)?;
+    let store = crate::archive::ArchiveStore::from_url(&config.archive_url())?;
+    let total = crate::jobs::replay_total(&pool, job).await?;
+    let progress = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(total.max(0) as u64);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} {pos}/{len} records [{wide_bar}] {per_sec}, {eta} left",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let replayed = crate::jobs::replay(&pool, &store, job, into, config.job_batch_size, |read| {
+        progress.set_position(read)
+    })
+    .await;
+    progress.finish_and_clear();
+    pool.close();
+    Ok(replayed?)
 }
 
 #[cfg(test)]

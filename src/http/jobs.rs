@@ -1,4 +1,4 @@
-//! Jobs: list, show, archives, stop and start (the last two need the admin token).
+//! Jobs: list, show, stop and start (the last two need the admin token).
 
 use serde::Deserialize;
 use warp::filters::BoxedFilter;
@@ -10,7 +10,7 @@ use super::error::{respond, ApiError};
 use super::routes::{route, PathParams};
 use super::schema::{Data, ErrorBody};
 use super::{auth, data, extract, with_state, State};
-use crate::jobs::{ArchiveView, JobFilter, JobView, JobsError};
+use crate::jobs::{JobFilter, JobView, JobsError};
 
 const STATES: [&str; 5] = ["pending", "running", "stopped", "expired", "failed"];
 
@@ -24,10 +24,6 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
         .and(with_state(state))
         .then(|params, state| show(state, params))
         .map(respond);
-    let archives = route("/jobs/{name}/archives", Method::GET)
-        .and(with_state(state))
-        .then(|params, state| archives(state, params))
-        .map(respond);
     let stop = route("/jobs/{name}/stop", Method::POST)
         .and(auth::admin(state))
         .and(with_state(state))
@@ -40,8 +36,6 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
         .map(respond);
     list.or(show)
         .unify()
-        .or(archives)
-        .unify()
         .or(stop)
         .unify()
         .or(start)
@@ -51,8 +45,8 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(list, show, archives, stop, start),
-    components(schemas(JobView, ArchiveView)),
+    paths(list, show, stop, start),
+    components(schemas(JobView)),
     tags((name = "jobs", description = "The per-import jobs that store statements from Kafka"))
 )]
 pub(super) struct Api;
@@ -69,6 +63,11 @@ impl From<JobsError> for ApiError {
             JobsError::Kafka(e) => {
                 tracing::warn!(error = %e, "kafka unavailable");
                 ApiError::unavailable("kafka_unavailable", "Kafka is unavailable")
+            }
+            JobsError::NoArchive(name) => ApiError::not_found(format!("job {name} has no archive")),
+            JobsError::ArchiveStore(crate::archive::ArchiveError::Store(e)) => {
+                tracing::warn!(error = %e, "archive store unavailable");
+                ApiError::unavailable("archive_unavailable", "The archive store is unavailable")
             }
             other => ApiError::internal(&other),
         }
@@ -135,25 +134,6 @@ pub(super) async fn show(state: State, params: PathParams) -> Result<Response, A
         Some(job) => Ok(data(StatusCode::OK, &job)),
         None => Err(ApiError::not_found(format!("no job {name}"))),
     }
-}
-
-/// The files the job archived its unconsumed stream to when it expired
-/// (none before expiry).
-#[utoipa::path(
-    get,
-    path = "/jobs/{name}/archives",
-    tag = "jobs",
-    params(("name" = String, Path, description = NAME)),
-    responses(
-        (status = 200, description = "The archive files, by partition and offset", body = Data<Vec<ArchiveView>>),
-        (status = 404, description = "No such job", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
-    )
-)]
-pub(super) async fn archives(state: State, params: PathParams) -> Result<Response, ApiError> {
-    let name: String = params.get("name")?;
-    let files = state.supervisor.archives(&name).await?;
-    Ok(data(StatusCode::OK, &files))
 }
 
 /// Stops the job after its current batch; it stays stopped across restarts

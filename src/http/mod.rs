@@ -3,6 +3,7 @@
 //! the domain, map the result.
 
 mod airports;
+mod archives;
 pub mod auth;
 mod citizens;
 mod console;
@@ -67,6 +68,8 @@ const REQUEST_ID: &str = "x-request-id";
 pub fn router(state: &State) -> BoxedFilter<(Response,)> {
     let api = ops::routes(state)
         .or(jobs::routes(state))
+        .unify()
+        .or(archives::routes(state))
         .unify()
         .or(statements::routes(state))
         .unify()

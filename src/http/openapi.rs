@@ -18,7 +18,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::schema::{ErrorBody, ADMIN_TOKEN};
 use super::{
-    airports, citizens, console, demand, docs, jobs, observability, ops, statements, towns,
+    airports, archives, citizens, console, demand, docs, jobs, observability, ops, statements,
+    towns,
 };
 
 #[derive(OpenApi)]
@@ -74,6 +75,7 @@ impl Modify for Resources {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let resources = [
             airports::Api::openapi(),
+            archives::Api::openapi(),
             citizens::Api::openapi(),
             demand::Api::openapi(),
             jobs::Api::openapi(),

@@ -35,9 +35,11 @@ pub static ROUTES: &[Route] = &[
     route_entry("/imports/{id}/dead-letters", &[Method::GET]),
     route_entry("/jobs", &[Method::GET]),
     route_entry("/jobs/{name}", &[Method::GET]),
-    route_entry("/jobs/{name}/archives", &[Method::GET]),
     route_entry("/jobs/{name}/stop", &[Method::POST]),
     route_entry("/jobs/{name}/start", &[Method::POST]),
+    route_entry("/jobs/{name}/archives", &[Method::GET]),
+    route_entry("/jobs/{name}/archives/{partition}/{from}", &[Method::GET]),
+    route_entry("/imports/{id}/replay", &[Method::POST]),
     // Airports, then the seed's bare aliases for them.
     route_entry("/airports", &[Method::GET, Method::PUT]),
     route_entry("/airports/upload", &[Method::POST]),

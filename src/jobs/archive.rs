@@ -1,30 +1,41 @@
 //! Expiry: the unconsumed rest of a stream (from the stored offsets to the
-//! high watermark) goes to NDJSON files under the archive directory, one per
-//! job partition, named with the offsets they cover; then the job is
-//! `expired` and its offsets point at the end, in one transaction.
+//! high watermark) goes to the archive store (`crate::archive`), one object
+//! per partition and span of offsets, streamed as it is read; then the
+//! job's manifest, then the job is `expired` with its offsets at the end.
+//!
+//! Each object is recorded in `job_archives`, together with the partition's
+//! offsets moved to its end, in one durable transaction once its upload
+//! completed: a crash (or a store outage) mid-upload leaves no row and no
+//! visible object, and the job, restarted, archives again from its stored
+//! offsets. Those commits wait for the disk (`synchronous_commit = on`):
+//! once the offsets moved past a range nothing reads it from Kafka again,
+//! so a lost commit would lose the only record of its object.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
-
-use serde_json::json;
 
 use super::repo::JobRow;
 use super::{Context, JobsError};
+use crate::archive::{Line, Manifest, ObjectInfo, ObjectWriter};
 use crate::kafka::{self, Consumer, Message, Offset, TopicPartitionList};
 
 /// How long the archive waits for the next message below the high watermark.
 const IDLE: Duration = Duration::from_secs(5);
 
-/// One archive file.
-#[derive(Debug, Clone)]
-pub struct ArchiveFile {
-    pub partition: i32,
-    pub from_offset: i64,
-    pub to_offset: i64,
-    pub messages: i64,
-    pub path: PathBuf,
+/// Whether a job failed because the archive store refused or could not be
+/// reached: retried for as long as it lasts, never given up (the records
+/// are gone once the topic's retention passes, archived or not).
+pub fn is_store_outage(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(JobsError::ArchiveStore(crate::archive::ArchiveError::Store(_))) =
+            error.downcast_ref::<JobsError>()
+        {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 /// Archives what the job had not consumed and marks it `expired`.
@@ -32,55 +43,42 @@ pub async fn expire(
     context: &Context,
     row: &JobRow,
     offsets: &HashMap<i32, i64>,
-) -> Result<Vec<ArchiveFile>, JobsError> {
-    let settings = &context.settings;
-    let mut files = Vec::new();
+) -> Result<Manifest, JobsError> {
     let mut ends = Vec::new();
     for partition in context.cluster.partitions(&row.topic).await? {
         let (low, high) = context
             .cluster
             .watermarks(&row.topic, partition, Duration::from_secs(10))
             .await?;
-        let from = offsets.get(&partition).copied().unwrap_or(low).max(low);
-        ends.push((partition, high.max(from)));
-        if from >= high {
-            continue;
+        let stored = offsets.get(&partition).copied().unwrap_or(low);
+        if stored < low {
+            // The broker deleted them before the job read them (retention).
+            tracing::warn!(job = %row.name, partition, stored, low, "records lost before archiving");
         }
-        let lines = read_range(context, row, partition, from, high).await?;
-        let dir = settings.archive_dir.join(&row.name);
-        let path = dir.join(format!("{}-p{partition}-{from}-{high}.ndjson", row.topic));
-        let messages = lines.len() as i64;
-        let target = path.clone();
-        tokio::task::spawn_blocking(move || write_file(&dir, &target, &lines))
-            .await
-            .map_err(|e| JobsError::Archive(e.to_string()))?
-            .map_err(|e| JobsError::Archive(format!("{}: {e}", path.display())))?;
-        files.push(ArchiveFile {
-            partition,
-            from_offset: from,
-            to_offset: high,
-            messages,
-            path,
-        });
+        let from = stored.max(low);
+        ends.push((partition, high.max(from)));
+        if from < high {
+            archive_partition(context, row, partition, from, high).await?;
+        }
     }
     let mut client = context.pool.get().await?;
+    let objects = objects(&client, &row.name).await?;
+    let manifest = Manifest {
+        job: row.name.clone(),
+        topic: row.topic.clone(),
+        import: row.import_id,
+        count: objects.iter().map(|o| o.count).sum(),
+        objects,
+    };
+    // Rewritten whole after a crash before the expiry's commit: idempotent.
+    context
+        .archive
+        .put_manifest(&manifest)
+        .await
+        .map_err(JobsError::ArchiveStore)?;
     let tx = client.transaction().await?;
-    for file in &files {
-        tx.execute(
-            "INSERT INTO job_archives (job, partition, from_offset, to_offset, messages, path) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (job, partition, from_offset) \
-             DO UPDATE SET to_offset = EXCLUDED.to_offset, messages = EXCLUDED.messages, path = EXCLUDED.path",
-            &[
-                &row.name,
-                &file.partition,
-                &file.from_offset,
-                &file.to_offset,
-                &file.messages,
-                &file.path.to_string_lossy().into_owned(),
-            ],
-        )
+    tx.batch_execute("SET LOCAL synchronous_commit = on")
         .await?;
-    }
     for (partition, end) in &ends {
         tx.execute(
             "INSERT INTO job_offsets (job, partition, next_offset) VALUES ($1, $2, $3) \
@@ -96,65 +94,199 @@ pub async fn expire(
     .await?;
     tx.commit().await?;
     crate::telemetry::metrics::set_job_state(&row.name, "expired");
-    tracing::info!(job = %row.name, files = files.len(), "job expired and archived");
-    Ok(files)
+    tracing::info!(job = %row.name, objects = manifest.objects.len(), records = manifest.count, "job expired and archived");
+    Ok(manifest)
 }
 
-/// Every message of `[from, high)` as an NDJSON line with its coordinates.
-async fn read_range(
+/// The job's archived objects, in partition and offset order.
+pub async fn objects(client: &crate::db::Client, job: &str) -> Result<Vec<ObjectInfo>, JobsError> {
+    let rows = client
+        .query(
+            "SELECT partition, from_offset, to_offset, messages, COALESCE(bytes, 0), \
+                    COALESCE(sha256, ''), url \
+               FROM job_archives WHERE job = $1 ORDER BY partition, from_offset",
+            &[&job],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ObjectInfo {
+            partition: r.get(0),
+            from_offset: r.get(1),
+            to_offset: r.get(2),
+            count: r.get(3),
+            bytes: r.get(4),
+            sha256: r.get(5),
+            url: r.get(6),
+        })
+        .collect())
+}
+
+/// Archives `[from, high)` of one partition, an object per span of
+/// `archive_object_offsets` offsets, each recorded once uploaded.
+async fn archive_partition(
     context: &Context,
     row: &JobRow,
     partition: i32,
     from: i64,
     high: i64,
-) -> Result<Vec<Vec<u8>>, JobsError> {
+) -> Result<(), JobsError> {
     let settings = &context.settings;
     let consumer = kafka::consumer(
         &settings.brokers,
         &format!("insikt-{}-{}-archive", settings.instance, row.name),
         &context.naming().await?.consumer_group(),
     )?;
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(&row.topic, partition, Offset::Offset(from))?;
-    consumer.assign(&assignment)?;
-    let mut lines = Vec::new();
-    loop {
-        let message = match tokio::time::timeout(IDLE, consumer.recv()).await {
-            // Nothing more below the watermark (e.g. transaction markers at the end).
-            Err(_) => break,
-            Ok(Err(error)) => return Err(error.into()),
-            Ok(Ok(message)) => message,
-        };
-        if message.offset() >= high {
-            break;
+    let result = async {
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(&row.topic, partition, Offset::Offset(from))?;
+        consumer.assign(&assignment)?;
+        let span = settings.archive_object_offsets.max(1);
+        let mut start = from;
+        let mut pending = None;
+        while start < high {
+            let end = (start + span).min(high);
+            let (object, next) = archive_object(
+                context,
+                row,
+                &consumer,
+                partition,
+                start,
+                end,
+                pending.take(),
+            )
+            .await?;
+            record(context, row, partition, start, end, object).await?;
+            pending = next;
+            start = end;
         }
-        let line = json!({
-            "partition": partition,
-            "offset": message.offset(),
-            "key": message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-            "payload": String::from_utf8_lossy(message.payload().unwrap_or_default()),
-        });
-        lines.push(serde_json::to_vec(&line).expect("JSON values serialise"));
-        if message.offset() + 1 >= high {
-            break;
-        }
+        Ok::<_, JobsError>(())
     }
-    Ok(lines)
+    .await;
+    kafka::close(consumer);
+    result
 }
 
-/// Writes the file whole or not at all (a temporary name, then a rename).
-fn write_file(
-    dir: &std::path::Path,
-    path: &std::path::Path,
-    lines: &[Vec<u8>],
-) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let partial = path.with_extension("partial");
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&partial)?);
-    for line in lines {
-        file.write_all(line)?;
-        file.write_all(b"\n")?;
+/// What the reader took past an object's end: the next object's first record.
+type Carried = Option<Line>;
+
+/// Streams the records of `[start, end)` into one object; `None` when the
+/// span held none (only transaction markers or aborted records).
+#[allow(clippy::too_many_arguments)]
+async fn archive_object(
+    context: &Context,
+    row: &JobRow,
+    consumer: &kafka::StreamConsumer,
+    partition: i32,
+    start: i64,
+    end: i64,
+    carried: Carried,
+) -> Result<(Option<crate::archive::Written>, Carried), JobsError> {
+    let key = context.archive.object_key(&row.name, partition, start, end);
+    let mut writer: Option<ObjectWriter> = None;
+    let mut next = carried;
+    let outcome = async {
+        loop {
+            let line = match next.take() {
+                Some(line) => line,
+                None => {
+                    let message = match tokio::time::timeout(IDLE, consumer.recv()).await {
+                        // Nothing more below the watermark (e.g. transaction markers at the end).
+                        Err(_) => break,
+                        Ok(Err(error)) => return Err(JobsError::from(error)),
+                        Ok(Ok(message)) => message,
+                    };
+                    Line {
+                        partition,
+                        offset: message.offset(),
+                        key: message
+                            .key()
+                            .map(|k| String::from_utf8_lossy(k).into_owned()),
+                        timestamp: Some(kafka::record_time(&message).timestamp_millis()),
+                        payload: String::from_utf8_lossy(message.payload().unwrap_or_default())
+                            .into_owned(),
+                    }
+                }
+            };
+            if line.offset >= end {
+                // The next object's (or past the range: dropped by the caller).
+                return Ok(Some(line));
+            }
+            if writer.is_none() {
+                writer = Some(
+                    context
+                        .archive
+                        .create(&key)
+                        .await
+                        .map_err(JobsError::ArchiveStore)?,
+                );
+            }
+            let w = writer.as_mut().expect("just created");
+            w.write(&line).await.map_err(JobsError::ArchiveStore)?;
+            if line.offset + 1 >= end {
+                break;
+            }
+        }
+        Ok(None)
     }
-    file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    std::fs::rename(&partial, path)
+    .await;
+    match outcome {
+        Ok(carried) => {
+            let written = match writer {
+                Some(w) => Some(w.finish().await.map_err(JobsError::ArchiveStore)?),
+                None => None,
+            };
+            Ok((written, carried))
+        }
+        Err(error) => {
+            if let Some(w) = writer {
+                w.abort().await;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Records an uploaded object and moves the partition's offsets to its
+/// end, durably, in one transaction.
+async fn record(
+    context: &Context,
+    row: &JobRow,
+    partition: i32,
+    from: i64,
+    to: i64,
+    object: Option<crate::archive::Written>,
+) -> Result<(), JobsError> {
+    let mut client = context.pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.batch_execute("SET LOCAL synchronous_commit = on")
+        .await?;
+    if let Some(object) = &object {
+        tx.execute(
+            "INSERT INTO job_archives (job, partition, from_offset, to_offset, messages, url, bytes, sha256) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (job, partition, from_offset) \
+             DO UPDATE SET to_offset = EXCLUDED.to_offset, messages = EXCLUDED.messages, \
+                url = EXCLUDED.url, bytes = EXCLUDED.bytes, sha256 = EXCLUDED.sha256, created_at = now()",
+            &[
+                &row.name,
+                &partition,
+                &from,
+                &to,
+                &object.count,
+                &context.archive.url_of(&object.key),
+                &object.bytes,
+                &object.sha256,
+            ],
+        )
+        .await?;
+    }
+    tx.execute(
+        "INSERT INTO job_offsets (job, partition, next_offset) VALUES ($1, $2, $3) \
+         ON CONFLICT (job, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+        &[&row.name, &partition, &to],
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(job = %row.name, partition, from, to, records = object.as_ref().map_or(0, |o| o.count), "archive object recorded");
+    Ok(())
 }

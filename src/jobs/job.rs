@@ -629,7 +629,11 @@ fn near_the_end(
 
 /// A message becomes a statement of this import about one of its citizens,
 /// or the reason it cannot.
-fn accept(payload: &[u8], import_id: i64, citizens: &HashSet<i32>) -> Result<Statement, String> {
+pub(super) fn accept(
+    payload: &[u8],
+    import_id: i64,
+    citizens: &HashSet<i32>,
+) -> Result<Statement, String> {
     let statement = Statement::from_payload(payload).map_err(|e| e.to_string())?;
     if statement.import_id != import_id {
         // A misrouted producer: never let it pollute this import.

@@ -7,10 +7,10 @@ mod archive;
 mod job;
 mod naming;
 mod notify;
+mod replay;
 mod repo;
 mod supervisor;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorRef};
 use serde::Serialize;
 
+use crate::archive::{ArchiveError, ArchiveStore};
 use crate::config::Config;
 use crate::db::{DbError, Pool};
 use crate::kafka::{
@@ -25,6 +26,7 @@ use crate::kafka::{
 };
 
 pub use naming::{job_name, job_of_topic, legacy_job_name, Naming};
+pub use replay::{replay, replayed_partition, total as replay_total, Replayed};
 pub use repo::{JobFilter, CHANNEL};
 pub use supervisor::FailurePolicy;
 use supervisor::{Supervisor, SupervisorMsg};
@@ -43,7 +45,10 @@ pub struct Settings {
     pub writes_in_flight: usize,
     pub failures: FailurePolicy,
     pub group_timing: GroupTiming,
-    pub archive_dir: PathBuf,
+    /// Where expired streams are archived (`file://` or `s3://`).
+    pub archive_url: String,
+    /// Offsets one archive object spans at most.
+    pub archive_object_offsets: i64,
     pub instance: String,
     /// For the dedicated connection that listens for job changes.
     pub database_url: String,
@@ -80,7 +85,8 @@ impl Settings {
                 session_timeout: config.kafka_session_timeout,
                 heartbeat: config.kafka_heartbeat,
             },
-            archive_dir: config.archive_dir.clone(),
+            archive_url: config.archive_url(),
+            archive_object_offsets: config.archive_object_offsets.max(1) as i64,
             instance: config.instance_id(),
             database_url: config.database_url.clone(),
         }
@@ -94,6 +100,7 @@ pub struct Context {
     pub pool: Pool,
     pub cluster: Cluster,
     pub settings: Arc<Settings>,
+    pub archive: ArchiveStore,
     naming: Arc<tokio::sync::OnceCell<Naming>>,
     producer: Arc<tokio::sync::OnceCell<TransactionalProducer>>,
 }
@@ -148,7 +155,9 @@ pub enum JobsError {
     #[error("the job supervisor is not running")]
     SupervisorGone,
     #[error("archive: {0}")]
-    Archive(String),
+    ArchiveStore(#[from] ArchiveError),
+    #[error("no archive of job {0}")]
+    NoArchive(String),
     #[error("cannot start the job supervisor: {0}")]
     Spawn(String),
 }
@@ -204,22 +213,6 @@ pub struct JobView {
     /// Whether the topic exists (a `pending` job may be waiting for Kafka).
     #[serde(skip)]
     pub topic_ready: bool,
-}
-
-/// One file an expired job archived its unconsumed stream to.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ArchiveView {
-    pub partition: i32,
-    /// First offset in the file.
-    pub from_offset: i64,
-    /// Offset after the last one covered (the high watermark at expiry).
-    pub to_offset: i64,
-    /// Statements in the file.
-    pub messages: i64,
-    /// The NDJSON file, under the instance's archive directory.
-    pub path: String,
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: DateTime<Utc>,
 }
 
 /// What producing to an import's stream needs to know of its job.
@@ -305,9 +298,11 @@ impl SupervisorHandle {
         pool: Pool,
         cluster: Cluster,
     ) -> Result<Self, JobsError> {
+        let archive = ArchiveStore::from_url(&settings.archive_url)?;
         let context = Context {
             pool,
             cluster,
+            archive,
             settings: Arc::new(settings),
             naming: Arc::default(),
             producer: Arc::default(),
@@ -417,21 +412,40 @@ impl SupervisorHandle {
         self.get(&name).await?.ok_or(JobsError::NotFound(name))
     }
 
+    /// The archive store expired jobs write to.
+    pub fn archive(&self) -> &ArchiveStore {
+        &self.context.archive
+    }
+
+    /// The objects archived for job `name`, in partition and offset order.
+    pub async fn archives(&self, name: &str) -> Result<Vec<crate::archive::ObjectInfo>, JobsError> {
+        let client = self.context.pool.get().await?;
+        if repo::by_name(&client, name).await?.is_none() {
+            return Err(JobsError::NotFound(name.to_owned()));
+        }
+        archive::objects(&client, name).await
+    }
+
+    /// Replays job `job`'s archive into import `import_id` (see [`replay`]).
+    pub async fn replay(&self, job: &str, import_id: i64) -> Result<Replayed, JobsError> {
+        let context = &self.context;
+        replay::replay(
+            &context.pool,
+            &context.archive,
+            job,
+            import_id,
+            context.settings.batch_size,
+            |_| {},
+        )
+        .await
+    }
+
     pub async fn get(&self, name: &str) -> Result<Option<JobView>, JobsError> {
         let filter = JobFilter {
             name: Some(name.to_owned()),
             ..JobFilter::default()
         };
         Ok(self.list(&filter).await?.into_iter().next())
-    }
-
-    /// The files `name` archived at expiry, by partition and offset.
-    pub async fn archives(&self, name: &str) -> Result<Vec<ArchiveView>, JobsError> {
-        let client = self.context.pool.get().await?;
-        if repo::by_name(&client, name).await?.is_none() {
-            return Err(JobsError::NotFound(name.to_owned()));
-        }
-        Ok(repo::archives(&client, name).await?)
     }
 
     /// Jobs matching `filter`, with their watermarks from Kafka (unknown when

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{ArchiveView, JobView, Naming};
+use super::{JobView, Naming};
 use crate::db::{Client, DbError};
 use crate::telemetry::metrics;
 
@@ -267,27 +267,6 @@ pub async fn list(client: &Client, filter: &JobFilter) -> Result<Vec<JobView>, D
             expires_at: r.get(11),
             last_error: r.get(12),
             topic_ready: r.get(13),
-        })
-        .collect())
-}
-
-pub async fn archives(client: &Client, name: &str) -> Result<Vec<ArchiveView>, DbError> {
-    let rows = client
-        .query(
-            "SELECT partition, from_offset, to_offset, messages, path, created_at \
-             FROM job_archives WHERE job = $1 ORDER BY partition, from_offset",
-            &[&name],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| ArchiveView {
-            partition: r.get(0),
-            from_offset: r.get(1),
-            to_offset: r.get(2),
-            messages: r.get(3),
-            path: r.get(4),
-            created_at: r.get(5),
         })
         .collect())
 }

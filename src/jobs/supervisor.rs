@@ -226,7 +226,7 @@ fn forget(state: &mut SupervisorState, cell: &ActorCell) -> Option<String> {
 
 /// A job actor failed (or could not start): it is restarted after a
 /// backoff, or marked `failed` once it failed too often. A failure because
-/// PostgreSQL or Kafka could not be reached is an outage, not the job's
+/// PostgreSQL, Kafka or the archive store could not be reached is an outage, not the job's
 /// fault: it is retried with the same backoff for as long as the outage
 /// lasts, and never counts towards giving up.
 async fn failed(
@@ -236,7 +236,9 @@ async fn failed(
     error: &(dyn std::error::Error + Send + Sync + 'static),
 ) {
     let policy = state.context.settings.failures;
-    let outage = crate::db::is_outage(error) || crate::kafka::is_outage(error);
+    let outage = crate::db::is_outage(error)
+        || crate::kafka::is_outage(error)
+        || super::archive::is_store_outage(error);
     let error = error.to_string();
     let (give_up, delay) = if outage {
         let streak = state.outages.entry(name.clone()).or_default();

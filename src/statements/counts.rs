@@ -65,6 +65,34 @@ pub async fn fold_counts(
     through: &HashMap<i32, i64>,
 ) -> Result<(), DbError> {
     let tx = fenced(client, job, owner).await?;
+    let stop = tx
+        .prepare_cached(
+            "INSERT INTO statement_counts_offsets AS o (import_id, partition, next_offset) \
+             SELECT $1, * FROM unnest($2::int4[], $3::int8[]) \
+             ON CONFLICT (import_id, partition) \
+             DO UPDATE SET next_offset = GREATEST(o.next_offset, EXCLUDED.next_offset)",
+        )
+        .await?;
+    let (partitions, offsets): (Vec<i32>, Vec<i64>) = through.iter().unzip();
+    let stop_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&import_id, &partitions, &offsets];
+    tokio::try_join!(
+        add_counts(&tx, import_id, counts),
+        tx.execute(&stop, &stop_params),
+    )?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Adds `counts` to the import's statement counts, in `tx`.
+pub(super) async fn add_counts(
+    tx: &crate::db::Transaction<'_>,
+    import_id: i64,
+    counts: &Counts,
+) -> Result<u64, tokio_postgres::Error> {
+    if counts.is_empty() {
+        return Ok(0);
+    }
     let rows = counts.rows();
     let citizens: Vec<i32> = rows.iter().map(|r| r.0).collect();
     let channels: Vec<Option<&str>> = rows.iter().map(|r| r.1).collect();
@@ -78,25 +106,11 @@ pub async fn fold_counts(
              DO UPDATE SET statements = c.statements + EXCLUDED.statements",
         )
         .await?;
-    let stop = tx
-        .prepare_cached(
-            "INSERT INTO statement_counts_offsets AS o (import_id, partition, next_offset) \
-             SELECT $1, * FROM unnest($2::int4[], $3::int8[]) \
-             ON CONFLICT (import_id, partition) \
-             DO UPDATE SET next_offset = GREATEST(o.next_offset, EXCLUDED.next_offset)",
-        )
-        .await?;
-    let (partitions, offsets): (Vec<i32>, Vec<i64>) = through.iter().unzip();
-    let add_params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-        [&import_id, &citizens, &channels, &courses, &statements];
-    let stop_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-        [&import_id, &partitions, &offsets];
-    tokio::try_join!(
-        tx.execute(&add, &add_params),
-        tx.execute(&stop, &stop_params),
-    )?;
-    tx.commit().await?;
-    Ok(())
+    tx.execute(
+        &add,
+        &[&import_id, &citizens, &channels, &courses, &statements],
+    )
+    .await
 }
 
 /// Counts what the job stored past where the import's counts stop, up to

@@ -17,7 +17,9 @@ mod write;
 pub use checks::{citizen_ids, unknown_citizens};
 pub use counts::{catch_up_counts, fold_counts, Counts};
 pub use dead_letters::{dead_letters, DeadLetter};
-pub use write::{write_batch, write_batch_after, Batch, Received, Rejected, Written};
+pub use write::{
+    write_batch, write_batch_after, write_replayed, Batch, Received, Rejected, Written,
+};
 
 /// A statement that parsed and passed its own rules (not yet the citizen check).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]

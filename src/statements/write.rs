@@ -132,6 +132,46 @@ pub async fn write_batch_after(
     earlier: Option<&Batch>,
     earlier_committed: impl std::future::Future<Output = bool>,
 ) -> Result<(Written, Counts), DbError> {
+    write(
+        client,
+        job,
+        import_id,
+        batch,
+        Some(owner),
+        earlier,
+        earlier_committed,
+    )
+    .await
+}
+
+/// Writes a batch replayed from a job's archive into an import, through the
+/// stream's own path (a statement id already stored is skipped, a record
+/// PostgreSQL refuses is a dead letter of `label`), without a job to fence
+/// by or offsets to move; the counts of what it stored are added in the
+/// same transaction (no job folds them later). Durable: the archive is
+/// the only copy of these records.
+pub async fn write_replayed(
+    client: &mut Client,
+    label: &str,
+    import_id: i64,
+    batch: &Batch,
+) -> Result<Written, DbError> {
+    debug_assert!(batch.next_offsets.is_empty() && batch.durable);
+    let (written, _) = write(client, label, import_id, batch, None, None, async { true }).await?;
+    Ok(written)
+}
+
+/// [`write_batch_after`], fenced by `owner` when there is one; without one
+/// (a replay) the counts are added before the commit.
+async fn write(
+    client: &mut Client,
+    job: &str,
+    import_id: i64,
+    batch: &Batch,
+    owner: Option<&str>,
+    earlier: Option<&Batch>,
+    earlier_committed: impl std::future::Future<Output = bool>,
+) -> Result<(Written, Counts), DbError> {
     let tx = client.transaction().await?;
     // The first copy of a statement id wins, as with ON CONFLICT DO NOTHING;
     // the predecessor's ids are its own (committed by it, or by neither).
@@ -190,8 +230,15 @@ pub async fn write_batch_after(
         } else {
             "SET LOCAL synchronous_commit = off"
         });
-        let fence_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&job, &owner];
-        let fence = tx.query_opt(FENCE, &fence_params);
+        let fence = async {
+            match owner {
+                Some(owner) => tx
+                    .query_opt(FENCE, &[&job, &owner])
+                    .await
+                    .map(|o| o.is_some()),
+                None => Ok(true),
+            }
+        };
         let dead_letters = async {
             if batch.rejected.is_empty() {
                 return Ok(0);
@@ -223,9 +270,9 @@ pub async fn write_batch_after(
     };
     let (pipelined, encoded) = tokio::join!(pipeline, encode);
     let (_, owned, dead_letters, _) = pipelined?;
-    if owned.is_none() {
+    if !owned {
         // Dropping the transaction rolls back the dead letters.
-        return Err(not_owned(job, owner));
+        return Err(not_owned(job, owner.unwrap_or_default()));
     }
     let copied = match encoded {
         None => Ok(Some(0)),
@@ -288,14 +335,17 @@ pub async fn write_batch_after(
             )));
         }
     }
+    let mut counts = Counts::default();
+    counts.add(stored.iter().map(|r| &r.statement));
+    if owner.is_none() {
+        super::counts::add_counts(&tx, import_id, &counts).await?;
+    }
     tx.commit().await?;
     let written = Written {
         stored: stored.len() as u64,
         duplicates: (batch.accepted.len() - stored.len() - refused.len()) as u64,
         dead_letters,
     };
-    let mut counts = Counts::default();
-    counts.add(stored.iter().map(|r| &r.statement));
     Ok((written, counts))
 }
 

@@ -123,22 +123,34 @@ pub fn served_config(database: &TestDatabase, template: &Config) -> Config {
     config
 }
 
-/// Every line of the archive files of `job`, parsed.
+/// Every line of the archive objects of `job` (gzip NDJSON), parsed, in
+/// object name order.
 pub fn archived(archive_dir: &Path, job: &str) -> Vec<Value> {
     let dir = archive_dir.join(job);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
+    let mut paths: Vec<_> = entries.map(|e| e.unwrap().path()).collect();
+    paths.sort();
     let mut lines = Vec::new();
-    for entry in entries {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "ndjson") {
-            for line in std::fs::read_to_string(&path).unwrap().lines() {
-                lines.push(serde_json::from_str(line).unwrap());
-            }
+    for path in paths {
+        if path.to_string_lossy().ends_with(".ndjson.gz") {
+            lines.extend(gunzip_lines(&std::fs::read(&path).unwrap()));
         }
     }
     lines
+}
+
+/// The lines of a gzip NDJSON object, parsed.
+pub fn gunzip_lines(object: &[u8]) -> Vec<Value> {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(object)
+        .read_to_string(&mut text)
+        .expect("a gzip object");
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
 
 /// A free port on 127.0.0.1 (free when asked; good enough for tests).

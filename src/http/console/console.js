@@ -306,11 +306,11 @@ function jobView(main, name) {
       const cell = (label, content, cls) => el("td", { "data-label": label, class: cls }, content);
       archives.replaceChildren(rows.length
         ? el("table", { class: "cards" },
-          el("thead", {}, el("tr", {}, ["Partition", "From offset", "To offset", "Messages", "File", "At"].map((h) => el("th", { scope: "col" }, h)))),
+          el("thead", {}, el("tr", {}, ["Partition", "From offset", "To offset", "Records", "Size", "Object"].map((h) => el("th", { scope: "col" }, h)))),
           el("tbody", {}, rows.map((a) => el("tr", {},
             cell("Partition", String(a.partition), "num"), cell("From offset", String(a.from_offset), "num"),
-            cell("To offset", String(a.to_offset), "num"), cell("Messages", formatNumber(a.messages), "num"),
-            cell("File", el("code", {}, a.path)), cell("At", formatTime(a.created_at))))))
+            cell("To offset", String(a.to_offset), "num"), cell("Records", formatNumber(a.count), "num"),
+            cell("Size", `${formatNumber(a.bytes)} B`, "num"), cell("Object", el("code", {}, a.url))))))
         : el("p", { class: "empty" }, "No archives: a job archives what it had not consumed when it expires."));
     }
     await loadLetters();
