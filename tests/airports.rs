@@ -764,3 +764,22 @@ async fn a_nul_character_in_an_airport_is_refused_naming_the_field() {
     assert_eq!(count(&app).await, 2);
     assert_eq!(json(app.get("/airports?limit=100").await).await.1, before);
 }
+
+/// A list filter holding NUL is a 400 naming it, not the 500 of PostgreSQL
+/// refusing the parameter (found by schemathesis).
+#[tokio::test]
+async fn a_nul_character_in_a_list_filter_is_a_400() {
+    let app = small_app().await;
+    for field in ["city", "country", "iata"] {
+        let (status, body) = json(app.get(&format!("/airports?{field}=a%00b")).await).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (400, "validation_failed"),
+            "{body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field) && message.contains("NUL"), "{body}");
+    }
+    let (status, body) = json(app.get("/airports?city=Madrid").await).await;
+    assert_eq!(status, 200, "{body}");
+}

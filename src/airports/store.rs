@@ -73,6 +73,16 @@ fn limit(requested: Option<i64>) -> Result<i64, AirportError> {
 
 pub async fn list(pool: &Pool, filter: &ListFilter) -> Result<Page, AirportError> {
     let limit = limit(filter.limit)?;
+    // PostgreSQL refuses a text parameter holding NUL: an error, not a 500.
+    for (name, value) in [
+        ("city", &filter.city),
+        ("country", &filter.country),
+        ("iata", &filter.iata),
+    ] {
+        if value.as_deref().is_some_and(|v| v.contains('\0')) {
+            return Err(AirportError::Invalid(format!("{name} {}", super::NUL)));
+        }
+    }
     let client = pool.get().await?;
     let sql = format!(
         "SELECT {COLUMNS} FROM airports

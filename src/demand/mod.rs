@@ -69,7 +69,7 @@ pub enum DemandParamError {
     DuplicateKey(DemandKey),
     #[error("age_bins must be 1 to {MAX_AGE_BINS} strictly increasing ages between 1 and 150, e.g. 18,25,35,45,55,65")]
     AgeBins,
-    #[error("{0} must be 1 to {MAX_FILTER_LEN} characters")]
+    #[error("{0} must be 1 to {MAX_FILTER_LEN} characters, none of them NUL")]
     Filter(&'static str),
     #[error("a chart shows one or two keys, not {0}")]
     ChartKeys(usize),
@@ -163,7 +163,8 @@ impl DemandQuery {
         keys.sort_unstable();
         let filter = |value: Option<&str>, name| match value {
             None => Ok(None),
-            Some(v) if v.is_empty() || v.chars().count() > MAX_FILTER_LEN => {
+            // No stored course or channel holds NUL, and PostgreSQL refuses one.
+            Some(v) if v.is_empty() || v.chars().count() > MAX_FILTER_LEN || v.contains('\0') => {
                 Err(DemandParamError::Filter(name))
             }
             Some(v) => Ok(Some(v.to_owned())),
