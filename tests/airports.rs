@@ -746,6 +746,19 @@ async fn a_nul_character_in_an_airport_is_refused_naming_the_field() {
     )
     .await;
     check(status, &body, "city");
+    // A one-character dst of NUL was a 500 (schemathesis).
+    let (status, body) = json(
+        app.send_json(
+            Method::PUT,
+            "/airports",
+            &json!({"name": "Nul", "dst": "\u{0}", "latitude": 1, "longitude": 2}),
+        )
+        .await,
+    )
+    .await;
+    check(status, &body, "dst");
+    let (status, body) = json(app.get("/airports/1/update?dst=%00").await).await;
+    check(status, &body, "dst");
     let (status, body) = json(
         app.send_json(Method::PATCH, "/airports/1", &json!({"tz": "Europe/\u{0}"}))
             .await,
