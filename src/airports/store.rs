@@ -45,10 +45,14 @@ const DEFAULT_LIMIT: i64 = 100;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListFilter {
+    #[param(pattern = r"^[^\u0000]*$")]
     pub city: Option<String>,
+    #[param(pattern = r"^[^\u0000]*$")]
     pub country: Option<String>,
+    #[param(pattern = r"^[^\u0000]*$")]
     pub iata: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Return airports with ids above this one (the previous page's `next_after`).
     pub after: Option<i64>,
@@ -280,8 +284,10 @@ pub struct NearQuery {
     #[param(value_type = f64, minimum = -180, maximum = 180)]
     pub lon: super::Longitude,
     /// Radius in km, in (0, 20040].
+    #[param(exclusive_minimum = 0, maximum = 20040)]
     pub radius_km: f64,
     /// At most this many airports, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
