@@ -3,7 +3,8 @@
 #
 #   scripts/robustness.sh api [CASES]     schemathesis over every route of the
 #                                         service's own /openapi.json (CASES per
-#                                         operation, default 25: ~1,600 cases),
+#                                         operation and phase, default 25: ~3,500
+#                                         cases; settings in schemathesis.toml),
 #                                         hostile uploads, then the SQL checks
 #   scripts/robustness.sh fuzz [SECONDS]  libFuzzer over the parsers that take
 #                                         bytes from outside (SECONDS per target,
@@ -15,9 +16,11 @@
 #                                         stream (tests/faults.rs); stops and
 #                                         restarts the services: run it alone
 #
-# Each pass starts its own `insikt serve` on a fresh database (insikt_robustness)
-# against the services of scripts/services.sh, and fails on any finding.
-# INSIKT_BINARY picks the binary (default: a release build).
+# Each pass starts its own `insikt serve` on a fresh database (insikt_robustness_
+# and the pass's name, so passes run at once do not drop each other's) against
+# the services of scripts/services.sh, and fails on any finding.
+# INSIKT_BINARY picks the binary (default: a release build); INSIKT_ROBUSTNESS_SEED
+# schemathesis's seed (default 14, so that every run sends the same cases).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -28,7 +31,7 @@ shift || true
 tools="$root/.tools"
 reports="$root/reports/robustness"
 admin_token="robustness-admin-token"
-database="insikt_robustness"
+database="insikt_robustness_${pass:-none}"
 admin_url="${INSIKT_ROBUSTNESS_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 database_url="${admin_url%/*}/$database"
 server=""
@@ -153,11 +156,15 @@ hostile_uploads() {
 }
 
 schemathesis_bin() {
-  local venv="$tools/venv"
-  if [[ ! -x "$venv/bin/schemathesis" ]]; then
+  local venv="$tools/venv" want
+  # Rebuilt when the pinned requirements change.
+  want=$(sha256sum scripts/robustness/requirements.txt | cut -d' ' -f1)
+  if [[ "$(cat "$venv/.stamp" 2>/dev/null || true)" != "$want" ]]; then
     log "installing schemathesis (PyPI) into $venv"
+    rm -rf "$venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/robustness/requirements.txt
+    echo "$want" >"$venv/.stamp"
   fi
   echo "$venv/bin/schemathesis"
 }
@@ -174,7 +181,7 @@ api_pass() {
   # The CPU profile route is left out: each case would hold a request for
   # up to 60 s (its own tests cover it, idle and busy).
   status=0
-  "$st" run "$base/openapi.json" --checks all --max-examples "$cases" --seed 14 \
+  "$st" run "$base/openapi.json" --checks all --max-examples "$cases" --seed "${INSIKT_ROBUSTNESS_SEED:-14}" \
     -H "Authorization: Bearer $admin_token" --request-timeout 30 \
     --exclude-path /debug/pprof/profile --generation-database none --no-color \
     --report junit --report-junit-path "$reports/schemathesis.xml" \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: starts PostgreSQL+PostGIS and Kafka (installing
-# them when missing), then formatting, lints and the whole test suite, then the
+# them when missing), then formatting, lints and the whole test suite, then
+# schemathesis over the API (scripts/robustness.sh api), then the
 # fault tests (tests/faults.rs: they crash PostgreSQL and stop the broker, so
 # they run alone, after the suite), then the
 # deployment checks (scripts/ops-check.sh: Ansible syntax and lint, Kubernetes
@@ -24,6 +25,10 @@ echo "== cargo test"
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 cargo test --all-targets --locked 2>&1 | tee "$results"
+
+echo "== API fuzzing (schemathesis over /openapi.json, hostile uploads, SQL consistency)"
+# 25 examples per operation and phase: ~3,500 cases in about a minute.
+INSIKT_BINARY=target/debug/insikt scripts/robustness.sh api 25
 
 echo "== fault tests (they stop and crash the services: one at a time, nothing else running)"
 cargo test --locked --test faults -- --ignored --test-threads=1 2>&1 | tee -a "$results"

@@ -1275,3 +1275,26 @@ async fn a_record_postgres_refuses_is_isolated_as_a_dead_letter() {
     );
     streams::counts_match_statements(&db, import).await;
 }
+
+/// A job name holding NUL names no job: a 404 on every job route, not the
+/// 500 of PostgreSQL refusing the parameter (found by schemathesis).
+#[tokio::test]
+async fn a_job_name_with_a_nul_character_is_not_found() {
+    let app = spawn().await;
+    let (status, body) = json(app.get("/jobs/a%00b").await).await;
+    assert_eq!((status, error_code(&body)), (404, "not_found"), "{body}");
+    for action in ["stop", "start"] {
+        let response = app
+            .request(Method::POST, &format!("/jobs/a%00b/{action}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json(response).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (404, "not_found"),
+            "{action}: {body}"
+        );
+    }
+}

@@ -101,16 +101,25 @@ pub struct NearAirport {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct NewAirport {
-    #[schema(value_type = String)]
-    #[param(value_type = String)]
+    /// Not empty and not `\N`.
+    #[schema(value_type = String, min_length = 1, pattern = r"^[^\u0000]+$")]
+    #[param(value_type = String, min_length = 1, pattern = r"^[^\u0000]+$")]
     pub name: Name,
     #[serde(default, deserialize_with = "text")]
+    #[schema(pattern = r"^[^\u0000]*$")]
+    #[param(pattern = r"^[^\u0000]*$")]
     pub city: Option<String>,
     #[serde(default, deserialize_with = "text")]
+    #[schema(pattern = r"^[^\u0000]*$")]
+    #[param(pattern = r"^[^\u0000]*$")]
     pub country: Option<String>,
     #[serde(default, deserialize_with = "text")]
+    #[schema(pattern = r"^[^\u0000]*$")]
+    #[param(pattern = r"^[^\u0000]*$")]
     pub iata: Option<String>,
     #[serde(default, deserialize_with = "text")]
+    #[schema(pattern = r"^[^\u0000]*$")]
+    #[param(pattern = r"^[^\u0000]*$")]
     pub icao: Option<String>,
     #[schema(value_type = f64, minimum = -90, maximum = 90)]
     #[param(value_type = f64, minimum = -90, maximum = 90)]
@@ -118,28 +127,35 @@ pub struct NewAirport {
     #[schema(value_type = f64, minimum = -180, maximum = 180)]
     #[param(value_type = f64, minimum = -180, maximum = 180)]
     pub longitude: Longitude,
-    #[serde(default)]
+    /// Feet, a 32-bit integer (`2095.0` is read as 2095).
+    #[serde(default, deserialize_with = "altitude")]
     pub altitude: Option<i32>,
     /// Hours from UTC, up to two decimals, within [-12, 14].
     #[serde(default)]
-    #[schema(value_type = Option<f64>)]
-    #[param(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, minimum = -12, maximum = 14, multiple_of = 0.01)]
+    #[param(value_type = Option<f64>, minimum = -12, maximum = 14, multiple_of = 0.01)]
     pub timezone: Option<Timezone>,
-    /// One character (E, A, S, O, Z, N, U).
+    /// One character (E, A, S, O, Z, N, U); in a query, empty is none.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    #[param(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 1, pattern = r"^[^\u0000]$")]
+    #[param(value_type = Option<String>, max_length = 1, pattern = r"^[^\u0000]?$")]
     pub dst: Option<Dst>,
     #[serde(default, deserialize_with = "text")]
+    #[schema(pattern = r"^[^\u0000]*$")]
+    #[param(pattern = r"^[^\u0000]*$")]
     pub tz: Option<String>,
     #[serde(default, rename = "type", deserialize_with = "text")]
+    #[schema(pattern = r"^[^\u0000]*$")]
+    #[param(pattern = r"^[^\u0000]*$")]
     pub kind: Option<String>,
     #[serde(default, deserialize_with = "text")]
+    #[schema(pattern = r"^[^\u0000]*$")]
+    #[param(pattern = r"^[^\u0000]*$")]
     pub source: Option<String>,
 }
 
 /// A partial update: an absent field is kept, `null` clears a nullable one.
-/// Name and position can change but never become NULL.
+/// Name and position can change but never become NULL. At least one field.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AirportPatch {
@@ -148,53 +164,53 @@ pub struct AirportPatch {
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, min_length = 1, pattern = r"^[^\u0000]+$")]
     pub name: Option<Name>,
     #[serde(
         default,
         deserialize_with = "nullable_text",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[^\u0000]*$")]
     pub city: Option<Option<String>>,
     #[serde(
         default,
         deserialize_with = "nullable_text",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[^\u0000]*$")]
     pub country: Option<Option<String>>,
     #[serde(
         default,
         deserialize_with = "nullable_text",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[^\u0000]*$")]
     pub iata: Option<Option<String>>,
     #[serde(
         default,
         deserialize_with = "nullable_text",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[^\u0000]*$")]
     pub icao: Option<Option<String>>,
     #[serde(
         default,
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = f64)]
+    #[schema(value_type = f64, minimum = -90, maximum = 90)]
     pub latitude: Option<Latitude>,
     #[serde(
         default,
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = f64)]
+    #[schema(value_type = f64, minimum = -180, maximum = 180)]
     pub longitude: Option<Longitude>,
     #[serde(
         default,
-        deserialize_with = "nullable",
+        deserialize_with = "nullable_altitude",
         skip_serializing_if = "Option::is_none"
     )]
     #[schema(value_type = Option<i32>)]
@@ -204,21 +220,21 @@ pub struct AirportPatch {
         deserialize_with = "nullable",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, minimum = -12, maximum = 14, multiple_of = 0.01)]
     pub timezone: Option<Option<Timezone>>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 1, pattern = r"^[^\u0000]$")]
     pub dst: Option<Option<Dst>>,
     #[serde(
         default,
         deserialize_with = "nullable_text",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[^\u0000]*$")]
     pub tz: Option<Option<String>>,
     #[serde(
         default,
@@ -226,14 +242,14 @@ pub struct AirportPatch {
         deserialize_with = "nullable_text",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[^\u0000]*$")]
     pub kind: Option<Option<String>>,
     #[serde(
         default,
         deserialize_with = "nullable_text",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[^\u0000]*$")]
     pub source: Option<Option<String>>,
 }
 
@@ -300,6 +316,25 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
+}
+
+/// An optional altitude: an integer in JSON's sense, so `2095.0` is 2095
+/// (JSON Schema's `integer` includes it), but `2095.5` is refused.
+fn altitude<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    let Some(value) = Option::<f64>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if value.fract() == 0.0 && (f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&value) {
+        Ok(Some(value as i32))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "altitude {value} is not a 32-bit integer"
+        )))
+    }
+}
+
+fn nullable_altitude<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i32>>, D::Error> {
+    altitude(d).map(Some)
 }
 
 /// Optional text where `""` and `\N` mean NULL, as in the CSV.
@@ -373,6 +408,25 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn an_altitude_is_an_integer_however_json_writes_it() {
+        let read = |altitude: serde_json::Value| {
+            serde_json::from_value::<NewAirport>(
+                json!({"name": "X", "latitude": 1, "longitude": 2, "altitude": altitude}),
+            )
+            .map(|a| a.altitude)
+        };
+        assert_eq!(read(json!(2095)).unwrap(), Some(2095));
+        assert_eq!(read(json!(2095.0)).unwrap(), Some(2095));
+        assert_eq!(read(json!(-12.0)).unwrap(), Some(-12));
+        assert_eq!(read(json!(null)).unwrap(), None);
+        for bad in [json!(2095.5), json!(3e10), json!("12"), json!(true)] {
+            assert!(read(bad.clone()).is_err(), "{bad}");
+        }
+        let patch: AirportPatch = serde_json::from_value(json!({"altitude": 7.0})).unwrap();
+        assert_eq!(patch.altitude, Some(Some(7)));
     }
 
     #[test]

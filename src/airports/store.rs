@@ -45,10 +45,14 @@ const DEFAULT_LIMIT: i64 = 100;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListFilter {
+    #[param(pattern = r"^[^\u0000]*$")]
     pub city: Option<String>,
+    #[param(pattern = r"^[^\u0000]*$")]
     pub country: Option<String>,
+    #[param(pattern = r"^[^\u0000]*$")]
     pub iata: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Return airports with ids above this one (the previous page's `next_after`).
     pub after: Option<i64>,
@@ -73,6 +77,16 @@ fn limit(requested: Option<i64>) -> Result<i64, AirportError> {
 
 pub async fn list(pool: &Pool, filter: &ListFilter) -> Result<Page, AirportError> {
     let limit = limit(filter.limit)?;
+    // PostgreSQL refuses a text parameter holding NUL: an error, not a 500.
+    for (name, value) in [
+        ("city", &filter.city),
+        ("country", &filter.country),
+        ("iata", &filter.iata),
+    ] {
+        if value.as_deref().is_some_and(|v| v.contains('\0')) {
+            return Err(AirportError::Invalid(format!("{name} {}", super::NUL)));
+        }
+    }
     let client = pool.get().await?;
     let sql = format!(
         "SELECT {COLUMNS} FROM airports
@@ -270,8 +284,10 @@ pub struct NearQuery {
     #[param(value_type = f64, minimum = -180, maximum = 180)]
     pub lon: super::Longitude,
     /// Radius in km, in (0, 20040].
+    #[param(exclusive_minimum = 0, maximum = 20040)]
     pub radius_km: f64,
     /// At most this many airports, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 

@@ -213,6 +213,8 @@ impl std::str::FromStr for Dst {
     fn from_str(text: &str) -> Result<Self, String> {
         let mut chars = text.chars();
         match (chars.next(), chars.next()) {
+            // PostgreSQL text cannot hold NUL; refusing it here keeps it a 400.
+            (Some('\0'), None) => Err(format!("dst {NUL}")),
             (Some(c), None) => Ok(Self(c)),
             _ => Err(format!("dst {text:?} is not a single character")),
         }
@@ -290,6 +292,7 @@ mod tests {
         assert!("E".parse::<Dst>().is_ok());
         assert!("EE".parse::<Dst>().is_err());
         assert!("".parse::<Dst>().is_err());
+        assert!("\0".parse::<Dst>().is_err());
         assert!(Name::try_from(String::new()).is_err());
         assert!(Name::try_from("Goroka".to_owned()).is_ok());
     }

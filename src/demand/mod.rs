@@ -13,7 +13,9 @@ use crate::db::{DbError, Pool};
 
 /// Default age bins: groups `0-17`, `18-24`, `25-34`, …, `65+`.
 pub const DEFAULT_AGE_BINS: [i32; 6] = [18, 25, 35, 45, 55, 65];
-const MAX_AGE_BINS: usize = 20;
+pub const MAX_AGE_BINS: usize = 20;
+/// The oldest age an age bin may start at.
+pub const MAX_AGE: i32 = 150;
 const MAX_FILTER_LEN: usize = 256;
 
 /// A grouping key, in its fixed order (the order of the `by` parameter's values).
@@ -69,7 +71,7 @@ pub enum DemandParamError {
     DuplicateKey(DemandKey),
     #[error("age_bins must be 1 to {MAX_AGE_BINS} strictly increasing ages between 1 and 150, e.g. 18,25,35,45,55,65")]
     AgeBins,
-    #[error("{0} must be 1 to {MAX_FILTER_LEN} characters")]
+    #[error("{0} must be 1 to {MAX_FILTER_LEN} characters, none of them NUL")]
     Filter(&'static str),
     #[error("a chart shows one or two keys, not {0}")]
     ChartKeys(usize),
@@ -101,7 +103,7 @@ impl AgeBins {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| DemandParamError::AgeBins)?;
         let increasing = edges.windows(2).all(|w| w[0] < w[1]);
-        let in_range = edges.iter().all(|e| (1..=150).contains(e));
+        let in_range = edges.iter().all(|e| (1..=MAX_AGE).contains(e));
         if edges.is_empty() || edges.len() > MAX_AGE_BINS || !increasing || !in_range {
             return Err(DemandParamError::AgeBins);
         }
@@ -163,7 +165,8 @@ impl DemandQuery {
         keys.sort_unstable();
         let filter = |value: Option<&str>, name| match value {
             None => Ok(None),
-            Some(v) if v.is_empty() || v.chars().count() > MAX_FILTER_LEN => {
+            // No stored course or channel holds NUL, and PostgreSQL refuses one.
+            Some(v) if v.is_empty() || v.chars().count() > MAX_FILTER_LEN || v.contains('\0') => {
                 Err(DemandParamError::Filter(name))
             }
             Some(v) => Ok(Some(v.to_owned())),

@@ -88,9 +88,41 @@ fn today() -> NaiveDate {
         schema::Birthdays,
         schema::AgePercentiles,
     )),
+    modifiers(&Constraints),
     tags((name = "citizens", description = "Citizens imports, their relatives and statistics"))
 )]
 pub(super) struct Api;
+
+/// What the derives cannot say: relatives are distinct citizen ids, and a
+/// patch changes at least one field.
+struct Constraints;
+
+impl utoipa::Modify for Constraints {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ArrayItems, Schema};
+        use utoipa::openapi::RefOr;
+        super::schema::at_least_one_field(openapi, "CitizenPatch");
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for name in ["Citizen", "CitizenPatch"] {
+            let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) else {
+                continue;
+            };
+            let Some(RefOr::T(Schema::Array(relatives))) = object.properties.get_mut("relatives")
+            else {
+                continue;
+            };
+            relatives.unique_items = true;
+            if let ArrayItems::RefOrSchema(item) = &mut relatives.items {
+                if let RefOr::T(Schema::Object(id)) = item.as_mut() {
+                    id.minimum = Some(0.into());
+                    id.maximum = Some(i32::MAX.into());
+                }
+            }
+        }
+    }
+}
 
 /// Mirror of the domain's wire format for the OpenAPI document only: the
 /// domain parses requests itself (typed when valid, else field by field from
@@ -107,21 +139,44 @@ mod schema {
         #[schema(minimum = 0, maximum = 2147483647, example = 1)]
         pub citizen_id: i32,
         /// 1 to 256 characters with at least one letter or digit.
-        #[schema(example = "Москва")]
+        #[schema(
+            min_length = 1,
+            max_length = 256,
+            pattern = r"^[^\u0000]*[\p{L}\p{N}][^\u0000]*$",
+            example = "Москва"
+        )]
         pub town: String,
         /// 1 to 256 characters with at least one letter or digit.
-        #[schema(example = "Льва Толстого")]
+        #[schema(
+            min_length = 1,
+            max_length = 256,
+            pattern = r"^[^\u0000]*[\p{L}\p{N}][^\u0000]*$",
+            example = "Льва Толстого"
+        )]
         pub street: String,
         /// 1 to 256 characters with at least one letter or digit.
-        #[schema(example = "16к7стр5")]
+        #[schema(
+            min_length = 1,
+            max_length = 256,
+            pattern = r"^[^\u0000]*[\p{L}\p{N}][^\u0000]*$",
+            example = "16к7стр5"
+        )]
         pub building: String,
         #[schema(minimum = 0, maximum = 2147483647, example = 7)]
         pub apartment: i32,
         /// 1 to 256 characters.
-        #[schema(example = "Иванов Иван Иванович")]
+        #[schema(
+            min_length = 1,
+            max_length = 256,
+            pattern = r"^[^\u0000]*$",
+            example = "Иванов Иван Иванович"
+        )]
         pub name: String,
         /// `DD.MM.YYYY`, a real date not after today (UTC).
-        #[schema(pattern = r"^\d{2}\.\d{2}\.\d{4}$", example = "26.12.1986")]
+        #[schema(
+            pattern = r"^(0[1-9]|[12][0-9]|3[01])\.(0[1-9]|1[0-2])\.[0-9]{4}$",
+            example = "26.12.1986"
+        )]
         pub birth_date: String,
         #[schema(inline)]
         pub gender: Gender,
@@ -129,7 +184,13 @@ mod schema {
         /// mutual (if 1 lists 2, 2 lists 1).
         pub relatives: Vec<i32>,
         /// Advertising channel, 1 to 256 characters; absent when unknown.
-        #[schema(nullable = false, example = "telegram")]
+        #[schema(
+            nullable = false,
+            min_length = 1,
+            max_length = 256,
+            pattern = r"^[^\u0000]*$",
+            example = "telegram"
+        )]
         pub channel: Option<String>,
     }
 
@@ -143,6 +204,7 @@ mod schema {
     /// `POST /imports` body: at most 10,000 citizens, no other field.
     #[derive(ToSchema)]
     pub struct Import {
+        #[schema(max_items = 10000)]
         pub citizens: Vec<Citizen>,
     }
 
@@ -150,24 +212,52 @@ mod schema {
     /// `citizen_id`, none of them null; relations change on both sides.
     #[derive(ToSchema)]
     pub struct CitizenPatch {
-        #[schema(nullable = false)]
+        #[schema(
+            nullable = false,
+            min_length = 1,
+            max_length = 256,
+            pattern = r"^[^\u0000]*[\p{L}\p{N}][^\u0000]*$"
+        )]
         pub town: Option<String>,
-        #[schema(nullable = false)]
+        #[schema(
+            nullable = false,
+            min_length = 1,
+            max_length = 256,
+            pattern = r"^[^\u0000]*[\p{L}\p{N}][^\u0000]*$"
+        )]
         pub street: Option<String>,
-        #[schema(nullable = false)]
+        #[schema(
+            nullable = false,
+            min_length = 1,
+            max_length = 256,
+            pattern = r"^[^\u0000]*[\p{L}\p{N}][^\u0000]*$"
+        )]
         pub building: Option<String>,
         #[schema(nullable = false, minimum = 0, maximum = 2147483647)]
         pub apartment: Option<i32>,
-        #[schema(nullable = false)]
+        #[schema(
+            nullable = false,
+            min_length = 1,
+            max_length = 256,
+            pattern = r"^[^\u0000]*$"
+        )]
         pub name: Option<String>,
         /// `DD.MM.YYYY`.
-        #[schema(nullable = false, pattern = r"^\d{2}\.\d{2}\.\d{4}$")]
+        #[schema(
+            nullable = false,
+            pattern = r"^(0[1-9]|[12][0-9]|3[01])\.(0[1-9]|1[0-2])\.[0-9]{4}$"
+        )]
         pub birth_date: Option<String>,
         #[schema(nullable = false, inline)]
         pub gender: Option<Gender>,
         #[schema(nullable = false)]
         pub relatives: Option<Vec<i32>>,
-        #[schema(nullable = false)]
+        #[schema(
+            nullable = false,
+            min_length = 1,
+            max_length = 256,
+            pattern = r"^[^\u0000]*$"
+        )]
         pub channel: Option<String>,
     }
 

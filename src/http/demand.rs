@@ -33,9 +33,66 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
 #[openapi(
     paths(demand_json, demand_svg),
     components(schemas(DemandRowSchema)),
+    modifiers(&Lists),
     tags((name = "demand", description = "Course demand by town, age group, channel and course"))
 )]
 pub(super) struct Api;
+
+/// `by` and `age_bins` are comma-separated lists: documented as arrays in
+/// the `form` style without `explode` (`by=town,age_group`), which the
+/// derive cannot write. That `age_bins` must also increase, no schema can say.
+struct Lists;
+
+impl utoipa::Modify for Lists {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterStyle;
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+        use utoipa::openapi::Required;
+        let keys: Vec<&str> = demand::DemandKey::ALL.iter().map(|k| k.name()).collect();
+        for (path, most_keys) in [
+            ("/imports/{id}/demand", keys.len()),
+            ("/imports/{id}/demand.svg", 2),
+        ] {
+            let Some(operation) = openapi
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.get.as_mut())
+            else {
+                continue;
+            };
+            for parameter in operation.parameters.iter_mut().flatten() {
+                let items = match parameter.name.as_str() {
+                    "by" => {
+                        parameter.required = Required::True;
+                        ArrayBuilder::new()
+                            .items(
+                                ObjectBuilder::new()
+                                    .schema_type(Type::String)
+                                    .enum_values(Some(keys.clone())),
+                            )
+                            .min_items(Some(1))
+                            .max_items(Some(most_keys))
+                    }
+                    "age_bins" => ArrayBuilder::new()
+                        .items(
+                            ObjectBuilder::new()
+                                .schema_type(Type::Integer)
+                                .minimum(Some(1))
+                                .maximum(Some(demand::MAX_AGE)),
+                        )
+                        .min_items(Some(1))
+                        .max_items(Some(demand::MAX_AGE_BINS))
+                        .default(Some(serde_json::json!(demand::DEFAULT_AGE_BINS))),
+                    _ => continue,
+                };
+                parameter.style = Some(ParameterStyle::Form);
+                parameter.explode = Some(false);
+                parameter.schema = Some(items.unique_items(true).into());
+            }
+        }
+    }
+}
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -43,14 +100,16 @@ pub(super) struct Api;
 struct DemandParams {
     /// Required: comma-separated grouping keys among `town`, `age_group`,
     /// `channel`, `course`, each at most once (the chart takes one or two).
-    #[param(example = "town,age_group")]
+    #[param(example = json!(["town", "age_group"]))]
     by: Option<String>,
     /// 1 to 20 strictly increasing ages between 1 and 150 that bound the age groups.
     #[param(default = "18,25,35,45,55,65")]
     age_bins: Option<String>,
     /// Only statements for this course (1 to 256 characters).
+    #[param(min_length = 1, max_length = 256, pattern = r"^[^\u0000]*$")]
     course: Option<String>,
     /// Only this advertising channel (1 to 256 characters; `unknown` for none).
+    #[param(min_length = 1, max_length = 256, pattern = r"^[^\u0000]*$")]
     channel: Option<String>,
 }
 

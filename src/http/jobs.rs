@@ -116,6 +116,16 @@ pub(super) async fn list(state: State, raw: String) -> Result<Response, ApiError
 
 const NAME: &str = "The job's name (as in `GET /jobs`)";
 
+/// The path's job name. One holding NUL names no job (and PostgreSQL would
+/// refuse it as a parameter), so it is a 404 without asking.
+fn job_name(params: &PathParams) -> Result<String, ApiError> {
+    let name: String = params.get("name")?;
+    if name.contains('\0') {
+        return Err(ApiError::not_found("no such job"));
+    }
+    Ok(name)
+}
+
 /// One job, with its offsets, lag and counts.
 #[utoipa::path(
     get,
@@ -129,7 +139,7 @@ const NAME: &str = "The job's name (as in `GET /jobs`)";
     )
 )]
 pub(super) async fn show(state: State, params: PathParams) -> Result<Response, ApiError> {
-    let name: String = params.get("name")?;
+    let name = job_name(&params)?;
     match state.supervisor.get(&name).await? {
         Some(job) => Ok(data(StatusCode::OK, &job)),
         None => Err(ApiError::not_found(format!("no job {name}"))),
@@ -154,7 +164,7 @@ pub(super) async fn show(state: State, params: PathParams) -> Result<Response, A
     )
 )]
 pub(super) async fn stop(state: State, params: PathParams) -> Result<Response, ApiError> {
-    let name: String = params.get("name")?;
+    let name = job_name(&params)?;
     let job = state.supervisor.stop(&name).await?;
     Ok(data(StatusCode::OK, &job))
 }
@@ -177,7 +187,7 @@ pub(super) async fn stop(state: State, params: PathParams) -> Result<Response, A
     )
 )]
 pub(super) async fn start(state: State, params: PathParams) -> Result<Response, ApiError> {
-    let name: String = params.get("name")?;
+    let name = job_name(&params)?;
     let job = state.supervisor.resume(&name).await?;
     Ok(data(StatusCode::OK, &job))
 }

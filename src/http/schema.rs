@@ -3,6 +3,8 @@
 //! modules and the document (`openapi.rs`) both use them, so neither has to
 //! import the other to describe a response.
 
+use utoipa::openapi::schema::{AdditionalProperties, Schema};
+use utoipa::openapi::{OpenApi, RefOr};
 use utoipa::ToSchema;
 
 /// The error envelope `{"error":{"code","message","fields"?}}`, schema `Error`:
@@ -23,3 +25,17 @@ pub struct Binary(pub Vec<u8>);
 
 /// Name of the bearer scheme guarding admin routes (`security(("admin_token" = []))`).
 pub const ADMIN_TOKEN: &str = "admin_token";
+
+/// Makes component `name` (an object) require at least one of its properties
+/// and no other: an update that changes nothing is refused. Done here
+/// because utoipa 5.5's `#[schema(min_properties = 1)]` writes `maxProperties`.
+pub fn at_least_one_field(openapi: &mut OpenApi, name: &str) {
+    let schema = openapi
+        .components
+        .as_mut()
+        .and_then(|components| components.schemas.get_mut(name));
+    if let Some(RefOr::T(Schema::Object(object))) = schema {
+        object.min_properties = Some(1);
+        object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+    }
+}

@@ -24,17 +24,39 @@ pub use write::{
 /// A statement that parsed and passed its own rules (not yet the citizen check).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Statement {
+    /// Unique within the import: not blank, at most 256 bytes of UTF-8, no NUL.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000]*[^\s\u0000\u0085][^\u0000]*$"
+    )]
     pub statement_id: String,
     /// Optional on ingestion (taken from the path); must match it if given.
     #[schema(required = false)]
     pub import_id: i64,
+    /// A citizen of the import.
+    #[schema(minimum = 0, maximum = 2147483647)]
     pub citizen_id: i32,
+    /// Not blank, at most 256 bytes of UTF-8, no NUL.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000]*[^\s\u0000\u0085][^\u0000]*$"
+    )]
     pub course: String,
+    /// Not blank, at most 256 bytes of UTF-8, no NUL; `null` or absent for none.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000]*[^\s\u0000\u0085][^\u0000]*$"
+    )]
     pub channel: Option<String>,
+    /// A finite number.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[^\u0000]*$")]
     pub text: Option<String>,
     /// When the statement was made (RFC 3339). Without one, the job stores
     /// the timestamp of the Kafka record that carried it.

@@ -27,6 +27,40 @@ pub(super) struct Confirmation {
     expires_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// The query of `GET /airports/{id}/update`, for the document only (the
+/// handler reads it as an `AirportPatch`): at least one field; an
+/// empty value clears a nullable field, as `null` does in a body.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct AirportChanges {
+    #[schema(min_length = 1, pattern = r"^[^\u0000]+$")]
+    name: Option<String>,
+    #[schema(nullable = false, pattern = r"^[^\u0000]*$")]
+    city: Option<String>,
+    #[schema(nullable = false, pattern = r"^[^\u0000]*$")]
+    country: Option<String>,
+    #[schema(nullable = false, pattern = r"^[^\u0000]*$")]
+    iata: Option<String>,
+    #[schema(nullable = false, pattern = r"^[^\u0000]*$")]
+    icao: Option<String>,
+    #[schema(nullable = false, minimum = -90, maximum = 90)]
+    latitude: Option<f64>,
+    #[schema(nullable = false, minimum = -180, maximum = 180)]
+    longitude: Option<f64>,
+    #[schema(nullable = false)]
+    altitude: Option<i32>,
+    #[schema(nullable = false, minimum = -12, maximum = 14, multiple_of = 0.01)]
+    timezone: Option<f64>,
+    #[schema(nullable = false, max_length = 1, pattern = r"^[^\u0000]?$")]
+    dst: Option<String>,
+    #[schema(nullable = false, pattern = r"^[^\u0000]*$")]
+    tz: Option<String>,
+    #[schema(rename = "type", nullable = false, pattern = r"^[^\u0000]*$")]
+    kind: Option<String>,
+    #[schema(nullable = false, pattern = r"^[^\u0000]*$")]
+    source: Option<String>,
+}
+
 /// The changes made by GET (and their bare aliases) and the link that carries
 /// one out.
 pub(super) fn routes(state: &State) -> BoxedFilter<(Response,)> {
@@ -186,7 +220,10 @@ async fn confirm_update(
     path = "/confirm/{token}",
     operation_id = "confirm_airport_change",
     tag = "airports",
-    params(("token" = String, Path, description = "The signed token from `confirm_url`")),
+    // A token is base64url claims, a dot and the 43-character base64url HMAC-SHA256;
+    // one of that form that was not issued here is a 403, anything else a 400.
+    params(("token" = String, Path, description = "The signed token from `confirm_url`",
+        pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")),
     responses(
         (status = 200, description = "Updated", body = Data<Airport>),
         (status = 201, description = "Created; `Location` names it", body = Data<Airport>,

@@ -15,7 +15,7 @@ use warp::{Filter, Reply};
 use super::error::{respond, ApiError};
 use super::extract::{body_bytes, json, query, raw_query};
 use super::routes::{route, PathParams};
-use super::schema::{Data, ErrorBody};
+use super::schema::{at_least_one_field, Data, ErrorBody};
 use super::{data, with_state, State};
 use crate::airports::{
     self, Airport, AirportError, AirportPatch, ListFilter, NearAirport, NearQuery, NewAirport,
@@ -42,7 +42,8 @@ mod upload;
         confirm::soft_delete,
         confirm::confirm,
     ),
-    components(schemas(Airport, NearAirport, NewAirport, AirportPatch, Page, UploadOutcome, confirm::Confirmation)),
+    components(schemas(Airport, NearAirport, NewAirport, AirportPatch, Page, UploadOutcome,
+        confirm::Confirmation, confirm::AirportChanges)),
     modifiers(&Aliases),
     tags((name = "airports", description = "Airports: CSV upload, lookup, nearby search, \
         changes, and signed confirmation links for changes made by GET"))
@@ -65,7 +66,36 @@ struct Aliases;
 
 impl utoipa::Modify for Aliases {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::path::{HttpMethod, ParameterIn, PathItem};
+        use utoipa::openapi::path::{
+            HttpMethod, ParameterBuilder, ParameterIn, ParameterStyle, PathItem,
+        };
+        use utoipa::openapi::{Ref, Required};
+        at_least_one_field(openapi, "AirportPatch");
+        at_least_one_field(openapi, "AirportChanges");
+        // The update link's fields are the query itself: one object parameter
+        // spread into `name=…&city=…`, so the document can require one field.
+        if let Some(operation) = openapi
+            .paths
+            .paths
+            .get_mut("/airports/{id}/update")
+            .and_then(|item| item.get.as_mut())
+        {
+            let changes = ParameterBuilder::new()
+                .name("changes")
+                .parameter_in(ParameterIn::Query)
+                .required(Required::True)
+                .style(Some(ParameterStyle::Form))
+                .explode(Some(true))
+                .description(Some(
+                    "The fields to change, as query parameters (`?city=Madrid&dst=E`)",
+                ))
+                .schema(Some(Ref::from_schema_name("AirportChanges")))
+                .build();
+            operation
+                .parameters
+                .get_or_insert_with(Vec::new)
+                .push(changes);
+        }
         for (alias, method, original) in ALIASES {
             let Some(mut operation) = openapi
                 .paths
