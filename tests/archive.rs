@@ -47,43 +47,12 @@ async fn create_bucket(endpoint: &str, bucket: &str) {
     assert!(response.status().is_success(), "{:?}", response.status());
 }
 
-async fn job(app: &TestApp, name: &str) -> Value {
-    let (status, body) = json(app.get(&format!("/jobs/{name}")).await).await;
-    assert_eq!(status, 200, "{body}");
-    body["data"].clone()
-}
-
-async fn post_statements(app: &TestApp, import: i64, items: &Value) {
-    let (status, body) = json(
-        app.send_json(
-            Method::POST,
-            &format!("/imports/{import}/statements"),
-            items,
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
-}
-
 async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
     let mut request = app.request(method, path).bearer_auth(ADMIN_TOKEN);
     if let Some(body) = body {
         request = request.json(&body);
     }
     json(request.send().await.unwrap()).await
-}
-
-fn ids_of(lines: &[Value]) -> Vec<String> {
-    let mut ids: Vec<String> = lines
-        .iter()
-        .map(|line| {
-            let payload: Value = serde_json::from_str(line["payload"].as_str().unwrap()).unwrap();
-            payload["statement_id"].as_str().unwrap().to_owned()
-        })
-        .collect();
-    ids.sort();
-    ids
 }
 
 enum Backend {
@@ -122,9 +91,9 @@ async fn archive_and_replay(backend: Backend) {
     let consumed: Vec<Value> = (0..5)
         .map(|i| streams::statement(&format!("c{i}"), import, 1))
         .collect();
-    post_statements(&app, import, &Value::Array(consumed)).await;
+    app.post_accepted(import, &Value::Array(consumed)).await;
     eventually("5 stored", WAIT, || async {
-        (job(&app, &name).await["committed_offset"] == 6).then_some(())
+        (app.job(&name).await["committed_offset"] == 6).then_some(())
     })
     .await;
     let (status, body) = admin(&app, Method::POST, &format!("/jobs/{name}/stop"), None).await;
@@ -133,9 +102,9 @@ async fn archive_and_replay(backend: Backend) {
     let rest: Vec<Value> = (0..7)
         .map(|i| streams::statement(&format!("r{i}"), import, 1 + i % 2))
         .collect();
-    post_statements(&app, import, &Value::Array(rest)).await;
+    app.post_accepted(import, &Value::Array(rest)).await;
     eventually("expiry", WAIT, || async {
-        (job(&app, &name).await["state"] == "expired").then_some(())
+        (app.job(&name).await["state"] == "expired").then_some(())
     })
     .await;
     assert_eq!(streams::stored(&db, import).await, 5);
@@ -184,7 +153,7 @@ async fn archive_and_replay(backend: Backend) {
     assert_eq!(object["sha256"], digest.as_str());
     let lines = streams::gunzip_lines(&bytes);
     assert_eq!(
-        ids_of(&lines),
+        streams::statement_ids(&lines),
         (0..7).map(|i| format!("r{i}")).collect::<Vec<_>>()
     );
 
@@ -216,16 +185,7 @@ async fn archive_and_replay(backend: Backend) {
         (&json!(7), &json!(7), &json!(0)),
         "{body}"
     );
-    let stored: Vec<String> = db
-        .query(
-            "SELECT statement_id FROM statements WHERE import_id = $1 ORDER BY statement_id",
-            &[&target],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let stored = streams::stored_ids(&db, target).await;
     assert_eq!(stored, (0..7).map(|i| format!("r{i}")).collect::<Vec<_>>());
     let (status, body) = admin(&app, Method::POST, &path, Some(json!({"job": name}))).await;
     assert_eq!(status, 200, "{body}");
@@ -425,6 +385,31 @@ async fn archive_rows(db: &tokio_postgres::Client, name: &str) -> Vec<(i64, i64,
     .collect()
 }
 
+/// Once the service at `base` answers: a new one-citizen import whose job
+/// runs there, as (import, job name).
+async fn running_job(db: &tokio_postgres::Client, base: &str) -> (i64, String) {
+    eventually("the service answers", WAIT, || async {
+        get_json(&format!("{base}/healthz")).await.map(|_| ())
+    })
+    .await;
+    let import = streams::create_import(db, &[1]).await;
+    let name = common::job_name(db, import).await;
+    eventually("the job runs", WAIT, || async {
+        let job = get_json(&format!("{base}/jobs/{name}")).await?;
+        (job["data"]["state"] == "running").then_some(())
+    })
+    .await;
+    (import, name)
+}
+
+/// The job's state as stored (the service may be down).
+async fn stored_state(db: &tokio_postgres::Client, name: &str) -> String {
+    db.query_one("SELECT state FROM jobs WHERE name = $1", &[&name])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// The S3 server is down when the job expires: the job retries with
 /// backoff (its error says so), records nothing meanwhile, and archives
 /// everything once the server is back.
@@ -437,17 +422,7 @@ async fn an_s3_outage_delays_the_archive_and_loses_nothing() {
     let prefix = format!("outage-{}", uuid::Uuid::new_v4().simple());
     let _app = service(&database, port, &s3.endpoint(), &prefix, 1_000_000);
     let base = format!("http://127.0.0.1:{port}");
-    eventually("the service answers", WAIT, || async {
-        get_json(&format!("{base}/healthz")).await.map(|_| ())
-    })
-    .await;
-    let import = streams::create_import(&db, &[1]).await;
-    let name = common::job_name(&db, import).await;
-    eventually("the job runs", WAIT, || async {
-        let job = get_json(&format!("{base}/jobs/{name}")).await?;
-        (job["data"]["state"] == "running").then_some(())
-    })
-    .await;
+    let (import, name) = running_job(&db, &base).await;
     stop_job(port, &name).await;
     produce(port, import, (0..300).map(|i| format!("o{i}"))).await;
     s3.stop().await;
@@ -461,11 +436,7 @@ async fn an_s3_outage_delays_the_archive_and_loses_nothing() {
     .await;
     assert!(error.contains("object store"), "{error}");
     assert_eq!(archive_rows(&db, &name).await, vec![]);
-    let state: String = db
-        .query_one("SELECT state FROM jobs WHERE name = $1", &[&name])
-        .await
-        .unwrap()
-        .get(0);
+    let state = stored_state(&db, &name).await;
     assert_ne!(state, "expired");
     assert_ne!(state, "failed");
 
@@ -489,7 +460,7 @@ async fn an_s3_outage_delays_the_archive_and_loses_nothing() {
     let lines = streams::gunzip_lines(&object);
     let mut expected: Vec<String> = (0..300).map(|i| format!("o{i}")).collect();
     expected.sort();
-    assert_eq!(ids_of(&lines), expected);
+    assert_eq!(streams::statement_ids(&lines), expected);
 }
 
 /// SIGKILL while the archive is being written, object by object: the
@@ -506,17 +477,7 @@ async fn a_sigkill_mid_archive_resumes_from_the_stored_offsets() {
     // Many small objects (each a multipart upload and a durable commit).
     let mut app = service(&database, port, S3_ENDPOINT, &prefix, 50);
     let base = format!("http://127.0.0.1:{port}");
-    eventually("the service answers", WAIT, || async {
-        get_json(&format!("{base}/healthz")).await.map(|_| ())
-    })
-    .await;
-    let import = streams::create_import(&db, &[1]).await;
-    let name = common::job_name(&db, import).await;
-    eventually("the job runs", WAIT, || async {
-        let job = get_json(&format!("{base}/jobs/{name}")).await?;
-        (job["data"]["state"] == "running").then_some(())
-    })
-    .await;
+    let (import, name) = running_job(&db, &base).await;
     stop_job(port, &name).await;
     // One request: one transaction, 4,000 records and one marker.
     produce(port, import, (0..4000).map(|i| format!("k{i}"))).await;
@@ -526,11 +487,7 @@ async fn a_sigkill_mid_archive_resumes_from_the_stored_offsets() {
     .await;
     app.start_kill().unwrap();
     app.wait().await.unwrap();
-    let state: String = db
-        .query_one("SELECT state FROM jobs WHERE name = $1", &[&name])
-        .await
-        .unwrap()
-        .get(0);
+    let state = stored_state(&db, &name).await;
     let before = archive_rows(&db, &name).await;
     assert_ne!(state, "expired", "killed too late: {before:?}");
 

@@ -41,19 +41,6 @@ fn bare_statements(tag: &str, ids: std::ops::Range<i32>) -> Value {
     .collect()
 }
 
-async fn post(app: &TestApp, import: i64, items: &Value) {
-    let (status, body) = json(
-        app.send_json(
-            Method::POST,
-            &format!("/imports/{import}/statements"),
-            items,
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
-}
-
 async fn ids(db: &tokio_postgres::Client, sql: &str, import: i64) -> BTreeSet<String> {
     db.query(sql, &[&import])
         .await
@@ -108,7 +95,8 @@ async fn two_deployments_on_one_broker_with_default_names_never_mix() {
     // the required fields (no channel, score, text or ts).
     let before = chrono::Utc::now() - chrono::Duration::seconds(1);
     for (tag, app, _, import) in &imports {
-        post(app, *import, &bare_statements(tag, 0..100)).await;
+        app.post_accepted(*import, &bare_statements(tag, 0..100))
+            .await;
     }
     // A misrouted producer, and a poison message, straight to each topic.
     let producer = streams::producer(&defaults);
@@ -189,7 +177,8 @@ async fn two_deployments_on_one_broker_with_default_names_never_mix() {
         )
         .await;
         assert_eq!(status, 200, "{tag}: {body}");
-        post(app, *import, &bare_statements(&format!("{tag}-rest"), 0..5)).await;
+        app.post_accepted(*import, &bare_statements(&format!("{tag}-rest"), 0..5))
+            .await;
     }
     for (tag, app, db, import) in &imports {
         let name = common::job_name(db, *import).await;
@@ -207,13 +196,8 @@ async fn two_deployments_on_one_broker_with_default_names_never_mix() {
             .unwrap()
             .parent()
             .unwrap();
-        let archived: BTreeSet<String> = streams::archived(dir, &name)
-            .iter()
-            .map(|line| {
-                let payload: Value =
-                    serde_json::from_str(line["payload"].as_str().unwrap()).unwrap();
-                payload["statement_id"].as_str().unwrap().to_owned()
-            })
+        let archived: BTreeSet<String> = streams::statement_ids(&streams::archived(dir, &name))
+            .into_iter()
             .collect();
         assert_eq!(archived, expected(&format!("{tag}-rest"), 0..5), "{tag}");
         assert_eq!(streams::stored(db, *import).await, 100, "{tag}");

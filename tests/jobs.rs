@@ -18,24 +18,6 @@ async fn spawn() -> TestApp {
     TestApp::spawn_with(streams::configure).await
 }
 
-async fn job(app: &TestApp, name: &str) -> Value {
-    let (status, body) = json(app.get(&format!("/jobs/{name}")).await).await;
-    assert_eq!(status, 200, "{body}");
-    body["data"].clone()
-}
-
-async fn post_statements(app: &TestApp, import: i64, items: &Value) -> (u16, Value) {
-    json(
-        app.send_json(
-            Method::POST,
-            &format!("/imports/{import}/statements"),
-            items,
-        )
-        .await,
-    )
-    .await
-}
-
 #[tokio::test]
 async fn statements_are_stored_once_and_the_job_reports_its_offsets() {
     let app = spawn().await;
@@ -50,7 +32,7 @@ async fn statements_are_stored_once_and_the_job_reports_its_offsets() {
         {"statement_id": "c", "citizen_id": 3, "course": "go", "score": 1,
          "text": "yes", "ts": "2026-11-28T12:00:00+03:00"},
     ]);
-    let (status, body) = post_statements(&app, import, &items).await;
+    let (status, body) = app.post_statements(import, &items).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["data"], json!({"accepted": 3, "job": name}));
     eventually("3 statements", WAIT, || async {
@@ -82,7 +64,7 @@ async fn statements_are_stored_once_and_the_job_reports_its_offsets() {
     // Two requests, two transactions: 6 records and 2 commit markers, which
     // the idle job steps over.
     let shown = eventually("offset 8", WAIT, || async {
-        let shown = job(&app, &name).await;
+        let shown = app.job(&name).await;
         (shown["committed_offset"] == 8).then_some(shown)
     })
     .await;
@@ -133,7 +115,7 @@ async fn invalid_statements_are_named_and_nothing_is_produced() {
         streams::statement("z", import, 99),
         streams::statement("", import, 1),
     ]);
-    let (status, body) = post_statements(&app, import, &items).await;
+    let (status, body) = app.post_statements(import, &items).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(error_code(&body), "validation_failed");
     let fields = body["error"]["fields"].as_object().unwrap();
@@ -151,10 +133,11 @@ async fn invalid_statements_are_named_and_nothing_is_produced() {
         .unwrap();
     let (status, body) = json(response).await;
     assert_eq!(status, 400, "{body}");
-    let (status, _) = post_statements(&app, import + 100, &json!([])).await;
+    let (status, _) = app.post_statements(import + 100, &json!([])).await;
     assert_eq!(status, 400); // empty body is refused before the import is looked up
-    let (status, body) =
-        post_statements(&app, import + 100, &json!([streams::statement("q", 0, 1)])).await;
+    let (status, body) = app
+        .post_statements(import + 100, &json!([streams::statement("q", 0, 1)]))
+        .await;
     assert_eq!((status, error_code(&body)), (404, "not_found"));
 
     // The job exists (reconciled from PostgreSQL) but its topic is empty.
@@ -204,7 +187,7 @@ async fn poison_messages_become_dead_letters_and_the_job_keeps_going() {
         .unwrap();
 
     let shown = eventually("everything consumed", WAIT, || async {
-        let shown = job(&app, &name).await;
+        let shown = app.job(&name).await;
         (shown["committed_offset"] == 6).then_some(shown)
     })
     .await;
@@ -397,12 +380,12 @@ async fn expiry_archives_exactly_the_unconsumed_rest() {
     let consumed: Vec<Value> = (0..5)
         .map(|i| streams::statement(&format!("c{i}"), import, 1))
         .collect();
-    let (status, body) = post_statements(&app, import, &Value::Array(consumed)).await;
+    let (status, body) = app.post_statements(import, &Value::Array(consumed)).await;
     assert_eq!(status, 202, "{body}");
     eventually(
         "5 stored and their commit marker stepped over",
         WAIT,
-        || async { (job(&app, &name).await["committed_offset"] == 6).then_some(()) },
+        || async { (app.job(&name).await["committed_offset"] == 6).then_some(()) },
     )
     .await;
     assert_eq!(streams::stored(&db, import).await, 5);
@@ -418,11 +401,11 @@ async fn expiry_archives_exactly_the_unconsumed_rest() {
     let rest: Vec<Value> = (0..7)
         .map(|i| streams::statement(&format!("r{i}"), import, 1))
         .collect();
-    let (status, body) = post_statements(&app, import, &Value::Array(rest)).await;
+    let (status, body) = app.post_statements(import, &Value::Array(rest)).await;
     assert_eq!(status, 202, "{body}");
 
     let shown = eventually("expiry", WAIT, || async {
-        let shown = job(&app, &name).await;
+        let shown = app.job(&name).await;
         (shown["state"] == "expired").then_some(shown)
     })
     .await;
@@ -452,15 +435,10 @@ async fn expiry_archives_exactly_the_unconsumed_rest() {
         .parent()
         .unwrap();
     let lines = streams::archived(dir, &name);
-    let mut ids: Vec<String> = lines
-        .iter()
-        .map(|line| {
-            let payload: Value = serde_json::from_str(line["payload"].as_str().unwrap()).unwrap();
-            payload["statement_id"].as_str().unwrap().to_owned()
-        })
-        .collect();
-    ids.sort();
-    assert_eq!(ids, (0..7).map(|i| format!("r{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        streams::statement_ids(&lines),
+        (0..7).map(|i| format!("r{i}")).collect::<Vec<_>>()
+    );
     let offsets: Vec<i64> = lines
         .iter()
         .map(|l| l["offset"].as_i64().unwrap())
@@ -491,12 +469,9 @@ async fn expiry_archives_exactly_the_unconsumed_rest() {
     )
     .await;
     assert_eq!(status, 409);
-    let (status, _) = post_statements(
-        &app,
-        import,
-        &json!([streams::statement("late", import, 1)]),
-    )
-    .await;
+    let (status, _) = app
+        .post_statements(import, &json!([streams::statement("late", import, 1)]))
+        .await;
     assert_eq!(status, 409);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -620,11 +595,11 @@ async fn a_failing_job_restarts_with_backoff_then_is_marked_failed_and_can_be_st
     .await
     .unwrap();
     let statement = streams::statement("b", import, 1);
-    let (status, body) = post_statements(&app, import, &json!([statement])).await;
+    let (status, body) = app.post_statements(import, &json!([statement])).await;
     assert_eq!(status, 202, "{body}");
 
     let shown = eventually("the job to fail for good", WAIT, || async {
-        let shown = job(&app, &name).await;
+        let shown = app.job(&name).await;
         (shown["state"] == "failed").then_some(shown)
     })
     .await;
@@ -650,7 +625,7 @@ async fn a_failing_job_restarts_with_backoff_then_is_marked_failed_and_can_be_st
         (streams::stored(&db, import).await == 1).then_some(())
     })
     .await;
-    assert_eq!(job(&app, &name).await["state"], "running");
+    assert_eq!(app.job(&name).await["state"], "running");
 }
 
 #[tokio::test]
@@ -662,14 +637,15 @@ async fn without_kafka_the_job_stays_pending_and_ingestion_is_unavailable() {
     .await;
     let db = app.db().await;
     let import = streams::create_import(&db, &[1]).await;
-    let (status, body) =
-        post_statements(&app, import, &json!([streams::statement("p", import, 1)])).await;
+    let (status, body) = app
+        .post_statements(import, &json!([streams::statement("p", import, 1)]))
+        .await;
     assert_eq!(
         (status, error_code(&body)),
         (503, "kafka_unavailable"),
         "{body}"
     );
-    let shown = job(&app, &common::job_name(&db, import).await).await;
+    let shown = app.job(&common::job_name(&db, import).await).await;
     assert_eq!(shown["state"], "pending");
     assert_eq!(shown["high_watermark"], Value::Null);
     assert!(!body.to_string().contains("127.0.0.1:1"));
@@ -688,26 +664,17 @@ async fn a_running_job_expires_with_every_statement_either_stored_or_archived() 
     let items: Vec<Value> = (0..50)
         .map(|i| streams::statement(&format!("e{i}"), import, 1))
         .collect();
-    let (status, body) = post_statements(&app, import, &Value::Array(items)).await;
+    let (status, body) = app.post_statements(import, &Value::Array(items)).await;
     assert_eq!(status, 202, "{body}");
 
     let shown = eventually("expiry", WAIT, || async {
-        let shown = job(&app, &name).await;
+        let shown = app.job(&name).await;
         (shown["state"] == "expired").then_some(shown)
     })
     .await;
     // 50 records and the request's commit marker.
     assert_eq!(shown["committed_offset"], 51);
-    let stored: Vec<String> = db
-        .query(
-            "SELECT statement_id FROM statements WHERE import_id = $1",
-            &[&import],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let stored = streams::stored_ids(&db, import).await;
     let urls: Vec<String> = db
         .query("SELECT url FROM job_archives WHERE job = $1", &[&name])
         .await
@@ -718,10 +685,8 @@ async fn a_running_job_expires_with_every_statement_either_stored_or_archived() 
     let mut archived = Vec::new();
     for url in &urls {
         let path = url.strip_prefix("file://").unwrap();
-        for line in streams::gunzip_lines(&std::fs::read(path).unwrap()) {
-            let payload: Value = serde_json::from_str(line["payload"].as_str().unwrap()).unwrap();
-            archived.push(payload["statement_id"].as_str().unwrap().to_owned());
-        }
+        let lines = streams::gunzip_lines(&std::fs::read(path).unwrap());
+        archived.extend(streams::statement_ids(&lines));
     }
     // Exactly once across both places, whatever the timing.
     let mut all: Vec<String> = stored.iter().chain(&archived).cloned().collect();
@@ -1097,8 +1062,8 @@ async fn an_aborted_request_leaves_nothing_for_the_job_and_its_neighbours_are_st
         .map(|i| json!([streams::statement(&format!("n{i}"), import, 1)]))
         .collect();
     let (aborted, committed) = tokio::join!(
-        post_statements(&app, import, &doomed),
-        futures_util::future::join_all(neighbours.iter().map(|n| post_statements(&app, import, n))),
+        app.post_statements(import, &doomed),
+        futures_util::future::join_all(neighbours.iter().map(|n| app.post_statements(import, n))),
     );
     assert_eq!(aborted.0, 413, "{}", aborted.1);
     assert_eq!(error_code(&aborted.1), "statement_too_large");
@@ -1107,12 +1072,9 @@ async fn an_aborted_request_leaves_nothing_for_the_job_and_its_neighbours_are_st
     }
     // A marker committed after everything: once it is stored, the job has
     // read past whatever the aborted transaction put in the topic.
-    let (status, body) = post_statements(
-        &app,
-        import,
-        &json!([streams::statement("marker", import, 2)]),
-    )
-    .await;
+    let (status, body) = app
+        .post_statements(import, &json!([streams::statement("marker", import, 2)]))
+        .await;
     assert_eq!(status, 202, "{body}");
     eventually("the marker", WAIT, || async {
         db.query_opt(
@@ -1123,23 +1085,13 @@ async fn an_aborted_request_leaves_nothing_for_the_job_and_its_neighbours_are_st
         .unwrap()
     })
     .await;
-    let mut stored: Vec<String> = db
-        .query(
-            "SELECT statement_id FROM statements WHERE import_id = $1",
-            &[&import],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    stored.sort();
+    let stored = streams::stored_ids(&db, import).await;
     let mut expected: Vec<String> = (0..8).map(|i| format!("n{i}")).collect();
     expected.push("marker".into());
     expected.sort();
     assert_eq!(stored, expected);
     assert_eq!(
-        job(&app, &common::job_name(&db, import).await).await["dead_letters"],
+        app.job(&common::job_name(&db, import).await).await["dead_letters"],
         0
     );
 }
@@ -1156,7 +1108,7 @@ async fn a_nul_character_is_refused_by_the_api_and_dead_lettered_from_the_topic(
         let mut nul = streams::statement("n", import, 1);
         nul[field] = json!("a\u{0}b");
         let items = json!([streams::statement("fine", import, 1), nul]);
-        let (status, body) = post_statements(&app, import, &items).await;
+        let (status, body) = app.post_statements(import, &items).await;
         assert_eq!(
             (status, error_code(&body)),
             (400, "validation_failed"),
@@ -1202,7 +1154,7 @@ async fn a_nul_character_is_refused_by_the_api_and_dead_lettered_from_the_topic(
         letters[0]["reason"].as_str().unwrap().starts_with("text"),
         "{letters:?}"
     );
-    assert_eq!(job(&app, &name).await["state"], "running");
+    assert_eq!(app.job(&name).await["state"], "running");
 }
 
 /// A record PostgreSQL refuses for a reason tied to it alone (here a check
@@ -1224,28 +1176,19 @@ async fn a_record_postgres_refuses_is_isolated_as_a_dead_letter() {
         items[at]["course"] = json!("boom");
     }
     // Already stored: the batch also takes the path that skips stored ids.
-    let (status, body) = post_statements(&app, import, &json!([items[5]])).await;
+    let (status, body) = app.post_statements(import, &json!([items[5]])).await;
     assert_eq!(status, 202, "{body}");
     eventually("the first statement", WAIT, || async {
         (streams::stored(&db, import).await == 1).then_some(())
     })
     .await;
-    let (status, body) = post_statements(&app, import, &Value::Array(items)).await;
+    let (status, body) = app.post_statements(import, &Value::Array(items)).await;
     assert_eq!(status, 202, "{body}");
     eventually("the other 38", WAIT, || async {
         (streams::stored(&db, import).await == 38).then_some(())
     })
     .await;
-    let stored: Vec<String> = db
-        .query(
-            "SELECT statement_id FROM statements WHERE import_id = $1 ORDER BY statement_id",
-            &[&import],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let stored = streams::stored_ids(&db, import).await;
     assert!(!stored.contains(&"s3".to_owned()) && !stored.contains(&"s17".to_owned()));
     let letters = eventually("their dead letters", WAIT, || async {
         let (_, body) = json(app.get(&format!("/imports/{import}/dead-letters")).await).await;
@@ -1268,7 +1211,7 @@ async fn a_record_postgres_refuses_is_isolated_as_a_dead_letter() {
         );
     }
     let name = common::job_name(&db, import).await;
-    let shown = job(&app, &name).await;
+    let shown = app.job(&name).await;
     assert_eq!(
         (shown["state"].as_str(), shown["dead_letters"].as_i64()),
         (Some("running"), Some(2))

@@ -304,6 +304,25 @@ impl TestApp {
         self.request(method, path).json(body).send().await.unwrap()
     }
 
+    /// `GET /jobs/{name}`'s data; the job must exist.
+    pub async fn job(&self, name: &str) -> Value {
+        let (status, body) = json(self.get(&format!("/jobs/{name}")).await).await;
+        assert_eq!(status, 200, "{body}");
+        body["data"].clone()
+    }
+
+    /// `POST /imports/{import}/statements` with `items`: status and body.
+    pub async fn post_statements(&self, import: i64, items: &Value) -> (u16, Value) {
+        let path = format!("/imports/{import}/statements");
+        json(self.send_json(reqwest::Method::POST, &path, items).await).await
+    }
+
+    /// Like [`TestApp::post_statements`], for items that must be accepted.
+    pub async fn post_accepted(&self, import: i64, items: &Value) {
+        let (status, body) = self.post_statements(import, items).await;
+        assert_eq!(status, 202, "{body}");
+    }
+
     /// A connection to this app's database, to check what was (not) written.
     pub async fn db(&self) -> tokio_postgres::Client {
         connect(&self.database.url).await

@@ -112,6 +112,23 @@ pub async fn stored(db: &tokio_postgres::Client, import_id: i64) -> i64 {
     .await
 }
 
+/// The statement ids stored for `import_id`, sorted (byte order, not the
+/// database's collation).
+pub async fn stored_ids(db: &tokio_postgres::Client, import_id: i64) -> Vec<String> {
+    let mut ids: Vec<String> = db
+        .query(
+            "SELECT statement_id FROM statements WHERE import_id = $1",
+            &[&import_id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// A config for `Served` apps on `database` sharing one stream setup.
 pub fn served_config(database: &TestDatabase, template: &Config) -> Config {
     let mut config = super::test_config(database);
@@ -121,6 +138,19 @@ pub fn served_config(database: &TestDatabase, template: &Config) -> Config {
     config.job_batch_ms = template.job_batch_ms;
     config.reconcile_secs = template.reconcile_secs;
     config
+}
+
+/// The statement ids of archived lines (their raw payloads), sorted.
+pub fn statement_ids(lines: &[Value]) -> Vec<String> {
+    let mut ids: Vec<String> = lines
+        .iter()
+        .map(|line| {
+            let payload: Value = serde_json::from_str(line["payload"].as_str().unwrap()).unwrap();
+            payload["statement_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    ids.sort();
+    ids
 }
 
 /// Every line of the archive objects of `job` (gzip NDJSON), parsed, in
