@@ -307,31 +307,28 @@ impl Api {
     }
 
     async fn get(&self, path: &str) -> Result<Value, CliError> {
-        let url = format!("{}{path}", self.base);
-        let response = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|source| CliError::Request {
-                url: url.clone(),
-                source,
-            })?;
-        self.answer(url, response).await
+        self.send(reqwest::Method::GET, path, None).await
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, CliError> {
         let url = format!("{}{path}", self.base);
-        let response = self
-            .client
-            .post(&url)
-            .json(body)
-            .send()
-            .await
-            .map_err(|source| CliError::Request {
-                url: url.clone(),
-                source,
-            })?;
+        let mut request = self.client.request(method, &url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|source| CliError::Request {
+            url: url.clone(),
+            source,
+        })?;
         self.answer(url, response).await
     }
 
@@ -339,18 +336,15 @@ impl Api {
     /// may start the demo beside the service).
     async fn wait_ready(&self, timeout: Duration) -> Result<(), CliError> {
         let url = format!("{}/readyz", self.base);
-        let deadline = Instant::now() + timeout;
-        loop {
+        poll(timeout, Duration::from_millis(500), || async {
             let last = match self.client.get(&url).send().await {
-                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) if response.status().is_success() => return Ok(Poll::Ready(())),
                 Ok(response) => format!("it answered {}", response.status()),
                 Err(error) => error.to_string(),
             };
-            if Instant::now() >= deadline {
-                return Err(CliError::Timeout(format!("{url} to be ready ({last})")));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+            Ok(Poll::Wait(format!("{url} to be ready ({last})")))
+        })
+        .await
     }
 
     /// Sends the chunks, a few requests at a time, each retried while the
@@ -398,8 +392,7 @@ impl Api {
             Some(name) => format!("/jobs/{name}"),
             None => format!("/jobs?import={import}"),
         };
-        let deadline = Instant::now() + timeout;
-        loop {
+        poll(timeout, Duration::from_millis(200), || async {
             let answer = self.get(&path).await?;
             let shown = if answer.is_array() {
                 &answer[0]
@@ -408,14 +401,12 @@ impl Api {
             };
             if shown["state"] != "pending" {
                 if let Some(topic) = shown["topic"].as_str() {
-                    return Ok(topic.to_owned());
+                    return Ok(Poll::Ready(topic.to_owned()));
                 }
             }
-            if Instant::now() >= deadline {
-                return Err(CliError::Timeout(format!("the topic of import {import}")));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            Ok(Poll::Wait(format!("the topic of import {import}")))
+        })
+        .await
     }
 
     /// Waits until the job stored every distinct statement and dead-lettered
@@ -431,24 +422,26 @@ impl Api {
         let want = sample.statements.len() as i64;
         progress.set_length(want as u64);
         let path = format!("/jobs/{job}");
-        let deadline = Instant::now() + timeout;
-        loop {
+        poll(timeout, Duration::from_millis(200), || async {
             let shown = self.get(&path).await?;
             let stored = shown["statements_stored"].as_i64().unwrap_or(0);
             let dead = shown["dead_letters"].as_i64().unwrap_or(0);
             progress.set_position(stored.max(0) as u64);
             if stored >= want && dead >= bad as i64 {
-                return Ok(stored);
+                return Ok(Poll::Ready(stored));
             }
-            if shown["state"] == "failed" || Instant::now() >= deadline {
-                return Err(CliError::Timeout(format!(
-                    "job {job} to store {want} statements and {bad} dead letters \
-                     (it is {}, with {stored} and {dead}; last error: {})",
-                    shown["state"], shown["last_error"]
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            let why = format!(
+                "job {job} to store {want} statements and {bad} dead letters \
+                 (it is {}, with {stored} and {dead}; last error: {})",
+                shown["state"], shown["last_error"]
+            );
+            Ok(if shown["state"] == "failed" {
+                Poll::GiveUp(why)
+            } else {
+                Poll::Wait(why)
+            })
+        })
+        .await
     }
 
     /// Demand trails the stored statements by up to about a second (the job
@@ -460,21 +453,47 @@ impl Api {
         timeout: Duration,
     ) -> Result<Vec<Value>, CliError> {
         let path = format!("/imports/{import}/demand?by={BY}");
-        let deadline = Instant::now() + timeout;
-        loop {
+        poll(timeout, Duration::from_millis(200), || async {
             let rows = self.get(&path).await?;
             let rows = rows.as_array().cloned().unwrap_or_default();
             let counted: i64 = rows.iter().filter_map(|r| r["statements"].as_i64()).sum();
             if counted >= stored {
-                return Ok(rows);
+                return Ok(Poll::Ready(rows));
             }
-            if Instant::now() >= deadline {
-                return Err(CliError::Timeout(format!(
-                    "demand of import {import} to count {stored} statements (it counts {counted})"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(Poll::Wait(format!(
+                "demand of import {import} to count {stored} statements (it counts {counted})"
+            )))
+        })
+        .await
+    }
+}
+
+/// One look at what the demo waits for.
+enum Poll<T> {
+    Ready(T),
+    /// Not yet: what is awaited, for the error if time runs out.
+    Wait(String),
+    /// It will never be: why.
+    GiveUp(String),
+}
+
+/// Looks every `every` until `check` is ready, gives up, or `timeout` passed.
+async fn poll<T, F, Fut>(timeout: Duration, every: Duration, mut check: F) -> Result<T, CliError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Poll<T>, CliError>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let awaited = match check().await? {
+            Poll::Ready(value) => return Ok(value),
+            Poll::GiveUp(why) => return Err(CliError::Timeout(why)),
+            Poll::Wait(awaited) => awaited,
+        };
+        if Instant::now() >= deadline {
+            return Err(CliError::Timeout(awaited));
         }
+        tokio::time::sleep(every).await;
     }
 }
 
