@@ -114,10 +114,10 @@ EOF
 consistency() {
   log "consistency checks (every count must be 0)"
   local out
-  out=$(psql -X -v ON_ERROR_STOP=1 "$database_url" -f scripts/robustness/consistency.sql)
-  echo "$out"
-  if psql -X -tA -v ON_ERROR_STOP=1 "$database_url" -f scripts/robustness/consistency.sql |
-    awk -F'|' '$2 != 0 { bad = 1 } END { exit bad }'; then
+  # One run of the checks (they scan every statement): printed, then judged.
+  out=$(psql -X -tA -v ON_ERROR_STOP=1 "$database_url" -f scripts/robustness/consistency.sql)
+  awk -F'|' '{ printf "  %-50s %s\n", $1, $2 }' <<<"$out"
+  if awk -F'|' '$2 != 0 { bad = 1 } END { exit bad }' <<<"$out"; then
     log "consistency: every check holds"
   else
     log "consistency: a check failed"
