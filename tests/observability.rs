@@ -1029,6 +1029,23 @@ async fn the_document_describes_the_real_answers() {
         404,
         json(app.get("/jobs/nope/archives").await).await,
     );
+    // An offset past i64 (what schemathesis sent): a documented 400.
+    check(
+        "get",
+        "/jobs/{name}/archives/{partition}/{from}",
+        400,
+        json(
+            app.request(
+                Method::GET,
+                &format!("/jobs/{name}/archives/0/9223372036854775808"),
+            )
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap(),
+        )
+        .await,
+    );
     check(
         "get",
         "/imports/{id}/dead-letters",

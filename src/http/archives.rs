@@ -113,6 +113,7 @@ pub(super) async fn list(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "The object", content_type = "application/gzip", body = Vec<u8>),
+        (status = 400, description = "A partition or offset that is not a number in range", body = ErrorBody),
         (status = 401, description = "No admin token given", body = ErrorBody),
         (status = 403, description = "Wrong admin token, or none configured", body = ErrorBody),
         (status = 404, description = "No such job or object", body = ErrorBody),
