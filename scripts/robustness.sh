@@ -279,7 +279,8 @@ load_pass() {
     if [[ "$method" == POST ]]; then
       extra=(-m POST -T application/json -D "$work/post.json")
     fi
-    "$oha" -z "${seconds}s" -c "$c" --no-tui --output-format json "${extra[@]}" "$url" \
+    # -w: requests in flight at the deadline finish and count (not "aborted").
+    "$oha" -z "${seconds}s" -w -c "$c" --no-tui --output-format json "${extra[@]}" "$url" \
       >"$work/$name.json" 2>"$work/$name.err" &
     pids+=($!)
   done
