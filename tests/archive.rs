@@ -1,7 +1,7 @@
 //! The archive at expiry on both backends (a directory and the S3-compatible
 //! server `scripts/services.sh` runs on 127.0.0.1:9000), its listing and
-//! downloads, replay into another import (exactly once), an S3 outage in the
-//! middle of an archive, and a SIGKILL in the middle of one.
+//! downloads, replay into another import (exactly once), the S3 server
+//! stopped in the middle of an upload, and a SIGKILL in the middle of an archive.
 
 mod common;
 
@@ -410,22 +410,119 @@ async fn stored_state(db: &tokio_postgres::Client, name: &str) -> String {
         .get(0)
 }
 
-/// The S3 server is down when the job expires: the job retries with
-/// backoff (its error says so), records nothing meanwhile, and archives
-/// everything once the server is back.
+/// A TCP link from the service to an S3 server that holds the first
+/// request of a multipart upload's parts (`uploadId=` in its request line)
+/// until the test says go, then drops that connection: the test stops the
+/// server in between, so the outage falls in the middle of an upload.
+struct PartTrap {
+    port: u16,
+    /// Fired once the held request's multipart upload was created.
+    held: Option<tokio::sync::oneshot::Receiver<()>>,
+    release: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl PartTrap {
+    async fn start(upstream: u16) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (held_tx, held) = tokio::sync::oneshot::channel();
+        let held_tx = Arc::new(Mutex::new(Some(held_tx)));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let created = Arc::new(AtomicBool::new(false));
+        let notify = release.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue; // the server is down: so is this connection
+                };
+                let (held_tx, release, created) =
+                    (held_tx.clone(), notify.clone(), created.clone());
+                tokio::spawn(async move {
+                    let (mut from_client, mut to_server) = (client, server);
+                    let (mut server_read, mut server_write) = to_server.split();
+                    let (mut client_read, mut client_write) = from_client.split();
+                    let upstream = async {
+                        let mut buffer = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = client_read.read(&mut buffer).await?;
+                            if n == 0 {
+                                return Ok::<_, std::io::Error>(());
+                            }
+                            let chunk = String::from_utf8_lossy(&buffer[..n]);
+                            if chunk.contains("?uploads") {
+                                created.store(true, Ordering::SeqCst);
+                            }
+                            if chunk.contains("uploadId=") && created.load(Ordering::SeqCst) {
+                                let first = held_tx.lock().unwrap().take();
+                                if let Some(first) = first {
+                                    let _ = first.send(());
+                                    release.notified().await;
+                                    return Ok(()); // dropped, never forwarded
+                                }
+                            }
+                            server_write.write_all(&buffer[..n]).await?;
+                        }
+                    };
+                    let downstream = tokio::io::copy(&mut server_read, &mut client_write);
+                    // Either side closing or failing ends the connection.
+                    tokio::select! {
+                        _ = upstream => {}
+                        _ = downstream => {}
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            held: Some(held),
+            release,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until a part upload is held.
+    async fn part_held(&mut self) {
+        let held = self.held.take().expect("waited once");
+        tokio::time::timeout(WAIT, held)
+            .await
+            .expect("a part upload within the wait")
+            .unwrap();
+    }
+
+    fn release(&self) {
+        // A permit if the held connection is not waiting yet.
+        self.release.notify_one();
+    }
+}
+
+/// The S3 server stops in the middle of a multipart upload (created, a part
+/// on its way): the job retries with backoff (its error says so), records
+/// nothing meanwhile, and archives everything exactly once when the server
+/// is back.
 #[tokio::test]
-async fn an_s3_outage_delays_the_archive_and_loses_nothing() {
+async fn an_s3_outage_mid_upload_delays_the_archive_and_loses_nothing() {
     let database = TestDatabase::create().await;
     let db = common::connect(&database.url).await;
     let mut s3 = OwnS3::start(streams::free_port()).await;
+    let mut trap = PartTrap::start(s3.port).await;
     let port = streams::free_port();
     let prefix = format!("outage-{}", uuid::Uuid::new_v4().simple());
-    let _app = service(&database, port, &s3.endpoint(), &prefix, 1_000_000);
+    let _app = service(&database, port, &trap.endpoint(), &prefix, 1_000_000);
     let base = format!("http://127.0.0.1:{port}");
     let (import, name) = running_job(&db, &base).await;
     stop_job(port, &name).await;
     produce(port, import, (0..300).map(|i| format!("o{i}"))).await;
+    trap.part_held().await;
     s3.stop().await;
+    trap.release();
 
     // The positive signal of a failed attempt: the job's error names the store.
     let error = eventually("an archive attempt failed", WAIT, || async {
