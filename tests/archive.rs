@@ -435,17 +435,16 @@ impl PartTrap {
         let created = Arc::new(AtomicBool::new(false));
         let notify = release.clone();
         tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+            while let Ok((mut client, _)) = listener.accept().await {
+                let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
                 else {
                     continue; // the server is down: so is this connection
                 };
                 let (held_tx, release, created) =
                     (held_tx.clone(), notify.clone(), created.clone());
                 tokio::spawn(async move {
-                    let (mut from_client, mut to_server) = (client, server);
-                    let (mut server_read, mut server_write) = to_server.split();
-                    let (mut client_read, mut client_write) = from_client.split();
+                    let (mut server_read, mut server_write) = server.split();
+                    let (mut client_read, mut client_write) = client.split();
                     let upstream = async {
                         let mut buffer = vec![0u8; 64 * 1024];
                         loop {
