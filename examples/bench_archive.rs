@@ -10,29 +10,18 @@ use std::time::Instant;
 
 use insikt::archive::{ArchiveStore, Line};
 
-/// Peak resident set size of this process, in MiB (Linux `VmHWM`).
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
+mod common;
 
 #[tokio::main]
 async fn main() {
-    let n: i64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(200_000);
+    let n = common::size_arg(200_000);
     let url = std::env::var("INSIKT_ARCHIVE_URL").unwrap_or_else(|_| {
         ArchiveStore::directory_url(&std::env::temp_dir().join("insikt-bench-archive"))
     });
     let store = ArchiveStore::from_url(&url).expect("archive store");
     let job = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let key = store.object_key(&job, 0, 0, n);
-    let before = peak_rss_mib();
+    let before = common::peak_rss_mib();
 
     let started = Instant::now();
     let mut writer = store.create(&key).await.expect("upload starts");
@@ -55,7 +44,7 @@ async fn main() {
     }
     let written = writer.finish().await.expect("upload completes");
     let write_secs = started.elapsed().as_secs_f64();
-    let after_write = peak_rss_mib();
+    let after_write = common::peak_rss_mib();
 
     let started = Instant::now();
     let mut lines = store.lines(&key).await.expect("object opens");
@@ -72,6 +61,6 @@ async fn main() {
         written.bytes as f64 / 1_048_576.0,
         n as f64 / write_secs,
         n as f64 / read_secs,
-        peak_rss_mib()
+        common::peak_rss_mib()
     );
 }

@@ -19,18 +19,8 @@ const ROUNDS: usize = 3;
 async fn main() {
     let binary = std::env::var("INSIKT_BENCH_BIN").unwrap_or("target/release/insikt".into());
     let config = Config::from_env();
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let base = config
-        .database_url
-        .rsplit_once('/')
-        .map_or(config.database_url.clone(), |(b, _)| b.to_owned());
-    let database = format!("insikt_bench_handover_{}", &unique[..8]);
-    let url = format!("{base}/{database}");
-    insikt::db::migrate(&url).await.expect("migrate");
-    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let bench = common::BenchDatabase::create(&config.database_url, "handover").await;
+    let (url, db) = (bench.url.clone(), &bench.client);
     db.batch_execute(&format!(
         "INSERT INTO imports SELECT FROM generate_series(1, {IMPORTS})"
     ))
@@ -43,14 +33,14 @@ async fn main() {
         let leaver_id = format!("leaver-{round}");
         let mut leaver = common::serve(&binary, &url, &leaver_id, &[]);
         // Both own jobs, all running.
-        wait_for(&db, "both instances running jobs", |owners| {
+        wait_for(db, "both instances running jobs", |owners| {
             owners.iter().any(|o| o == &leaver_id) && owners.iter().any(|o| o == "stayer")
         })
         .await;
         let signal = if round % 2 == 0 { "TERM" } else { "KILL" };
         let sent = Instant::now();
         stop(&mut leaver, signal);
-        wait_for(&db, "the stayer running every job", |owners| {
+        wait_for(db, "the stayer running every job", |owners| {
             owners.iter().all(|o| o == "stayer")
         })
         .await;
@@ -72,15 +62,7 @@ async fn main() {
         );
     }
     stop(&mut stayer, "TERM");
-    drop(db);
-    let (admin, connection) =
-        tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    let _ = admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-        .await;
+    bench.drop().await;
 }
 
 fn stop(child: &mut Child, signal: &str) {

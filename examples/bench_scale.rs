@@ -20,20 +20,13 @@ const CITIZENS: i64 = 1000;
 
 #[tokio::main]
 async fn main() {
-    let per_import: i64 = std::env::args()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(50_000);
+    let per_import = common::size_arg(50_000);
     let binary = std::env::var("INSIKT_BENCH_BIN").unwrap_or("target/release/insikt".into());
     let config = Config::from_env();
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let prefix = format!("insikt.bench.scale.{unique}");
     let deployment = uuid::Uuid::new_v4();
     let naming = Naming::new(deployment, &prefix, "");
-    let base = config
-        .database_url
-        .rsplit_once('/')
-        .map_or(config.database_url.clone(), |(b, _)| b.to_owned());
 
     // Six streams, filled before anyone reads them (imports 1..=6 in every fresh database).
     let cluster = Cluster::connect(&config.kafka_brokers, "insikt-bench-scale").unwrap();
@@ -55,13 +48,10 @@ async fn main() {
 
     let mut rates = Vec::new();
     for instances in [1usize, 2] {
-        let database = format!("insikt_bench_scale_{}_{instances}", &unique[..8]);
-        let url = format!("{base}/{database}");
-        insikt::db::migrate(&url).await.expect("migrate");
-        let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
+        let bench =
+            common::BenchDatabase::create(&config.database_url, &format!("scale_{instances}"))
+                .await;
+        let (url, db) = (bench.url.clone(), &bench.client);
         db.batch_execute(&format!(
             "UPDATE deployment SET id = '{deployment}';
              INSERT INTO imports SELECT FROM generate_series(1, {IMPORTS});
@@ -88,7 +78,7 @@ async fn main() {
             })
             .collect();
         let committed =
-            common::wait_for_offsets(&db, started, total, Duration::from_millis(50)).await;
+            common::wait_for_offsets(db, started, total, Duration::from_millis(50)).await;
         let elapsed = committed.elapsed;
         let steady = committed.rate_after_first();
         let owners: Vec<String> = db
@@ -119,15 +109,7 @@ async fn main() {
         for child in &mut children {
             let _ = child.wait();
         }
-        drop(db);
-        let (admin, connection) =
-            tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
-                .await
-                .unwrap();
-        tokio::spawn(connection);
-        let _ = admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-            .await;
+        bench.drop().await;
     }
     println!(
         "ratio two/one: {:.2} (whole run), {:.2} (after the first commit)",

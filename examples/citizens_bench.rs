@@ -118,9 +118,72 @@ async fn post(client: &Client, args: &Args, body: &[u8]) -> (Duration, i64) {
     (elapsed, reply["data"]["import_id"].as_i64().unwrap())
 }
 
+/// The columns of a citizen row, as `psql \copy` writes and reads them.
+const COPY_COLUMNS: &str =
+    "citizen_id, town, street, building, apartment, name, birth_date, gender, channel, relatives";
+
+/// PostgreSQL's own load time for an import: the rows `import` got, written
+/// as CSV, loaded `runs` times by `psql \copy` into `citizens` under a new
+/// import each (the time psql's `\timing` gives for the `\copy`, which
+/// includes its commit). The limit `POST /imports` is measured against.
+async fn psql_copy(database_url: &str, import: i64, runs: usize) -> Vec<Duration> {
+    let (db, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+        .await
+        .expect("connecting for psql \\copy");
+    tokio::spawn(connection);
+    let exported =
+        std::env::temp_dir().join(format!("insikt-bench-citizens-{}.csv", std::process::id()));
+    let psql = |command: String| {
+        let output = std::process::Command::new("psql")
+            .arg(database_url)
+            .args(["-qX", "-v", "ON_ERROR_STOP=1", "-c", "\\timing on", "-c"])
+            .arg(command)
+            .output()
+            .expect("psql (scripts/services.sh up installs it)");
+        assert!(
+            output.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    psql(format!(
+        "\\copy (SELECT {COPY_COLUMNS} FROM citizens WHERE import_id = {import}) TO '{}' WITH (FORMAT csv)",
+        exported.display()
+    ));
+    let rows = std::fs::read_to_string(&exported).expect("the exported rows");
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let new: i64 = db
+            .query_one(
+                "INSERT INTO imports DEFAULT VALUES RETURNING import_id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let csv: String = rows.lines().map(|line| format!("{new},{line}\n")).collect();
+        std::fs::write(&exported, csv).unwrap();
+        let timing = psql(format!(
+            "\\copy citizens (import_id, {COPY_COLUMNS}) FROM '{}' WITH (FORMAT csv)",
+            exported.display()
+        ));
+        let ms: f64 = timing
+            .lines()
+            .find_map(|l| l.strip_prefix("Time: "))
+            .and_then(|t| t.split_whitespace().next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("no timing in psql's output: {timing}"));
+        times.push(Duration::from_secs_f64(ms / 1e3));
+    }
+    let _ = std::fs::remove_file(&exported);
+    times
+}
+
 /// Runs every measurement `args.runs` times, each on a NEW import asked
 /// each question once, as a client that imports and asks does (the first
-/// ask); then the second ask of the last import. Returns the imports.
+/// ask); then the second ask of the last import, and `psql \copy` of the
+/// same rows beside `POST /imports`. Returns the imports.
 async fn phase(
     client: &Client,
     args: &Args,
@@ -174,7 +237,14 @@ async fn phase(
         again.push((path, get(format!("{base}/{path}")).await.0));
     }
 
-    println!("  POST /imports                      {}", ms(median(posts)));
+    let post = median(posts);
+    println!("  POST /imports                      {}", ms(post));
+    let copy = median(psql_copy(&args.database_url, imports[0], args.runs).await);
+    println!("  psql \\copy of the same rows        {}", ms(copy));
+    println!(
+        "  ratio POST / psql \\copy            {:8.2}     (medians; goal: POST < 40 ms)",
+        post.median.as_secs_f64() / copy.median.as_secs_f64()
+    );
     println!(
         "  GET  citizens (first ask)          {}  {size} bytes",
         ms(median(citizens))
