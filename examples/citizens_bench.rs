@@ -10,6 +10,7 @@
 
 #[path = "../tests/common/citizens_data.rs"]
 mod citizens_data;
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -154,14 +155,7 @@ async fn psql_copy(database_url: &str, import: i64, runs: usize) -> Vec<Duration
     let rows = std::fs::read_to_string(&exported).expect("the exported rows");
     let mut times = Vec::new();
     for _ in 0..runs {
-        let new: i64 = db
-            .query_one(
-                "INSERT INTO imports DEFAULT VALUES RETURNING import_id",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let new = common::new_import(&db).await;
         let csv: String = rows.lines().map(|line| format!("{new},{line}\n")).collect();
         std::fs::write(&exported, csv).unwrap();
         let timing = psql(format!(

@@ -137,6 +137,17 @@ pub async fn in_process(label: &str) -> (insikt::config::Config, BenchDatabase) 
     (config, bench)
 }
 
+/// A new, empty import's id.
+pub async fn new_import(db: &tokio_postgres::Client) -> i64 {
+    db.query_one(
+        "INSERT INTO imports DEFAULT VALUES RETURNING import_id",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
 /// A database of its own for one benchmark run, migrated; dropped by
 /// [`BenchDatabase::drop`] unless `INSIKT_BENCH_KEEP` is set.
 pub struct BenchDatabase {
@@ -173,15 +184,7 @@ impl BenchDatabase {
     /// A new import with citizens `0..citizens`, all alike (the benchmarks'
     /// statements only need them to exist).
     pub async fn import_with_citizens(&self, citizens: i64) -> i64 {
-        let import: i64 = self
-            .client
-            .query_one(
-                "INSERT INTO imports DEFAULT VALUES RETURNING import_id",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let import = new_import(&self.client).await;
         self.client
             .execute(
                 "INSERT INTO citizens (import_id, citizen_id, town, street, building, apartment, name, birth_date, gender) \
