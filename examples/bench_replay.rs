@@ -125,7 +125,7 @@ async fn main() {
     let _ = server.await;
 
     // PostgreSQL's own load rate for the same rows, in the same run.
-    let copied = common::psql_copy(&bench.url, db, target, total).await;
+    let copied = common::psql_copy(&bench.url, db, target, total, CITIZENS).await;
 
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
     println!("{}: {total} statements", config.archive_url());

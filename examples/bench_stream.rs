@@ -9,17 +9,19 @@ use insikt::startup::Application;
 
 mod common;
 
+const CITIZENS: i64 = 1000;
+
 #[tokio::main]
 async fn main() {
     let total = common::size_arg(200_000);
     let (config, bench) = common::in_process("stream").await;
     let db = &bench.client;
-    let import = bench.import_with_citizens(1000).await;
+    let import = bench.import_with_citizens(CITIZENS).await;
     // The stream, filled before anyone reads it.
     let common::Stream { naming, topic, .. } = bench.create_stream(&config, import).await;
     let producer = Producer::connect(&config.kafka_brokers, "insikt-bench-producer").unwrap();
     let started = Instant::now();
-    common::produce_statements(&producer, &topic, import, 0..total, 1000).await;
+    common::produce_statements(&producer, &topic, import, 0..total, CITIZENS).await;
     let produce = started.elapsed();
 
     // (a) A bare consumer reading everything.
@@ -73,7 +75,7 @@ async fn main() {
 
     // (c) PostgreSQL's own load rate: the same rows, by `psql \copy`, into a
     // table of the same shape and keys, from two sessions as the job uses.
-    let copied = common::psql_copy(&bench.url, db, import, total).await;
+    let copied = common::psql_copy(&bench.url, db, import, total, CITIZENS).await;
 
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
     println!("statements:                {total} (stored {stored})");

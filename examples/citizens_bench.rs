@@ -135,9 +135,8 @@ async fn psql_copy(database_url: &str, import: i64, runs: usize) -> Vec<Duration
     let exported =
         std::env::temp_dir().join(format!("insikt-bench-citizens-{}.csv", std::process::id()));
     let psql = |command: String| {
-        let output = std::process::Command::new("psql")
-            .arg(database_url)
-            .args(["-qX", "-v", "ON_ERROR_STOP=1", "-c", "\\timing on", "-c"])
+        let output = common::psql(database_url)
+            .args(["-c", "\\timing on", "-c"])
             .arg(command)
             .output()
             .expect("psql (scripts/services.sh up installs it)");

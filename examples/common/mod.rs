@@ -279,8 +279,15 @@ pub fn load_average() -> String {
         .to_owned()
 }
 
+/// `psql` on `url`, quiet, without a psqlrc, stopping at the first error.
+pub fn psql(url: &str) -> Command {
+    let mut command = Command::new("psql");
+    command.arg(url).args(["-qX", "-v", "ON_ERROR_STOP=1"]);
+    command
+}
+
 /// Loads `total` rows shaped as the job stores [`produce_statements`]'s
-/// (written as CSV) into `statements_copy`, a table `LIKE statements
+/// for `citizens` citizens (written as CSV) into `statements_copy`, a table `LIKE statements
 /// INCLUDING ALL`, with two concurrent `psql \copy` sessions of half the
 /// rows each, as the job writes from two: PostgreSQL's own load rate, the
 /// limit a stream's rate is measured against. The time from starting them
@@ -290,6 +297,7 @@ pub async fn psql_copy(
     db: &tokio_postgres::Client,
     import: i64,
     total: i64,
+    citizens: i64,
 ) -> Duration {
     db.batch_execute(
         "DROP TABLE IF EXISTS statements_copy; \
@@ -307,7 +315,7 @@ pub async fn psql_copy(
                 writeln!(
                     csv,
                     "{import},bench-{i},{},rust,radio,0.7,\"I would like a course about this, in the evenings.\",2026-11-28T12:00:00Z,0,{i}",
-                    i % 1000
+                    i % citizens
                 )
                 .unwrap();
             }
@@ -319,9 +327,8 @@ pub async fn psql_copy(
     let sessions: Vec<_> = halves
         .iter()
         .map(|path| {
-            Command::new("psql")
-                .arg(url)
-                .args(["-qX", "-v", "ON_ERROR_STOP=1", "-c"])
+            psql(url)
+                .arg("-c")
                 .arg(format!(
                     "\\copy statements_copy (import_id, statement_id, citizen_id, course, channel, \
                      score, text, ts, kafka_partition, kafka_offset) FROM '{}' WITH (FORMAT csv)",

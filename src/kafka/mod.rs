@@ -211,7 +211,7 @@ pub fn consumer(
         .set("fetch.queue.backoff.ms", "10")
         // librdkafka prefetches up to 64 MiB per consumer by default and
         // there is a consumer per job (and per archiving job), so a service
-        // with a backlog in many streams held 64 MiB for each. 16 MiB is
+        // with a backlog in many streams could hold 64 MiB for each. 16 MiB is
         // still about half a second of a job's write rate ahead: the stream
         // benchmark's rate did not change (0.81 / 0.75 of `psql \copy`
         // with it, 0.75 / 0.83 without).
