@@ -1,0 +1,3 @@
+//! Insights (SPEC section 5): see the full module once its parts land.
+
+pub mod stats;
