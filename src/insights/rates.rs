@@ -176,17 +176,14 @@ pub fn rates(snapshot: &Snapshot, query: &RatesQuery) -> Rates {
             .collect()
     };
     cells.sort_by_key(|(g, s, _)| (*g, *s));
+    let mut garwood = stats::Garwood::default();
     let mut rows: Vec<RateRow> = cells
         .into_iter()
         .map(|(g, course, cell)| {
             let population = group_population(g);
             let expected = expected(g, course.unwrap_or(0) as usize);
-            row(
-                groups.labels(g, course, snapshot, common),
-                population,
-                cell,
-                expected,
-            )
+            let label = groups.labels(g, course, snapshot, common);
+            row(label, population, cell, expected, garwood.get(cell.askers))
         })
         .collect();
     let p: Vec<f64> = rows.iter().filter_map(|r| r.p).collect();
@@ -212,10 +209,10 @@ pub fn rates(snapshot: &Snapshot, query: &RatesQuery) -> Rates {
     }
 }
 
-fn row(label: Label, population: u64, cell: Cell, expected: f64) -> RateRow {
+fn row(label: Label, population: u64, cell: Cell, expected: f64, garwood: (f64, f64)) -> RateRow {
     let (rate_low, rate_high) = stats::wilson(cell.askers, population).unzip();
     let known = expected > 0.0;
-    let (low, high) = stats::garwood(cell.askers);
+    let (low, high) = garwood;
     RateRow {
         label,
         population,

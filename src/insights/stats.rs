@@ -11,10 +11,13 @@ pub const CONFIDENCE: f64 = 0.95;
 
 /// The normal quantile of a two-sided 95 % interval (1.959963984540054).
 fn z() -> f64 {
-    // Never fails: mean 0 and standard deviation 1 are valid.
-    Normal::new(0.0, 1.0)
-        .map(|n| n.inverse_cdf(1.0 - (1.0 - CONFIDENCE) / 2.0))
-        .unwrap_or(1.959_963_984_540_054)
+    static Z: std::sync::LazyLock<f64> = std::sync::LazyLock::new(|| {
+        // Never fails: mean 0 and standard deviation 1 are valid.
+        Normal::new(0.0, 1.0)
+            .map(|n| n.inverse_cdf(1.0 - (1.0 - CONFIDENCE) / 2.0))
+            .unwrap_or(1.959_963_984_540_054)
+    });
+    *Z
 }
 
 /// Wilson score interval of a proportion `x`/`n` (no continuity
@@ -97,6 +100,17 @@ pub fn garwood(x: u64) -> (f64, f64) {
     };
     let high = gamma_quantile(x as f64 + 1.0, 1.0 - alpha / 2.0).unwrap_or(f64::INFINITY);
     (low, high)
+}
+
+/// [`garwood`] remembered per count: the rows of one answer share few
+/// counts, and each interval costs two gamma quantiles.
+#[derive(Debug, Default)]
+pub struct Garwood(std::collections::HashMap<u64, (f64, f64)>);
+
+impl Garwood {
+    pub fn get(&mut self, x: u64) -> (f64, f64) {
+        *self.0.entry(x).or_insert_with(|| garwood(x))
+    }
 }
 
 /// Two-sided exact Poisson p of observing `x` when `expected` was expected:
