@@ -22,6 +22,10 @@ use super::store::{self, Directory, Listed};
 use super::InsightsError;
 use crate::db::Pool;
 
+/// Segments from this size are read in slices, at most this many at once.
+const SLICE: i64 = 1 << 20;
+const MAX_SLICES: i64 = 4;
+
 /// The courses of an import's statements, numbered in the order first seen.
 #[derive(Debug, Clone, Default)]
 pub struct Courses {
@@ -229,6 +233,11 @@ impl Cache {
         for _ in 0..5 {
             let Some(directory) = self.directory(import_id).await? else {
                 *held = None;
+                drop(held);
+                // No entry for an id that names no import: asking for many
+                // such ids must not grow the map.
+                let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                slots.remove(&import_id);
                 return Ok(None);
             };
             let Some(fresh) = self.refresh(import_id, held.as_deref(), directory).await? else {
@@ -283,24 +292,11 @@ impl Cache {
         for listed in &directory.segments {
             plan.push((*listed, reuse(&old.held, listed)));
         }
-        let reads = try_join_all(plan.iter().filter(|(_, held)| held.is_none()).map(
-            |(listed, _)| {
-                let first_seq = listed.first_seq;
-                async move {
-                    let client = self.pool.get().await.map_err(crate::db::DbError::from)?;
-                    let bytes = store::read(&client, import_id, first_seq).await?;
-                    let decoded = match bytes {
-                        None => None,
-                        Some(bytes) => Some(
-                            tokio::task::spawn_blocking(move || segment::decode(&bytes))
-                                .await
-                                .map_err(|e| InsightsError::Internal(e.to_string()))??,
-                        ),
-                    };
-                    Ok::<_, InsightsError>(decoded)
-                }
-            },
-        ));
+        let reads = try_join_all(
+            plan.iter()
+                .filter(|(_, held)| held.is_none())
+                .map(|(listed, _)| self.read(import_id, *listed)),
+        );
         let (residents, reads) = tokio::try_join!(residents, reads)?;
         let Some(residents) = residents else {
             return Ok(None);
@@ -352,6 +348,28 @@ impl Cache {
             offered: Arc::new(directory.offered),
             statements,
         }))
+    }
+
+    /// One listed segment, decoded; `None` when it was merged away. A large
+    /// one is read in slices over several connections at once (PostgreSQL
+    /// serves each on a core of its own), then decoded off the runtime.
+    async fn read(&self, import_id: i64, listed: Listed) -> Result<Option<Decoded>, InsightsError> {
+        let parts = (listed.bytes / SLICE).clamp(1, MAX_SLICES);
+        let size = (listed.bytes + parts - 1) / parts;
+        let slices = try_join_all((0..parts).map(|i| async move {
+            let client = self.pool.get().await.map_err(crate::db::DbError::from)?;
+            let from = i * size;
+            let len = size.min(listed.bytes - from);
+            Ok::<_, InsightsError>(store::read(&client, import_id, &listed, from, len).await?)
+        }))
+        .await?;
+        let Some(slices) = slices.into_iter().collect::<Option<Vec<Vec<u8>>>>() else {
+            return Ok(None);
+        };
+        let decoded = tokio::task::spawn_blocking(move || segment::decode(&slices.concat()))
+            .await
+            .map_err(|e| InsightsError::Internal(e.to_string()))??;
+        Ok(Some(decoded))
     }
 
     /// Drops the least recently asked imports (not `keep`) while the
@@ -422,6 +440,7 @@ mod tests {
             last_seq: last,
             level: 0,
             statements: 0,
+            bytes: 0,
         }
     }
 

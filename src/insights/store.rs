@@ -53,6 +53,8 @@ pub struct Listed {
     pub last_seq: i64,
     pub level: i16,
     pub statements: i32,
+    /// The length of its data.
+    pub bytes: i64,
 }
 
 /// What the insights check on every request, in one round trip: the
@@ -70,7 +72,7 @@ pub async fn directory(client: &Client, import_id: i64) -> Result<Option<Directo
     let query = client
         .prepare_cached(
             "SELECT i.version, COALESCE(st.rebuild, false) AS rebuild, \
-                    g.firsts, g.lasts, g.levels, g.counts, \
+                    g.firsts, g.lasts, g.levels, g.counts, g.bytes, \
                     ARRAY(SELECT course FROM courses WHERE offered ORDER BY course) AS offered \
                FROM imports i \
                LEFT JOIN insight_state st ON st.import_id = i.import_id \
@@ -78,7 +80,8 @@ pub async fn directory(client: &Client, import_id: i64) -> Result<Option<Directo
                     SELECT COALESCE(array_agg(first_seq ORDER BY first_seq), '{}') AS firsts, \
                            COALESCE(array_agg(last_seq ORDER BY first_seq), '{}') AS lasts, \
                            COALESCE(array_agg(level ORDER BY first_seq), '{}') AS levels, \
-                           COALESCE(array_agg(statements ORDER BY first_seq), '{}') AS counts \
+                           COALESCE(array_agg(statements ORDER BY first_seq), '{}') AS counts, \
+                           COALESCE(array_agg(length(data) ORDER BY first_seq), '{}') AS bytes \
                       FROM insight_segments WHERE import_id = i.import_id) g \
               WHERE i.import_id = $1",
         )
@@ -90,16 +93,24 @@ pub async fn directory(client: &Client, import_id: i64) -> Result<Option<Directo
     let lasts: Vec<i64> = row.try_get("lasts")?;
     let levels: Vec<i16> = row.try_get("levels")?;
     let counts: Vec<i32> = row.try_get("counts")?;
-    let segments = (0..firsts
-        .len()
-        .min(lasts.len())
-        .min(levels.len())
-        .min(counts.len()))
+    let bytes: Vec<i32> = row.try_get("bytes")?;
+    let n = [
+        firsts.len(),
+        lasts.len(),
+        levels.len(),
+        counts.len(),
+        bytes.len(),
+    ]
+    .into_iter()
+    .min()
+    .unwrap_or(0);
+    let segments = (0..n)
         .map(|i| Listed {
             first_seq: firsts[i],
             last_seq: lasts[i],
             level: levels[i],
             statements: counts[i],
+            bytes: i64::from(bytes[i]),
         })
         .collect();
     Ok(Some(Directory {
@@ -110,17 +121,28 @@ pub async fn directory(client: &Client, import_id: i64) -> Result<Option<Directo
     }))
 }
 
-/// The bytes of one segment; `None` when it is gone (merged meanwhile).
+/// The bytes `from..from + len` (0-based) of a listed segment; `None`
+/// when it is gone (merged meanwhile: a merge keeps the first number of
+/// its inputs, so the last one tells them apart). The data is stored
+/// uncompressed, so PostgreSQL reads only the slice's TOAST chunks.
 pub async fn read(
     client: &Client,
     import_id: i64,
-    first_seq: i64,
+    listed: &Listed,
+    from: i64,
+    len: i64,
 ) -> Result<Option<Vec<u8>>, DbError> {
     let query = client
-        .prepare_cached("SELECT data FROM insight_segments WHERE import_id = $1 AND first_seq = $2")
+        .prepare_cached(
+            "SELECT substring(data FROM $4::int8::int4 + 1 FOR $5::int8::int4) FROM insight_segments \
+              WHERE import_id = $1 AND first_seq = $2 AND last_seq = $3",
+        )
         .await?;
     Ok(client
-        .query_opt(&query, &[&import_id, &first_seq])
+        .query_opt(
+            &query,
+            &[&import_id, &listed.first_seq, &listed.last_seq, &from, &len],
+        )
         .await?
         .map(|row| row.try_get::<_, Vec<u8>>(0))
         .transpose()?)
@@ -216,7 +238,7 @@ pub async fn compact(client: &mut Client, import_id: i64) -> Result<usize, DbErr
         };
         let mut parts = Vec::with_capacity(tail.len());
         for listed in tail {
-            match read(client, import_id, listed.first_seq).await? {
+            match read(client, import_id, listed, 0, listed.bytes).await? {
                 Some(bytes) => parts.push(bytes),
                 None => return Ok(merges),
             }
@@ -274,6 +296,7 @@ mod tests {
             last_seq: last,
             level,
             statements: 1,
+            bytes: 1,
         }
     }
 
