@@ -74,7 +74,15 @@ async fn start(binary: &str, url: &str, unique: &str) -> Service {
             "INSIKT_LOG",
             std::env::var("INSIKT_LOG").unwrap_or("warn".into()),
         )
-        .stdout(Stdio::null())
+        .stdout(match std::env::var_os("INSIKT_BENCH_SERVICE_LOG") {
+            // The service's log, for a look at where a first ask's time goes.
+            Some(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_or(Stdio::null(), Stdio::from),
+            None => Stdio::null(),
+        })
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
     let base = format!("http://127.0.0.1:{port}");

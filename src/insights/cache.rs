@@ -231,7 +231,14 @@ impl Cache {
         let mut held = slot.snapshot.lock().await;
         // A merge may take a segment between the listing and its read: list again.
         for _ in 0..5 {
-            let Some(directory) = self.directory(import_id).await? else {
+            let started = std::time::Instant::now();
+            let directory = self.directory(import_id).await?;
+            tracing::debug!(
+                import = import_id,
+                directory_ms = started.elapsed().as_secs_f64() * 1e3,
+                "insights directory read"
+            );
+            let Some(directory) = directory else {
                 *held = None;
                 drop(held);
                 // No entry for an id that names no import: asking for many
@@ -297,7 +304,20 @@ impl Cache {
                 .filter(|(_, held)| held.is_none())
                 .map(|(listed, _)| self.read(import_id, *listed)),
         );
-        let (residents, reads) = tokio::try_join!(residents, reads)?;
+        let started = std::time::Instant::now();
+        let residents = async {
+            let loaded = residents.await;
+            (loaded, started.elapsed())
+        };
+        let ((residents, residents_took), reads) = tokio::join!(residents, reads);
+        let (residents, reads) = (residents?, reads?);
+        tracing::debug!(
+            import = import_id,
+            residents_ms = residents_took.as_secs_f64() * 1e3,
+            segments_read = reads.len(),
+            read_ms = started.elapsed().as_secs_f64() * 1e3,
+            "insights working set read"
+        );
         let Some(residents) = residents else {
             return Ok(None);
         };

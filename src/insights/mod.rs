@@ -51,6 +51,9 @@ pub enum InsightsError {
     Internal(String),
 }
 
+/// Connections a first load uses at once (residents, slices of segments).
+const WARM_CONNECTIONS: usize = 6;
+
 /// The insights of every import, with their working sets.
 #[derive(Debug)]
 pub struct Insights {
@@ -65,6 +68,23 @@ impl Insights {
     /// `memory` bytes for the working sets (`INSIKT_INSIGHTS_MEMORY`).
     pub fn new(pool: Pool, memory: usize) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // The first load reads residents and segment slices on several
+        // connections at once: open them now, not in the first request.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let pool = pool.clone();
+            runtime.spawn(async move {
+                let warmed = futures_util::future::join_all((0..WARM_CONNECTIONS).map(|_| async {
+                    let client = pool.get().await.map_err(DbError::from)?;
+                    store::prepare(&client).await?;
+                    residents::prepare(&client).await
+                }))
+                .await;
+                let failed = warmed.iter().filter(|w| w.is_err()).count();
+                if failed > 0 {
+                    tracing::debug!(failed, "insights: connections not warmed at start");
+                }
+            });
+        }
         Self {
             cache: cache::Cache::new(pool, memory),
             computing: tokio::sync::Semaphore::new(cores),
@@ -92,10 +112,16 @@ impl Insights {
             .acquire()
             .await
             .map_err(|e| InsightsError::Internal(e.to_string()))?;
-        tokio::task::spawn_blocking(move || compute(&snapshot))
+        let started = std::time::Instant::now();
+        let answer = tokio::task::spawn_blocking(move || compute(&snapshot))
             .await
-            .map_err(|e| InsightsError::Internal(e.to_string()))?
-            .map(Some)
+            .map_err(|e| InsightsError::Internal(e.to_string()))?;
+        tracing::debug!(
+            import = import_id,
+            compute_ms = started.elapsed().as_secs_f64() * 1e3,
+            "insights answer computed"
+        );
+        answer.map(Some)
     }
 
     pub async fn rates(

@@ -4,7 +4,7 @@
 
 use chrono::NaiveDate;
 
-use crate::citizens::{BirthDate, Gender};
+use crate::citizens::BirthDate;
 use crate::db::{Client, DbError};
 
 /// A name list and each resident's index into it (towns, channels).
@@ -26,7 +26,7 @@ impl Names {
     }
 }
 
-/// The genders' names, by the index [`Residents::gender`] holds.
+/// The genders' names, by the index [`Residents::gender`] holds (1: male).
 pub const GENDERS: [&str; 2] = ["female", "male"];
 
 /// Columns per resident, in citizen id order.
@@ -71,40 +71,52 @@ impl Residents {
     }
 }
 
+/// The residents of an import in one row, a column an array (in citizen
+/// id order): one row parses much faster than 10,000.
+const RESIDENTS: &str = "SELECT i.version, \
+        COALESCE(array_agg(c.citizen_id ORDER BY c.citizen_id) FILTER (WHERE c.citizen_id IS NOT NULL), '{}') AS ids, \
+        COALESCE(array_agg(c.town ORDER BY c.citizen_id) FILTER (WHERE c.citizen_id IS NOT NULL), '{}') AS towns, \
+        COALESCE(array_agg(c.birth_date ORDER BY c.citizen_id) FILTER (WHERE c.citizen_id IS NOT NULL), '{}') AS births, \
+        COALESCE(array_agg(c.gender = 'male' ORDER BY c.citizen_id) FILTER (WHERE c.citizen_id IS NOT NULL), '{}') AS males, \
+        COALESCE(array_agg(c.channel ORDER BY c.citizen_id) FILTER (WHERE c.citizen_id IS NOT NULL), '{}') AS channels \
+   FROM imports i LEFT JOIN citizens c ON c.import_id = i.import_id \
+  WHERE i.import_id = $1 GROUP BY i.import_id, i.version";
+
+/// Prepares the statement on `client` (the service warms its connections).
+pub async fn prepare(client: &Client) -> Result<(), DbError> {
+    client.prepare_cached(RESIDENTS).await?;
+    Ok(())
+}
+
 /// The residents of import `import_id` and the version they were read at,
 /// in one statement; `None` when the import does not exist.
 pub async fn load(client: &Client, import_id: i64) -> Result<Option<Residents>, DbError> {
-    let query = client
-        .prepare_cached(
-            "SELECT i.version, c.citizen_id, c.town, c.birth_date, c.gender, c.channel \
-               FROM imports i LEFT JOIN citizens c ON c.import_id = i.import_id \
-              WHERE i.import_id = $1 ORDER BY c.citizen_id",
-        )
-        .await?;
-    let rows = client.query(&query, &[&import_id]).await?;
-    let Some(first) = rows.first() else {
+    let query = client.prepare_cached(RESIDENTS).await?;
+    let Some(row) = client.query_opt(&query, &[&import_id]).await? else {
         return Ok(None);
     };
+    let ids: Vec<i32> = row.try_get("ids")?;
+    let towns: Vec<&str> = row.try_get("towns")?;
+    let births: Vec<BirthDate> = row.try_get("births")?;
+    let males: Vec<bool> = row.try_get("males")?;
+    let channels: Vec<Option<&str>> = row.try_get("channels")?;
+    let n = ids.len();
+    if [towns.len(), births.len(), males.len(), channels.len()] != [n; 4] {
+        return Err(DbError::Corrupt(
+            "residents' columns of unequal length".into(),
+        ));
+    }
     let mut residents = Residents {
-        version: first.try_get(0)?,
+        version: row.try_get("version")?,
+        ids,
+        birth: births,
+        gender: males.into_iter().map(u8::from).collect(),
         ..Residents::default()
     };
-    for row in &rows {
-        let Some(id) = row.try_get::<_, Option<i32>>(1)? else {
-            continue; // an import without citizens
-        };
-        let town: &str = row.try_get(2)?;
-        let gender: Gender = row.try_get(4)?;
-        let channel: Option<&str> = row.try_get(5)?;
-        residents.ids.push(id);
-        let town = residents.towns.intern(town);
-        residents.town.push(town);
-        residents.birth.push(row.try_get(3)?);
-        residents
-            .gender
-            .push(u8::from(gender.as_str() == GENDERS[1]));
-        let channel = residents.channels.intern(channel.unwrap_or("unknown"));
-        residents.channel.push(channel);
-    }
+    residents.town = towns.iter().map(|t| residents.towns.intern(t)).collect();
+    residents.channel = channels
+        .iter()
+        .map(|c| residents.channels.intern(c.unwrap_or("unknown")))
+        .collect();
     Ok(Some(residents))
 }

@@ -68,10 +68,7 @@ pub struct Directory {
     pub offered: Vec<String>,
 }
 
-pub async fn directory(client: &Client, import_id: i64) -> Result<Option<Directory>, DbError> {
-    let query = client
-        .prepare_cached(
-            "SELECT i.version, COALESCE(st.rebuild, false) AS rebuild, \
+const DIRECTORY: &str = "SELECT i.version, COALESCE(st.rebuild, false) AS rebuild, \
                     g.firsts, g.lasts, g.levels, g.counts, g.bytes, \
                     ARRAY(SELECT course FROM courses WHERE offered ORDER BY course) AS offered \
                FROM imports i \
@@ -83,9 +80,22 @@ pub async fn directory(client: &Client, import_id: i64) -> Result<Option<Directo
                            COALESCE(array_agg(statements ORDER BY first_seq), '{}') AS counts, \
                            COALESCE(array_agg(length(data) ORDER BY first_seq), '{}') AS bytes \
                       FROM insight_segments WHERE import_id = i.import_id) g \
-              WHERE i.import_id = $1",
-        )
-        .await?;
+              WHERE i.import_id = $1";
+
+/// The statement that reads a slice of a segment.
+const READ: &str = "SELECT substring(data FROM $4::int8::int4 + 1 FOR $5::int8::int4) \
+      FROM insight_segments WHERE import_id = $1 AND first_seq = $2 AND last_seq = $3";
+
+/// Prepares the statements a load uses on `client` (the service warms its
+/// connections, so a first request after a start does not parse them).
+pub async fn prepare(client: &Client) -> Result<(), DbError> {
+    client.prepare_cached(DIRECTORY).await?;
+    client.prepare_cached(READ).await?;
+    Ok(())
+}
+
+pub async fn directory(client: &Client, import_id: i64) -> Result<Option<Directory>, DbError> {
+    let query = client.prepare_cached(DIRECTORY).await?;
     let Some(row) = client.query_opt(&query, &[&import_id]).await? else {
         return Ok(None);
     };
@@ -132,12 +142,7 @@ pub async fn read(
     from: i64,
     len: i64,
 ) -> Result<Option<Vec<u8>>, DbError> {
-    let query = client
-        .prepare_cached(
-            "SELECT substring(data FROM $4::int8::int4 + 1 FOR $5::int8::int4) FROM insight_segments \
-              WHERE import_id = $1 AND first_seq = $2 AND last_seq = $3",
-        )
-        .await?;
+    let query = client.prepare_cached(READ).await?;
     Ok(client
         .query_opt(
             &query,

@@ -7,7 +7,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::cache::Snapshot;
 use super::params::{Interval, Key, ParamError, TrendQuery, MAX_BUCKETS};
-use super::scan::{scan, time_span, Filter, Groups, Label, Visit};
+use super::scan::{scan, time_span, Cells, Filter, Groups, Label, Visit};
 
 const DAY: i64 = 86_400_000_000;
 
@@ -127,8 +127,8 @@ struct Tally<'a> {
     count: Vec<u32>,
     touched: Vec<u32>,
     resident: u32,
-    /// (group, slot) → series index.
-    index: std::collections::HashMap<(u32, u32), usize>,
+    /// (group, slot) → series index + 1 (0: none yet).
+    index: Cells<usize>,
     series: Vec<(u32, u32, Vec<u64>, Vec<u64>)>,
 }
 
@@ -178,11 +178,12 @@ impl Visit for Tally<'_> {
         };
         for (key, n) in cells {
             let (slot, bucket) = (key as usize / b, key as usize % b);
-            let next = self.series.len();
-            let i = *self.index.entry((g, slot as u32)).or_insert(next);
-            if i == next {
+            let entry = self.index.get(g, slot as u32);
+            if *entry == 0 {
                 self.series.push((g, slot as u32, vec![0; b], vec![0; b]));
+                *entry = self.series.len();
             }
+            let i = *entry - 1;
             self.series[i].2[bucket] += u64::from(n);
             self.series[i].3[bucket] += 1;
         }
@@ -243,7 +244,7 @@ pub fn trend(snapshot: &Snapshot, query: &TrendQuery) -> Result<Trend, ParamErro
         },
         touched: Vec::new(),
         resident: 0,
-        index: std::collections::HashMap::new(),
+        index: Cells::new(groups.len(), slots),
         series: Vec::new(),
     };
     scan(snapshot, &filter.within(from, to), &mut tally);
