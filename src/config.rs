@@ -299,6 +299,19 @@ pub struct Config {
         global = true
     )]
     pub demand_work_mem: String,
+
+    /// Memory for the insights' working sets (per import asked, its
+    /// residents and its statements in columns, about 20 bytes a statement):
+    /// beyond it the least recently asked imports are dropped (and read
+    /// again from their segments when asked). Units `kB`, `MB`, `GB`.
+    #[arg(
+        long,
+        env = "INSIKT_INSIGHTS_MEMORY",
+        default_value = "128MB",
+        value_parser = parse_bytes,
+        global = true
+    )]
+    pub insights_memory: u64,
 }
 
 /// Parses `14d`, `36h`, `90m`, `30s`, `500ms` or plain seconds.
@@ -349,6 +362,26 @@ pub fn parse_memory(text: &str) -> Result<String, String> {
         ));
     }
     Ok(text.to_owned())
+}
+
+/// A memory size as [`parse_memory`] takes it, in bytes (`kB` = 1024).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = parse_memory(text)?;
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let shift = match unit {
+        "" | "kB" => 10,
+        "MB" => 20,
+        "GB" => 30,
+        _ => 40,
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 impl Config {
@@ -448,7 +481,11 @@ mod tests {
         assert_eq!(parse_memory("65536").as_deref(), Ok("65536"));
         for bad in ["", "MB", "32mb", "32 MB", "1.5GB", "lots", "32MB; DROP"] {
             assert!(parse_memory(bad).is_err(), "{bad}");
+            assert!(parse_bytes(bad).is_err(), "{bad}");
         }
+        assert_eq!(parse_bytes("128MB"), Ok(128 << 20));
+        assert_eq!(parse_bytes("64"), Ok(64 << 10));
+        assert!(parse_bytes("99999999999TB").is_err());
     }
 
     #[test]

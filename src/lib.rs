@@ -13,6 +13,7 @@ pub mod db;
 pub mod demand;
 pub mod demo;
 pub mod http;
+pub mod insights;
 pub mod jobs;
 pub mod kafka;
 pub mod startup;

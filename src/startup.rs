@@ -148,6 +148,10 @@ impl Application {
                     addr: config.listen,
                     source,
                 })?;
+        let insights = Arc::new(crate::insights::Insights::new(
+            pool.clone(),
+            usize::try_from(config.insights_memory).unwrap_or(usize::MAX),
+        ));
         Ok(Self {
             listener,
             state: http::State {
@@ -155,6 +159,7 @@ impl Application {
                 pool,
                 kafka,
                 supervisor,
+                insights,
             },
         })
     }

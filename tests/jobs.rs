@@ -946,7 +946,7 @@ async fn overlapping_batch_writes_commit_in_stream_order() {
     };
     assert_eq!(earlier, written(2, 0));
     // Counted: what this batch stored, not the id it left to the earlier one.
-    let stored_c = fixture.received("c", 3).statement;
+    let stored_c = fixture.received("c", 3);
     let mut counts = Counts::default();
     counts.add(std::iter::once(&stored_c));
     assert_eq!(later.unwrap(), (written(1, 1), counts));

@@ -114,6 +114,17 @@ impl AgeBins {
         &self.0
     }
 
+    /// The bucket of `age` (full years) as PostgreSQL's `width_bucket(age,
+    /// edges)` numbers it: how many edges are at or below it.
+    pub fn bucket(&self, age: i32) -> i32 {
+        self.0.partition_point(|edge| *edge <= age) as i32
+    }
+
+    /// How many buckets the edges make (one more than the edges).
+    pub fn buckets(&self) -> usize {
+        self.0.len() + 1
+    }
+
     /// The label of bucket `i` as PostgreSQL's `width_bucket(age, edges)` numbers it.
     pub fn label(&self, bucket: i32) -> String {
         let edges = &self.0;
@@ -129,6 +140,22 @@ impl AgeBins {
 impl Default for AgeBins {
     fn default() -> Self {
         Self(DEFAULT_AGE_BINS.to_vec())
+    }
+}
+
+/// A filter on a stored text value (a course, a channel) as a parameter
+/// named `name` gives it: absent is no filter; otherwise 1 to 256
+/// characters without NUL, which no stored value holds and PostgreSQL refuses.
+pub fn text_filter(
+    value: Option<&str>,
+    name: &'static str,
+) -> Result<Option<String>, DemandParamError> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_empty() || v.chars().count() > MAX_FILTER_LEN || v.contains('\0') => {
+            Err(DemandParamError::Filter(name))
+        }
+        Some(v) => Ok(Some(v.to_owned())),
     }
 }
 
@@ -163,22 +190,14 @@ impl DemandQuery {
             return Err(DemandParamError::EmptyBy);
         }
         keys.sort_unstable();
-        let filter = |value: Option<&str>, name| match value {
-            None => Ok(None),
-            // No stored course or channel holds NUL, and PostgreSQL refuses one.
-            Some(v) if v.is_empty() || v.chars().count() > MAX_FILTER_LEN || v.contains('\0') => {
-                Err(DemandParamError::Filter(name))
-            }
-            Some(v) => Ok(Some(v.to_owned())),
-        };
         Ok(Self {
             keys,
             age_bins: age_bins
                 .map(AgeBins::parse)
                 .transpose()?
                 .unwrap_or_default(),
-            course: filter(course, "course")?,
-            channel: filter(channel, "channel")?,
+            course: text_filter(course, "course")?,
+            channel: text_filter(channel, "channel")?,
         })
     }
 
@@ -380,6 +399,11 @@ mod tests {
             labels,
             ["0-17", "18-24", "25-34", "35-44", "45-54", "55-64", "65+"]
         );
+        let buckets: Vec<i32> = [0, 17, 18, 24, 25, 64, 65, 150]
+            .iter()
+            .map(|age| bins.bucket(*age))
+            .collect();
+        assert_eq!(buckets, [0, 0, 1, 1, 2, 5, 6, 6]);
         let one = AgeBins::parse("30").unwrap();
         assert_eq!(
             (one.label(0), one.label(1)),

@@ -7,10 +7,12 @@ mod archives;
 pub mod auth;
 mod citizens;
 mod console;
+mod courses;
 mod demand;
 mod docs;
 pub mod error;
 pub mod extract;
+mod insights;
 mod jobs;
 mod observability;
 pub mod openapi;
@@ -45,6 +47,7 @@ pub struct State {
     pub pool: Pool,
     pub kafka: Cluster,
     pub supervisor: SupervisorHandle,
+    pub insights: Arc<crate::insights::Insights>,
 }
 
 /// Hands the shared state to a handler.
@@ -76,6 +79,10 @@ pub fn router(state: &State) -> BoxedFilter<(Response,)> {
         .or(airports::routes(state))
         .unify()
         .or(demand::routes(state))
+        .unify()
+        .or(insights::routes(state))
+        .unify()
+        .or(courses::routes(state))
         .unify()
         .or(citizens::routes(state))
         .unify()

@@ -18,8 +18,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::schema::{ErrorBody, ADMIN_TOKEN};
 use super::{
-    airports, archives, citizens, console, demand, docs, jobs, observability, ops, statements,
-    towns,
+    airports, archives, citizens, console, courses, demand, docs, insights, jobs, observability,
+    ops, statements, towns,
 };
 
 #[derive(OpenApi)]
@@ -77,7 +77,9 @@ impl Modify for Resources {
             airports::Api::openapi(),
             archives::Api::openapi(),
             citizens::Api::openapi(),
+            courses::Api::openapi(),
             demand::Api::openapi(),
+            insights::Api::openapi(),
             jobs::Api::openapi(),
             statements::Api::openapi(),
             towns::Api::openapi(),

@@ -58,6 +58,11 @@ pub static ROUTES: &[Route] = &[
     route_entry("/confirm/{token}", &[Method::GET, Method::POST]),
     route_entry("/imports/{id}/demand", &[Method::GET]),
     route_entry("/imports/{id}/demand.svg", &[Method::GET]),
+    route_entry("/imports/{id}/insights/rates", &[Method::GET]),
+    route_entry("/imports/{id}/insights/trend", &[Method::GET]),
+    route_entry("/imports/{id}/insights/emerging", &[Method::GET]),
+    route_entry("/courses", &[Method::GET]),
+    route_entry("/courses/{course}", &[Method::PUT, Method::DELETE]),
     route_entry("/imports", &[Method::POST]),
     route_entry("/imports/{import_id}/citizens", &[Method::GET]),
     route_entry(

@@ -147,8 +147,8 @@ pub async fn write_batch_after(
 /// Writes a batch replayed from a job's archive into an import, through the
 /// stream's own path (a statement id already stored is skipped, a record
 /// PostgreSQL refuses is a dead letter of `label`), without a job to fence
-/// by or offsets to move; the counts of what it stored are added in the
-/// same transaction (no job folds them later). Durable: the archive is
+/// by or offsets to move; the counts of what it stored (and its insights
+/// segment) are added in the same transaction (no job folds them later). Durable: the archive is
 /// the only copy of these records.
 pub async fn write_replayed(
     client: &mut Client,
@@ -336,11 +336,14 @@ async fn write(
         }
     }
     let mut counts = Counts::default();
-    counts.add(stored.iter().map(|r| &r.statement));
+    counts.add(stored.iter().copied());
     if owner.is_none() {
         super::counts::add_counts(&tx, import_id, &counts).await?;
     }
     tx.commit().await?;
+    if owner.is_none() && !counts.is_empty() {
+        super::counts::compact(client, import_id).await;
+    }
     let written = Written {
         stored: stored.len() as u64,
         duplicates: (batch.accepted.len() - stored.len() - refused.len()) as u64,

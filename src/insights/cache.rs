@@ -1,0 +1,497 @@
+//! The insights' working set: per import, its residents and its segments
+//! decoded into columns grouped by resident, kept in memory under a budget
+//! (`INSIKT_INSIGHTS_MEMORY`, least recently asked imports dropped first).
+//!
+//! Every request first asks PostgreSQL what the import is now (one round
+//! trip: its version, its segments, the courses on offer) and brings the
+//! entry up to it: residents again when a PATCH bumped the version,
+//! segments it lacks (new ones, or merges of segments it held only in
+//! part) read concurrently and decoded off the async runtime. So every
+//! instance answers what the database holds, as of the request.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::try_join_all;
+
+use super::residents::{self, Residents};
+use super::segment::{self, Decoded};
+use super::store::{self, Directory, Listed};
+use super::InsightsError;
+use crate::db::Pool;
+
+/// Segments from this size are read in slices, at most this many at once.
+const SLICE: i64 = 1 << 20;
+const MAX_SLICES: i64 = 4;
+
+/// The courses of an import's statements, numbered in the order first seen.
+#[derive(Debug, Clone, Default)]
+pub struct Courses {
+    pub names: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl Courses {
+    pub fn id(&self, name: &str) -> Option<u32> {
+        self.index.get(name).copied()
+    }
+
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(i) = self.index.get(name) {
+            return *i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(name.to_owned());
+        self.index.insert(name.to_owned(), i);
+        i
+    }
+}
+
+/// One segment's statements grouped by resident: resident `r`'s are at
+/// `offsets[r]..offsets[r + 1]` of the columns.
+#[derive(Debug, Clone, Default)]
+pub struct Run {
+    offsets: Vec<u32>,
+    pub course: Vec<u32>,
+    /// Microseconds since 1970 UTC.
+    pub ts: Vec<i64>,
+    /// `f64::to_bits` of the score; a NaN for none.
+    pub score_bits: Vec<u64>,
+}
+
+impl Run {
+    /// Resident `r`'s statements (empty for one the run has none of).
+    #[inline]
+    pub fn range(&self, r: usize) -> Range<usize> {
+        match (self.offsets.get(r), self.offsets.get(r + 1)) {
+            (Some(a), Some(b)) => *a as usize..*b as usize,
+            _ => 0..0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    fn bytes(&self) -> usize {
+        self.offsets.len() * 4 + self.ts.len() * 20
+    }
+
+    /// The run of a decoded segment for residents with ids `ids` (sorted),
+    /// its courses numbered in `courses`. A statement of a citizen who is
+    /// not a resident (none is: the jobs check) is left out.
+    fn build(decoded: Decoded, ids: &[i32], courses: &mut Courses) -> Run {
+        let local: Vec<u32> = decoded.courses.iter().map(|c| courses.intern(c)).collect();
+        let mut offsets = vec![0u32; ids.len() + 1];
+        let mut keep: Vec<Range<usize>> = Vec::with_capacity(decoded.citizens.len());
+        let (mut at, mut kept) = (0usize, 0usize);
+        let mut r = 0usize;
+        for &(id, n) in &decoded.citizens {
+            let n = n as usize;
+            while r < ids.len() && ids[r] < id {
+                offsets[r + 1] = kept as u32;
+                r += 1;
+            }
+            if r < ids.len() && ids[r] == id {
+                kept += n;
+                keep.push(at..at + n);
+                offsets[r + 1] = kept as u32;
+                r += 1;
+            }
+            at += n;
+        }
+        while r < ids.len() {
+            offsets[r + 1] = kept as u32;
+            r += 1;
+        }
+        let course = if kept == decoded.len() {
+            decoded.course.iter().map(|c| local[*c as usize]).collect()
+        } else {
+            keep.iter()
+                .flat_map(|range| decoded.course[range.clone()].iter())
+                .map(|c| local[*c as usize])
+                .collect()
+        };
+        let (ts, score_bits) = if kept == decoded.len() {
+            (decoded.ts, decoded.score_bits)
+        } else {
+            let pick = |column: &[u64]| -> Vec<u64> {
+                keep.iter()
+                    .flat_map(|r| column[r.clone()].iter().copied())
+                    .collect()
+            };
+            let ts: Vec<i64> = keep
+                .iter()
+                .flat_map(|r| decoded.ts[r.clone()].iter().copied())
+                .collect();
+            (ts, pick(&decoded.score_bits))
+        };
+        Run {
+            offsets,
+            course,
+            ts,
+            score_bits,
+        }
+    }
+}
+
+/// A database segment as this instance holds it: the runs it was made of
+/// when it merged segments this instance had all of, else one.
+#[derive(Debug, Clone)]
+struct Held {
+    first_seq: i64,
+    last_seq: i64,
+    runs: Vec<Arc<Run>>,
+}
+
+/// What an import is, as of one request: shared by the computations,
+/// never changed (a refresh makes a new one from the old one's parts).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub residents: Arc<Residents>,
+    pub courses: Arc<Courses>,
+    held: Vec<Held>,
+    /// The catalogue's offered courses, sorted.
+    pub offered: Arc<Vec<String>>,
+    pub statements: usize,
+}
+
+impl Snapshot {
+    pub fn runs(&self) -> impl Iterator<Item = &Run> {
+        self.held
+            .iter()
+            .flat_map(|h| h.runs.iter().map(|r| r.as_ref()))
+    }
+
+    /// Whether the catalogue offers `course`.
+    pub fn offered(&self, course: &str) -> bool {
+        self.offered
+            .binary_search_by(|c| c.as_str().cmp(course))
+            .is_ok()
+    }
+
+    fn bytes(&self) -> usize {
+        self.residents.bytes()
+            + self
+                .held
+                .iter()
+                .flat_map(|h| &h.runs)
+                .map(|r| r.bytes())
+                .sum::<usize>()
+    }
+}
+
+/// One import's entry: loads of one import take turns (the second asker
+/// finds the first's work done).
+#[derive(Debug, Default)]
+struct Slot {
+    snapshot: tokio::sync::Mutex<Option<Arc<Snapshot>>>,
+    used: AtomicU64,
+    bytes: AtomicUsize,
+}
+
+/// The imports' working sets under one memory budget.
+#[derive(Debug)]
+pub struct Cache {
+    pool: Pool,
+    budget: usize,
+    slots: Mutex<HashMap<i64, Arc<Slot>>>,
+    clock: AtomicU64,
+}
+
+impl Cache {
+    pub fn new(pool: Pool, budget: usize) -> Self {
+        Self {
+            pool,
+            budget,
+            slots: Mutex::new(HashMap::new()),
+            clock: AtomicU64::new(0),
+        }
+    }
+
+    fn slot(&self, import_id: i64) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = slots.entry(import_id).or_default().clone();
+        slot.used.store(
+            self.clock.fetch_add(1, Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        slot
+    }
+
+    /// The import as the database holds it now; `None` when it does not exist.
+    pub async fn snapshot(&self, import_id: i64) -> Result<Option<Arc<Snapshot>>, InsightsError> {
+        let slot = self.slot(import_id);
+        let mut held = slot.snapshot.lock().await;
+        // A merge may take a segment between the listing and its read: list again.
+        for _ in 0..5 {
+            let started = std::time::Instant::now();
+            let directory = self.directory(import_id).await?;
+            tracing::debug!(
+                import = import_id,
+                directory_ms = started.elapsed().as_secs_f64() * 1e3,
+                "insights directory read"
+            );
+            let Some(directory) = directory else {
+                *held = None;
+                drop(held);
+                // No entry for an id that names no import: asking for many
+                // such ids must not grow the map.
+                let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                slots.remove(&import_id);
+                return Ok(None);
+            };
+            let Some(fresh) = self.refresh(import_id, held.as_deref(), directory).await? else {
+                continue;
+            };
+            let fresh = Arc::new(fresh);
+            let bytes = fresh.bytes();
+            slot.bytes.store(bytes, Ordering::Relaxed);
+            // One import over the whole budget is answered, not kept.
+            *held = (bytes <= self.budget).then(|| fresh.clone());
+            drop(held);
+            self.evict(import_id);
+            return Ok(Some(fresh));
+        }
+        Err(InsightsError::Busy)
+    }
+
+    async fn directory(&self, import_id: i64) -> Result<Option<Directory>, InsightsError> {
+        let mut client = self.pool.get().await.map_err(crate::db::DbError::from)?;
+        let Some(directory) = store::directory(&client, import_id).await? else {
+            return Ok(None);
+        };
+        if !directory.rebuild {
+            return Ok(Some(directory));
+        }
+        store::rebuild(&mut client, import_id).await?;
+        Ok(store::directory(&client, import_id).await?)
+    }
+
+    /// `old` brought up to `directory`; `None` when a segment it listed
+    /// was merged away before it could be read.
+    async fn refresh(
+        &self,
+        import_id: i64,
+        old: Option<&Snapshot>,
+        directory: Directory,
+    ) -> Result<Option<Snapshot>, InsightsError> {
+        let empty = Snapshot::default();
+        let old = old.unwrap_or(&empty);
+        let residents = async {
+            if old.held.is_empty() && old.residents.is_empty()
+                || old.residents.version != directory.version
+            {
+                let client = self.pool.get().await.map_err(crate::db::DbError::from)?;
+                Ok::<_, InsightsError>(residents::load(&client, import_id).await?.map(Arc::new))
+            } else {
+                Ok(Some(old.residents.clone()))
+            }
+        };
+        // What is held already, per listed segment; the rest is read.
+        let mut plan: Vec<(Listed, Option<Vec<Arc<Run>>>)> = Vec::new();
+        for listed in &directory.segments {
+            plan.push((*listed, reuse(&old.held, listed)));
+        }
+        let reads = try_join_all(
+            plan.iter()
+                .filter(|(_, held)| held.is_none())
+                .map(|(listed, _)| self.read(import_id, *listed)),
+        );
+        let started = std::time::Instant::now();
+        let residents = async {
+            let loaded = residents.await;
+            (loaded, started.elapsed())
+        };
+        let ((residents, residents_took), reads) = tokio::join!(residents, reads);
+        let (residents, reads) = (residents?, reads?);
+        tracing::debug!(
+            import = import_id,
+            residents_ms = residents_took.as_secs_f64() * 1e3,
+            segments_read = reads.len(),
+            read_ms = started.elapsed().as_secs_f64() * 1e3,
+            "insights working set read"
+        );
+        let Some(residents) = residents else {
+            return Ok(None);
+        };
+        let Some(mut decoded) = reads.into_iter().collect::<Option<Vec<Decoded>>>() else {
+            return Ok(None);
+        };
+        // Runs index residents by position: a different set of citizens
+        // (never: imports keep theirs) makes every held run stale.
+        let same_residents = old.residents.ids == residents.ids;
+        let old_courses = old.courses.clone();
+        let ids = residents.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let mut courses = (*old_courses).clone();
+            let runs: Vec<Run> = decoded
+                .drain(..)
+                .map(|d| Run::build(d, &ids.ids, &mut courses))
+                .collect();
+            (courses, runs)
+        })
+        .await
+        .map_err(|e| InsightsError::Internal(e.to_string()))?;
+        let (courses, mut new_runs) = built;
+        if !same_residents && plan.iter().any(|(_, held)| held.is_some()) {
+            // Read everything again against the new residents.
+            let mut old = old.clone();
+            old.held.clear();
+            old.residents = residents;
+            return Box::pin(self.refresh(import_id, Some(&old), directory)).await;
+        }
+        let mut held = Vec::with_capacity(plan.len());
+        new_runs.reverse();
+        for (listed, reused) in plan {
+            let runs = match reused {
+                Some(runs) => runs,
+                None => vec![Arc::new(new_runs.pop().unwrap_or_default())],
+            };
+            held.push(Held {
+                first_seq: listed.first_seq,
+                last_seq: listed.last_seq,
+                runs,
+            });
+        }
+        let statements = held.iter().flat_map(|h| &h.runs).map(|r| r.len()).sum();
+        Ok(Some(Snapshot {
+            residents,
+            courses: Arc::new(courses),
+            held,
+            offered: Arc::new(directory.offered),
+            statements,
+        }))
+    }
+
+    /// One listed segment, decoded; `None` when it was merged away. A large
+    /// one is read in slices over several connections at once (PostgreSQL
+    /// serves each on a core of its own), then decoded off the runtime.
+    async fn read(&self, import_id: i64, listed: Listed) -> Result<Option<Decoded>, InsightsError> {
+        let parts = (listed.bytes / SLICE).clamp(1, MAX_SLICES);
+        let size = (listed.bytes + parts - 1) / parts;
+        let slices = try_join_all((0..parts).map(|i| async move {
+            let client = self.pool.get().await.map_err(crate::db::DbError::from)?;
+            let from = i * size;
+            let len = size.min(listed.bytes - from);
+            Ok::<_, InsightsError>(store::read(&client, import_id, &listed, from, len).await?)
+        }))
+        .await?;
+        let Some(slices) = slices.into_iter().collect::<Option<Vec<Vec<u8>>>>() else {
+            return Ok(None);
+        };
+        let decoded = tokio::task::spawn_blocking(move || segment::decode(&slices.concat()))
+            .await
+            .map_err(|e| InsightsError::Internal(e.to_string()))??;
+        Ok(Some(decoded))
+    }
+
+    /// Drops the least recently asked imports (not `keep`) while the
+    /// working set is over the budget; an import being loaded is skipped.
+    fn evict(&self, keep: i64) {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut total: usize = slots
+            .values()
+            .map(|s| s.bytes.load(Ordering::Relaxed))
+            .sum();
+        if total <= self.budget {
+            return;
+        }
+        let mut order: Vec<(u64, i64, Arc<Slot>)> = slots
+            .iter()
+            .filter(|(id, _)| **id != keep)
+            .map(|(id, s)| (s.used.load(Ordering::Relaxed), *id, s.clone()))
+            .collect();
+        order.sort_by_key(|(used, _, _)| *used);
+        for (_, id, slot) in order {
+            if total <= self.budget {
+                break;
+            }
+            if let Ok(mut snapshot) = slot.snapshot.try_lock() {
+                *snapshot = None;
+                total -= slot.bytes.swap(0, Ordering::Relaxed);
+                tracing::debug!(import = id, "insights working set evicted");
+            }
+        }
+    }
+}
+
+/// The runs held for `listed`: its own, or those of the segments it merged
+/// when all of them are held; `None` when it must be read.
+fn reuse(held: &[Held], listed: &Listed) -> Option<Vec<Arc<Run>>> {
+    let inside: Vec<&Held> = held
+        .iter()
+        .filter(|h| h.first_seq >= listed.first_seq && h.last_seq <= listed.last_seq)
+        .collect();
+    // Held segments come in order and never overlap: they tile the listed
+    // one when each starts after the one before ends.
+    let mut next = listed.first_seq;
+    for h in &inside {
+        if h.first_seq != next {
+            return None;
+        }
+        next = h.last_seq + 1;
+    }
+    (next == listed.last_seq + 1 && !inside.is_empty())
+        .then(|| inside.iter().flat_map(|h| h.runs.iter().cloned()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(first: i64, last: i64) -> Held {
+        Held {
+            first_seq: first,
+            last_seq: last,
+            runs: vec![Arc::new(Run::default())],
+        }
+    }
+
+    fn listed(first: i64, last: i64) -> Listed {
+        Listed {
+            first_seq: first,
+            last_seq: last,
+            level: 0,
+            statements: 0,
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn merged_segments_are_reused_only_when_all_their_parts_are_held() {
+        let have = [held(1, 4), held(5, 5), held(6, 6)];
+        assert_eq!(reuse(&have, &listed(1, 4)).map(|r| r.len()), Some(1));
+        assert_eq!(reuse(&have, &listed(5, 6)).map(|r| r.len()), Some(2));
+        assert!(reuse(&have, &listed(5, 8)).is_none());
+        assert!(reuse(&have, &listed(7, 7)).is_none());
+        assert!(reuse(&have, &listed(1, 6)).is_some());
+    }
+
+    #[test]
+    fn runs_group_statements_by_resident() {
+        let mut b = segment::Builder::default();
+        b.push(10, "go", 1, None);
+        b.push(30, "rust", 2, Some(0.5));
+        b.push(99, "rust", 3, None); // not a resident
+        b.push(10, "rust", 4, None);
+        let decoded = segment::decode(&b.encode()).unwrap();
+        let mut courses = Courses::default();
+        courses.intern("rust");
+        let run = Run::build(decoded, &[10, 20, 30], &mut courses);
+        assert_eq!(run.range(0), 0..2);
+        assert_eq!(run.range(1), 2..2);
+        assert_eq!(run.range(2), 2..3);
+        assert_eq!(run.len(), 3);
+        assert_eq!(courses.names, ["rust", "go"]);
+        assert_eq!(run.course, [1, 0, 0]);
+        assert_eq!(run.ts, [1, 4, 2]);
+        assert_eq!(run.range(3), 0..0);
+    }
+}

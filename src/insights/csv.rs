@@ -1,0 +1,203 @@
+//! The insights as CSV (RFC 4180: comma, CRLF, quotes where needed, one
+//! header row): the same rows in the same order as the JSON. A text cell
+//! that a spreadsheet would read as a formula (it starts with `=`, `+`,
+//! `-`, `@`, a tab or a carriage return) gets a leading `'`, as OWASP
+//! recommends against CSV injection; numbers are written as numbers.
+
+use super::emerging::Emerging;
+use super::params::Key;
+use super::rates::Rates;
+use super::scan::Label;
+use super::trend::Trend;
+
+/// One cell.
+enum Cell<'a> {
+    Text(&'a str),
+    Int(u64),
+    Number(Option<f64>),
+    Bool(Option<bool>),
+}
+
+/// `value` as a spreadsheet will not run it.
+pub fn neutralise(value: &str) -> std::borrow::Cow<'_, str> {
+    match value.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{value}").into(),
+        _ => value.into(),
+    }
+}
+
+struct Table {
+    writer: csv::Writer<Vec<u8>>,
+}
+
+impl Table {
+    fn new(header: &[&str]) -> Self {
+        let mut writer = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(Vec::new());
+        // Writing to memory cannot fail.
+        let _ = writer.write_record(header);
+        Self { writer }
+    }
+
+    fn row(&mut self, cells: &[Cell]) {
+        let fields: Vec<String> = cells
+            .iter()
+            .map(|c| match c {
+                Cell::Text(t) => neutralise(t).into_owned(),
+                Cell::Int(n) => n.to_string(),
+                // Shortest text that reads back as the same double.
+                Cell::Number(Some(x)) => format!("{x:?}"),
+                Cell::Number(None) | Cell::Bool(None) => String::new(),
+                Cell::Bool(Some(b)) => b.to_string(),
+            })
+            .collect();
+        let _ = self.writer.write_record(&fields);
+    }
+
+    fn finish(self) -> Vec<u8> {
+        self.writer.into_inner().unwrap_or_default()
+    }
+}
+
+fn header<'a>(keys: &'a [Key], figures: &[&'a str]) -> Vec<&'a str> {
+    let mut header: Vec<&str> = keys.iter().map(|k| k.name()).collect();
+    if keys.contains(&Key::Course) {
+        header.push("new_course");
+    }
+    header.extend_from_slice(figures);
+    header
+}
+
+fn labels<'a>(label: &'a Label, cells: &mut Vec<Cell<'a>>) {
+    cells.extend(label.values.iter().map(|(_, v)| Cell::Text(v)));
+    if label.new_course.is_some() {
+        cells.push(Cell::Bool(label.new_course));
+    }
+}
+
+pub fn rates(keys: &[Key], rates: &Rates) -> Vec<u8> {
+    let mut table = Table::new(&header(
+        keys,
+        &[
+            "population",
+            "askers",
+            "statements",
+            "rate",
+            "rate_low",
+            "rate_high",
+            "expected",
+            "ratio",
+            "ratio_low",
+            "ratio_high",
+            "p",
+            "q",
+        ],
+    ));
+    for r in &rates.rows {
+        let mut cells = Vec::new();
+        labels(&r.label, &mut cells);
+        cells.extend([
+            Cell::Int(r.population),
+            Cell::Int(r.askers),
+            Cell::Int(r.statements),
+            Cell::Number(r.rate),
+            Cell::Number(r.rate_low),
+            Cell::Number(r.rate_high),
+            Cell::Number(r.expected),
+            Cell::Number(r.ratio),
+            Cell::Number(r.ratio_low),
+            Cell::Number(r.ratio_high),
+            Cell::Number(r.p),
+            Cell::Number(r.q),
+        ]);
+        table.row(&cells);
+    }
+    table.finish()
+}
+
+/// One row per group and bucket, groups in the JSON's order.
+pub fn trend(keys: &[Key], trend: &Trend) -> Vec<u8> {
+    let mut table = Table::new(&header(keys, &["bucket", "statements", "askers"]));
+    let starts: Vec<String> = trend
+        .buckets
+        .iter()
+        .map(|b| b.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .collect();
+    for s in &trend.series {
+        for (i, start) in starts.iter().enumerate() {
+            let mut cells = Vec::new();
+            labels(&s.label, &mut cells);
+            cells.extend([
+                Cell::Text(start),
+                Cell::Int(s.statements[i]),
+                Cell::Int(s.askers[i]),
+            ]);
+            table.row(&cells);
+        }
+    }
+    table.finish()
+}
+
+pub fn emerging(keys: &[Key], emerging: &Emerging) -> Vec<u8> {
+    let mut table = Table::new(&header(
+        keys,
+        &[
+            "current",
+            "previous",
+            "ratio",
+            "ratio_low",
+            "ratio_high",
+            "new",
+            "p",
+            "q",
+        ],
+    ));
+    for r in &emerging.rows {
+        let mut cells = Vec::new();
+        labels(&r.label, &mut cells);
+        cells.extend([
+            Cell::Int(r.current),
+            Cell::Int(r.previous),
+            Cell::Number(r.ratio),
+            Cell::Number(r.ratio_low),
+            Cell::Number(r.ratio_high),
+            Cell::Bool(Some(r.new)),
+            Cell::Number(Some(r.p)),
+            Cell::Number(Some(r.q)),
+        ]);
+        table.row(&cells);
+    }
+    table.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas_are_neutralised_and_plain_text_kept() {
+        for (raw, shown) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+7", "'+7"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("Madrid", "Madrid"),
+            ("18-24", "18-24"),
+            ("", ""),
+        ] {
+            assert_eq!(neutralise(raw), shown);
+        }
+    }
+
+    #[test]
+    fn cells_are_quoted_as_rfc_4180_says() {
+        let mut table = Table::new(&["town", "rate"]);
+        table.row(&[Cell::Text("A, \"B\""), Cell::Number(Some(-0.5))]);
+        table.row(&[Cell::Text("=1+1"), Cell::Number(None)]);
+        let text = String::from_utf8(table.finish()).unwrap();
+        assert_eq!(text, "town,rate\r\n\"A, \"\"B\"\"\",-0.5\r\n'=1+1,\r\n");
+    }
+}
