@@ -22,6 +22,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::csv::{Column, Header, Parser, Rejected, Row};
 use super::AirportError;
+use crate::audit::Origin;
 use crate::db::{Client, Pool};
 
 /// Rows handed from the parser to the writer at a time.
@@ -44,6 +45,7 @@ pub async fn upload<S, B, E>(
     pool: &Pool,
     body: S,
     limit: u64,
+    origin: &Origin,
 ) -> Result<UploadOutcome, AirportError>
 where
     S: Stream<Item = Result<B, E>> + Send,
@@ -56,7 +58,7 @@ where
     let parser = tokio::task::spawn_blocking(move || parse(ChannelReader::new(bytes_rx), &rows_tx));
     let (pumped, stored) = tokio::join!(
         pump(body, bytes_tx, limit),
-        store(&mut client, rows_rx, parser)
+        store(&mut client, rows_rx, parser, origin)
     );
     // A body that failed to arrive explains whatever the parser made of it.
     pumped?;
@@ -179,6 +181,7 @@ async fn store(
     client: &mut Client,
     mut rows: mpsc::Receiver<Event>,
     parser: JoinHandle<Result<(), Rejected>>,
+    origin: &Origin,
 ) -> Result<UploadOutcome, AirportError> {
     let Some(Event::Header(header)) = rows.recv().await else {
         parsed(parser).await?;
@@ -242,6 +245,11 @@ async fn store(
             updated: 0,
         }
     };
+    origin
+        .entry("uploaded")
+        .detail(serde_json::json!({ "inserted": outcome.inserted, "updated": outcome.updated }))
+        .record(&tx)
+        .await?;
     tx.commit().await?;
     Ok(outcome)
 }
@@ -285,10 +293,13 @@ async fn merge(
         updates.join(", ")
     );
     let row = tx.query_one(&sql, &[]).await?;
-    let count = |i: usize| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
+    let count = |i: usize| {
+        row.try_get::<_, i64>(i)
+            .map(|n| u64::try_from(n).unwrap_or(0))
+    };
     Ok(UploadOutcome {
-        inserted: count(0),
-        updated: count(1),
+        inserted: count(0)?,
+        updated: count(1)?,
     })
 }
 
