@@ -79,6 +79,10 @@ where
 {
     let mut body = std::pin::pin!(body);
     let mut total: u64 = 0;
+    // Once the parser stopped (a fatal error), the rest of the body is read
+    // and dropped, chunk by chunk: the client then gets its answer instead of
+    // a connection reset mid-upload, and nothing more is held.
+    let mut draining = false;
     while let Some(chunk) = body.next().await {
         let failure = match chunk {
             Ok(mut chunk) => {
@@ -86,18 +90,22 @@ where
                 if total > limit {
                     AirportError::TooLarge { limit }
                 } else {
-                    if bytes
-                        .send(Ok(chunk.copy_to_bytes(chunk.remaining())))
-                        .await
-                        .is_err()
+                    if !draining
+                        && bytes
+                            .send(Ok(chunk.copy_to_bytes(chunk.remaining())))
+                            .await
+                            .is_err()
                     {
-                        return Ok(()); // the parser stopped; the writer says why
+                        draining = true; // the parser stopped; the writer says why
                     }
                     continue;
                 }
             }
             Err(error) => AirportError::Read(error.to_string()),
         };
+        if draining {
+            return Ok(());
+        }
         let _ = bytes.send(Err(failure.to_string())).await;
         return Err(failure);
     }

@@ -5,7 +5,10 @@
 //!
 //! warp's own `serve` sets no timer, so hyper's header timeout never fires
 //! there: a client sending a byte a second would hold its connection (and a
-//! file descriptor) for as long as it liked.
+//! file descriptor) for as long as it liked. HTTP/1.1 only: warp also took
+//! HTTP/2 without TLS (prior knowledge), which no client of the service
+//! uses, whose connections no header timeout covers, and whose detection
+//! waited without a limit for a first byte.
 
 use std::future::Future;
 use std::time::Duration;
@@ -26,12 +29,11 @@ pub async fn serve(
     header_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
-    builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -50,7 +52,7 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
             if let Err(error) = watcher.watch(connection).await {
                 // Timeouts, resets and malformed requests: the client's doing.
                 tracing::debug!(%error, "connection ended with an error");
