@@ -184,7 +184,11 @@ mod tests {
             "Application/JSON;charset=UTF-8",
             "application/merge-patch+json",
         ] {
-            assert_eq!(body_kind(Some(ok), &json).ok(), Some(BodyKind::Json), "{ok}");
+            assert_eq!(
+                body_kind(Some(ok), &json).ok(),
+                Some(BodyKind::Json),
+                "{ok}"
+            );
         }
         for refused in [
             None,
