@@ -197,6 +197,12 @@ pub struct Config {
     #[arg(long, env = "INSIKT_TOKENS_FILE", global = true)]
     pub tokens_file: Option<PathBuf>,
 
+    /// Refuse to start without a read or write token (a deployment that
+    /// must never run open sets this: a token setting lost from a Secret
+    /// then stops the start instead of opening the data).
+    #[arg(long, env = "INSIKT_REQUIRE_TOKENS", global = true)]
+    pub require_tokens: bool,
+
     /// Groups of fewer residents than this are left out of demand (and
     /// insights) answers and counted in their `suppressed` total, so an
     /// export cannot single out a resident of a small town. 1 = off.

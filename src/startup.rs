@@ -152,6 +152,13 @@ impl Application {
     pub async fn build(mut config: Config) -> Result<Self, StartupError> {
         // Bad token settings stop the start, before anything else is done.
         let tokens = config.tokens()?;
+        if tokens.is_open() && config.require_tokens {
+            return Err(StartupError::Usage(
+                "INSIKT_REQUIRE_TOKENS is set but no read or write token is configured \
+                 (INSIKT_READ_TOKENS, INSIKT_WRITE_TOKENS, INSIKT_TOKENS_FILE): not starting open"
+                    .to_owned(),
+            ));
+        }
         if tokens.is_open() {
             tracing::warn!(
                 "no read or write token is configured (INSIKT_READ_TOKENS, INSIKT_WRITE_TOKENS, \

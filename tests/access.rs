@@ -247,6 +247,21 @@ async fn the_plaintext_admin_token_and_a_tokens_file_work_beside_the_variables()
 }
 
 #[test]
+fn a_deployment_that_requires_tokens_does_not_start_open() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_insikt"))
+        .args(["serve", "--no-migrate", "--listen", "127.0.0.1:0"])
+        .env("INSIKT_REQUIRE_TOKENS", "true")
+        .env_remove("INSIKT_READ_TOKENS")
+        .env_remove("INSIKT_WRITE_TOKENS")
+        .env_remove("INSIKT_TOKENS_FILE")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not starting open"), "{stderr}");
+}
+
+#[test]
 fn bad_token_settings_stop_the_start_with_a_short_message() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_insikt"))
         .args(["serve", "--no-migrate", "--listen", "127.0.0.1:0"])
