@@ -35,7 +35,7 @@ pub(super) struct Api;
 #[into_params(parameter_in = Query)]
 struct AuditQuery {
     /// Only rows with an id above this (for paging: the last id seen).
-    #[param(minimum = 0, default = 0)]
+    #[param(default = 0)]
     after: Option<i64>,
     /// How many at most (1 to 1000).
     #[param(minimum = 1, maximum = 1000, default = 100)]
@@ -58,14 +58,7 @@ struct AuditQuery {
 )]
 async fn list(raw: String, state: State) -> Result<Response, ApiError> {
     let query: AuditQuery = extract::query(&raw)?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("invalid limit").with_field("limit", "must be 1 to 1000"));
-    }
-    let after = query.after.unwrap_or(0);
-    if after < 0 {
-        return Err(ApiError::bad_request("invalid after").with_field("after", "must be 0 or more"));
-    }
+    let (after, limit) = extract::page(query.after, query.limit)?;
     let rows = audit::page(&state.pool, after, limit).await?;
     Ok(data(StatusCode::OK, &rows))
 }

@@ -145,6 +145,17 @@ pub fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Inf
     warp::query::raw().or(warp::any().map(String::new)).unify()
 }
 
+/// The `after` and `limit` of a list paged by id: rows with an id above
+/// `after` (default 0), at most `limit` (1 to 1000, default 100; another is a
+/// 400 naming it).
+pub fn page(after: Option<i64>, limit: Option<i64>) -> Result<(i64, i64), ApiError> {
+    let limit = limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("invalid limit").with_field("limit", "must be 1 to 1000"));
+    }
+    Ok((after.unwrap_or(0), limit))
+}
+
 /// Parses a query string into `T`, with the reason when it does not fit.
 pub fn query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
     serde_urlencoded::from_str(raw)

@@ -311,15 +311,11 @@ pub(super) async fn dead_letters(
 ) -> Result<Response, ApiError> {
     let import_id: i64 = params.get("id")?;
     let query: DeadLetterQuery = extract::query(&raw)?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("invalid limit").with_field("limit", "must be 1 to 1000"));
-    }
+    let (after, limit) = extract::page(query.after, query.limit)?;
     let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
     if !crate::citizens::import_exists(&client, import_id).await? {
         return Err(ApiError::not_found(format!("no import {import_id}")));
     }
-    let letters =
-        statements::dead_letters(&client, import_id, query.after.unwrap_or(0), limit).await?;
+    let letters = statements::dead_letters(&client, import_id, after, limit).await?;
     Ok(data(StatusCode::OK, &letters))
 }
