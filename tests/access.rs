@@ -460,12 +460,7 @@ async fn every_accepted_change_is_audited_in_its_transaction_and_refusals_are_no
     let page = audit(&app, &format!("?after={first}&limit=1")).await;
     assert_eq!(page.len(), 1);
     assert_eq!(page[0]["id"], rows[1]["id"]);
-    for bad in [
-        "?limit=0",
-        "?limit=1001",
-        "?after=x",
-        "?other=1",
-    ] {
+    for bad in ["?limit=0", "?limit=1001", "?after=x", "?other=1"] {
         let response = app
             .request(Method::GET, &format!("/audit{bad}"))
             .bearer_auth(ADMIN_HASHED_TOKEN)
