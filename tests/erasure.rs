@@ -73,12 +73,25 @@ async fn running_topic(app: &TestApp, name: &str) -> String {
     .await
 }
 
-/// Whether the broker still has `topic`.
+/// Whether the broker still lists `topic`. All topics' metadata is asked
+/// for: asking for one by name would have the broker create it again
+/// (`auto.create.topics.enable`, librdkafka's producer-side default).
 async fn topic_exists(topic: &str) -> bool {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
     let config = insikt::config::Config::from_env();
-    let cluster =
-        insikt::kafka::Cluster::connect(&config.kafka_brokers, "insikt-test-admin").unwrap();
-    cluster.partitions(topic).await.is_ok()
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer =
+            insikt::kafka::client_config(&config.kafka_brokers, "insikt-test-topics")
+                .create()
+                .unwrap();
+        let metadata = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .unwrap();
+        metadata.topics().iter().any(|t| t.name() == topic)
+    })
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -188,7 +201,11 @@ async fn erasing_an_import_removes_everything_derived_from_it() {
             .get(0);
         assert_eq!(by_name, 0, "{table}");
     }
-    assert!(!topic_exists(&topic).await, "topic {topic} still exists");
+    // The broker deletes a topic asynchronously: its metadata follows.
+    eventually(&format!("topic {topic} gone"), WAIT, || async {
+        (!topic_exists(&topic).await).then_some(())
+    })
+    .await;
     let leftovers: Vec<_> = std::fs::read_dir(archive_dir.join(&name))
         .map(|dir| dir.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
