@@ -70,8 +70,11 @@ stop_instance() {
 trap stop_instance EXIT
 
 # Starts `insikt serve` on a fresh database with the sample airports loaded;
-# sets $server (pid), $base (URL), $bin.
+# sets $server (pid), $base (URL), $bin. With `closed`, a read token is
+# configured too, so the service runs with tokens (every request of the pass
+# then sends the admin token); otherwise it runs open.
 start_instance() {
+  local mode="${1:-open}"
   bin=$(binary)
   mkdir -p "$reports"
   psql -X -q "$admin_url" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" \
@@ -80,7 +83,13 @@ start_instance() {
   port=$(free_port)
   base="http://127.0.0.1:$port"
   export INSIKT_DATABASE_URL="$database_url" INSIKT_LISTEN="127.0.0.1:$port" \
-    INSIKT_ADMIN_TOKEN="$admin_token" INSIKT_LOG="${INSIKT_LOG:-warn}"
+    INSIKT_ADMIN_TOKEN="$admin_token" INSIKT_TOKEN="$admin_token" INSIKT_LOG="${INSIKT_LOG:-warn}"
+  if [[ "$mode" == closed ]]; then
+    INSIKT_READ_TOKENS="robustness-reader:$(printf '%s' "$admin_token-read" | sha256sum | cut -d' ' -f1)"
+    export INSIKT_READ_TOKENS
+  else
+    unset INSIKT_READ_TOKENS
+  fi
   "$bin" migrate >/dev/null
   "$bin" serve >"$reports/serve.log" 2>&1 &
   server=$!
@@ -181,10 +190,13 @@ schemathesis_bin() {
 api_pass() {
   local cases="${1:-25}" st body status
   st=$(schemathesis_bin)
-  start_instance
+  # With tokens, as deployments run: the document's security holds (a request
+  # without the token is 401), and every case sends the admin token.
+  start_instance closed
   body=$(mktemp)
   sample_import "$body"
-  curl -fsS -o /dev/null -H 'Content-Type: application/json' --data-binary "@$body" "$base/imports"
+  curl -fsS -o /dev/null -H 'Content-Type: application/json' -H "Authorization: Bearer $admin_token" \
+    --data-binary "@$body" "$base/imports"
   rm -f "$body"
   log "schemathesis: every route, $cases cases per operation, all checks"
   # The CPU profile route is left out: each case would hold a request for
