@@ -227,6 +227,20 @@ impl Cache {
 
     /// The import as the database holds it now; `None` when it does not exist.
     pub async fn snapshot(&self, import_id: i64) -> Result<Option<Arc<Snapshot>>, InsightsError> {
+        self.load(import_id, true).await
+    }
+
+    /// As [`Cache::snapshot`], for loading an import at start: not marked
+    /// as asked, so imports nobody asks stop being loaded at starts.
+    pub async fn warm(&self, import_id: i64) -> Result<Option<Arc<Snapshot>>, InsightsError> {
+        self.load(import_id, false).await
+    }
+
+    async fn load(
+        &self,
+        import_id: i64,
+        asked: bool,
+    ) -> Result<Option<Arc<Snapshot>>, InsightsError> {
         let slot = self.slot(import_id);
         let mut held = slot.snapshot.lock().await;
         // A merge may take a segment between the listing and its read: list again.
@@ -247,7 +261,10 @@ impl Cache {
                 slots.remove(&import_id);
                 return Ok(None);
             };
-            let Some(fresh) = self.refresh(import_id, held.as_deref(), directory).await? else {
+            let Some(fresh) = self
+                .refresh(import_id, held.as_deref(), directory, asked)
+                .await?
+            else {
                 continue;
             };
             let fresh = Arc::new(fresh);
@@ -281,15 +298,23 @@ impl Cache {
         import_id: i64,
         old: Option<&Snapshot>,
         directory: Directory,
+        asked: bool,
     ) -> Result<Option<Snapshot>, InsightsError> {
         let empty = Snapshot::default();
         let old = old.unwrap_or(&empty);
+        let cold = old.held.is_empty() && old.residents.is_empty();
         let residents = async {
-            if old.held.is_empty() && old.residents.is_empty()
-                || old.residents.version != directory.version
-            {
+            if cold || old.residents.version != directory.version {
                 let client = self.pool.get().await.map_err(crate::db::DbError::from)?;
-                Ok::<_, InsightsError>(residents::load(&client, import_id).await?.map(Arc::new))
+                let Some(fetched) = residents::load_kept(&client, import_id).await? else {
+                    return Ok::<_, InsightsError>(None);
+                };
+                drop(client);
+                let loaded = Arc::new(fetched.residents);
+                if cold && asked || !fetched.kept {
+                    self.remember(import_id, (!fetched.kept).then(|| loaded.clone()), asked);
+                }
+                Ok(Some(loaded))
             } else {
                 Ok(Some(old.residents.clone()))
             }
@@ -340,12 +365,17 @@ impl Cache {
         .await
         .map_err(|e| InsightsError::Internal(e.to_string()))?;
         let (courses, mut new_runs) = built;
+        tracing::debug!(
+            import = import_id,
+            built_ms = started.elapsed().as_secs_f64() * 1e3,
+            "insights runs built"
+        );
         if !same_residents && plan.iter().any(|(_, held)| held.is_some()) {
             // Read everything again against the new residents.
             let mut old = old.clone();
             old.held.clear();
             old.residents = residents;
-            return Box::pin(self.refresh(import_id, Some(&old), directory)).await;
+            return Box::pin(self.refresh(import_id, Some(&old), directory, asked)).await;
         }
         let mut held = Vec::with_capacity(plan.len());
         new_runs.reverse();
@@ -368,6 +398,25 @@ impl Cache {
             offered: Arc::new(directory.offered),
             statements,
         }))
+    }
+
+    /// After the answer, not before it: keeps residents that had to be
+    /// aggregated (so the next cold load of any instance reads one value),
+    /// or marks the import as `asked` (so a starting instance loads it).
+    fn remember(&self, import_id: i64, aggregated: Option<Arc<Residents>>, asked: bool) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let written = async {
+                let client = pool.get().await.map_err(crate::db::DbError::from)?;
+                match aggregated {
+                    Some(r) => residents::keep(&client, import_id, &r, asked).await,
+                    None => residents::asked(&client, import_id).await,
+                }
+            };
+            if let Err(e) = written.await {
+                tracing::warn!(import = import_id, error = %e, "insights: residents not kept");
+            }
+        });
     }
 
     /// One listed segment, decoded; `None` when it was merged away. A large

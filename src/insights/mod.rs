@@ -51,13 +51,22 @@ pub enum InsightsError {
     Internal(String),
 }
 
-/// Connections a first load uses at once (residents, slices of segments).
-const WARM_CONNECTIONS: usize = 6;
+/// Connections a first load uses at once (residents, slices of segments):
+/// opened at start, so a cold load does not open backends of its own.
+const WARM_CONNECTIONS: usize = 8;
+/// A starting instance loads the imports asked within this long, at most
+/// this many, most recent first, within half its memory budget (the rest
+/// is left to what is asked next).
+const WARM_WITHIN: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+const WARM_IMPORTS: i64 = 8;
+/// Memory a loaded statement takes, roughly (see `cache::Run`), for the
+/// estimate that keeps warming within the budget before anything is read.
+const BYTES_PER_STATEMENT: usize = 20;
 
 /// The insights of every import, with their working sets.
 #[derive(Debug)]
 pub struct Insights {
-    cache: cache::Cache,
+    cache: Arc<cache::Cache>,
     /// At most this many answers are computed at once (one per core):
     /// each is a pass over up to millions of statements on a blocking
     /// thread, and more at once would only queue for the cores.
@@ -68,10 +77,12 @@ impl Insights {
     /// `memory` bytes for the working sets (`INSIKT_INSIGHTS_MEMORY`).
     pub fn new(pool: Pool, memory: usize) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cache = Arc::new(cache::Cache::new(pool.clone(), memory));
         // The first load reads residents and segment slices on several
-        // connections at once: open them now, not in the first request.
+        // connections at once: open them now, not in the first request;
+        // then load the imports asked lately, as a restart found them.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let pool = pool.clone();
+            let cache = cache.clone();
             runtime.spawn(async move {
                 let warmed = futures_util::future::join_all((0..WARM_CONNECTIONS).map(|_| async {
                     let client = pool.get().await.map_err(DbError::from)?;
@@ -83,10 +94,13 @@ impl Insights {
                 if failed > 0 {
                     tracing::debug!(failed, "insights: connections not warmed at start");
                 }
+                if let Err(e) = warm(&pool, &cache, memory / 2).await {
+                    tracing::warn!(error = %e, "insights: recently asked imports not loaded at start");
+                }
             });
         }
         Self {
-            cache: cache::Cache::new(pool, memory),
+            cache,
             computing: tokio::sync::Semaphore::new(cores),
         }
     }
@@ -150,4 +164,33 @@ impl Insights {
         self.answer(import_id, move |s| Ok(emerging::emerging(s, &query)))
             .await
     }
+}
+
+/// Loads the imports asked lately (by any instance), most recent first,
+/// while their estimated size stays within `budget`: one at a time, so a
+/// request that comes meanwhile waits at most for the import it asks.
+async fn warm(pool: &Pool, cache: &cache::Cache, budget: usize) -> Result<(), InsightsError> {
+    let recent = {
+        let client = pool.get().await.map_err(DbError::from)?;
+        residents::recently_asked(&client, WARM_WITHIN, WARM_IMPORTS).await?
+    };
+    let mut planned = 0usize;
+    for (import_id, statements) in recent {
+        let estimate = usize::try_from(statements)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(BYTES_PER_STATEMENT);
+        if planned.saturating_add(estimate) > budget {
+            continue;
+        }
+        planned += estimate;
+        let started = std::time::Instant::now();
+        cache.warm(import_id).await?;
+        tracing::info!(
+            import = import_id,
+            statements,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "insights: recently asked import loaded at start"
+        );
+    }
+    Ok(())
 }
