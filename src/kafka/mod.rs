@@ -1,7 +1,9 @@
 //! Kafka through rdkafka: client configuration and cluster checks. Only the
 //! Kafka protocol is used, so any compatible broker works.
 
-mod membership;
+mod group;
+mod partition;
+mod streams;
 mod transactions;
 
 use std::sync::Arc;
@@ -15,11 +17,13 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
-pub use membership::{topic_pattern, GroupTiming, Membership, Ownership};
+pub use group::{topic_pattern, GroupTiming, Ownership};
+pub use partition::PartitionStream;
 pub use rdkafka::consumer::{Consumer, StreamConsumer};
 pub use rdkafka::error::KafkaError;
 pub use rdkafka::message::{BorrowedMessage, Message};
 pub use rdkafka::{Offset, TopicPartitionList};
+pub use streams::{Streams, StreamsConfig};
 pub use transactions::TransactionalProducer;
 
 /// How long a produce may wait for the broker before it is reported failed.
@@ -136,15 +140,46 @@ impl Cluster {
         topic: &str,
         retention: Duration,
     ) -> Result<(), KafkaClientError> {
+        let created = self.create_topics(&[topic.to_owned()], retention).await?;
+        created
+            .into_iter()
+            .next()
+            .map_or(Ok(()), |(_, result)| result)
+    }
+
+    /// [`Cluster::create_topic`] for many topics in one request; the outcome
+    /// of each. An error for the whole request (Kafka unreachable) is `Err`.
+    pub async fn create_topics(
+        &self,
+        topics: &[String],
+        retention: Duration,
+    ) -> Result<Vec<(String, Result<(), KafkaClientError>)>, KafkaClientError> {
         let retention_ms = retention.as_millis().to_string();
-        let new =
-            NewTopic::new(topic, 1, TopicReplication::Fixed(-1)).set("retention.ms", &retention_ms);
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|topic| {
+                NewTopic::new(topic, 1, TopicReplication::Fixed(-1))
+                    .set("retention.ms", &retention_ms)
+            })
+            .collect();
         let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
-        let results = self.admin.create_topics([&new], &options).await?;
-        for result in results {
+        let results = self.admin.create_topics(&new, &options).await?;
+        Ok(results
+            .into_iter()
+            .map(|result| match result {
+                Ok(topic) => (topic, Ok(())),
+                Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => (topic, Ok(())),
+                Err((topic, code)) => (topic.clone(), Err(KafkaClientError::Topic { topic, code })),
+            })
+            .collect())
+    }
+
+    /// Deletes `topic`; one that is already gone is fine.
+    pub async fn delete_topic(&self, topic: &str) -> Result<(), KafkaClientError> {
+        let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+        for result in self.admin.delete_topics(&[topic], &options).await? {
             match result {
-                Ok(_) => {}
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
                 Err((topic, code)) => return Err(KafkaClientError::Topic { topic, code }),
             }
         }
@@ -192,8 +227,10 @@ impl Cluster {
     }
 }
 
-/// The configuration of consumers whose offsets live elsewhere (PostgreSQL):
-/// only committed transactional data, never an automatic commit.
+/// A consumer of its own, outside the consumer group's assignment (the
+/// instance reads its streams through [`Streams`]): what the stream
+/// benchmark reads with to measure librdkafka's own rate. Its offsets live
+/// elsewhere: only committed transactional data, never an automatic commit.
 pub fn consumer(
     brokers: &str,
     client_id: &str,
@@ -205,36 +242,15 @@ pub fn consumer(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
-        // Once its prefetch queue is full librdkafka pauses fetching for this
-        // long (1 s by default): a job that drains the queue faster than that
-        // would sit idle until the next fetch. 10 ms keeps it fed.
         .set("fetch.queue.backoff.ms", "10")
-        // librdkafka prefetches up to 64 MiB per consumer by default and
-        // there is a consumer per job (and per archiving job), so a service
-        // with a backlog in many streams could hold 64 MiB for each. 16 MiB is
-        // still about half a second of a job's write rate ahead: the stream
-        // benchmark's rate did not change (0.81 / 0.75 of `psql \copy`
-        // with it, 0.75 / 0.83 without).
         .set("queued.max.messages.kbytes", "16384")
-        // Spread single-partition topics across instances once groups are used.
-        .set("partition.assignment.strategy", "cooperative-sticky")
         .create()?;
     Ok(consumer)
 }
 
-/// Closes `consumer` on a blocking thread. Dropping a consumer closes it,
-/// and the close waits for librdkafka's fetchers to stop: for seconds when
-/// the broker is away. On a runtime worker that stalls every task of the
-/// worker (with two workers, the HTTP server answered a request 25 s late
-/// during a broker outage while revoked jobs dropped theirs).
-pub fn close(consumer: StreamConsumer) {
-    tokio::task::spawn_blocking(move || drop(consumer));
-}
-
 /// Assigns `topic`'s partitions at `offsets` once the consumer knows the
 /// topic's leader. Assigned before that, librdkafka finds no leader for the
-/// offset lookup and retries it only after a fixed 500 ms, so every start
-/// of a consumer would wait half a second before its first message.
+/// offset lookup and retries it only after a fixed 500 ms.
 pub async fn assign(
     consumer: StreamConsumer,
     topic: &str,
@@ -246,32 +262,13 @@ pub async fn assign(
     }
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        consumer.fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
+        consumer.fetch_metadata(Some(&topic), ADMIN_TIMEOUT)?;
         consumer.assign(&assignment)?;
         Ok(consumer)
     })
     .await
     .map_err(|_| KafkaClientError::Interrupted)?
 }
-
-/// The consumer's position per assigned partition: the offset after the
-/// last record it delivered, or past the transaction markers and aborted
-/// records after it (which it skips without delivering). Partitions without
-/// a position yet are left out.
-pub fn positions(consumer: &StreamConsumer) -> Result<Vec<(i32, i64)>, KafkaClientError> {
-    Ok(consumer
-        .position()?
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(offset) => Some((e.partition(), offset)),
-            _ => None,
-        })
-        .collect())
-}
-
-/// How long a consumer waits for a topic's metadata before it is assigned.
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The service's one producer: idempotent, acknowledged by all in-sync replicas.
 #[derive(Clone)]
