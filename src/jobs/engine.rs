@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
-use crate::kafka::Streams;
+use crate::kafka::{Cluster, Streams};
 use crate::telemetry::metrics;
 
 /// How often the lag gauges of all running jobs are refreshed (one request).
@@ -30,6 +30,7 @@ pub struct Engine {
 
 struct Inner {
     streams: watch::Sender<Option<Streams>>,
+    cluster: Cluster,
     budget: Arc<Semaphore>,
     asks: Mutex<Vec<(Partition, oneshot::Sender<Option<i64>>)>>,
     /// Its own allocation, so the answering task can wait on it without
@@ -50,12 +51,14 @@ struct Lag {
 
 impl Engine {
     /// An engine whose jobs keep at most `batches` batches in memory at once
-    /// (read, waiting, or being written); starts its sweeps.
-    pub fn start(batches: usize) -> Self {
+    /// (read, waiting, or being written); starts its sweeps, which look the
+    /// ends of the streams up through `cluster`.
+    pub fn start(batches: usize, cluster: Cluster) -> Self {
         let (streams, _) = watch::channel(None);
         let engine = Self {
             inner: Arc::new(Inner {
                 streams,
+                cluster,
                 budget: Arc::new(Semaphore::new(batches.max(1))),
                 asks: Mutex::default(),
                 asked: Arc::new(Notify::new()),
@@ -206,18 +209,20 @@ async fn sweep_lags(engine: std::sync::Weak<Inner>) {
                 .collect(),
             Err(_) => continue,
         };
-        let Some(streams) = inner.streams.borrow().clone() else {
-            continue;
-        };
         if partitions.is_empty() {
             continue;
         }
-        let ends = match streams.ends(partitions).await {
+        let cluster = inner.cluster.clone();
+        drop(inner);
+        let ends = match cluster.ends(partitions).await {
             Ok(ends) => ends,
             Err(error) => {
                 tracing::debug!(%error, "lag not refreshed");
                 continue;
             }
+        };
+        let Some(inner) = engine.upgrade() else {
+            return;
         };
         let Ok(mut lags) = inner.lags.lock() else {
             continue;

@@ -83,7 +83,7 @@ impl SupervisorHandle {
         cluster: Cluster,
     ) -> Result<Self, JobsError> {
         let archive = ArchiveStore::from_url(&settings.archive_url)?;
-        let engine = Engine::start(settings.batches_in_memory);
+        let engine = Engine::start(settings.batches_in_memory, cluster.clone());
         let context = Context {
             pool,
             cluster,
@@ -242,10 +242,11 @@ impl SupervisorHandle {
             .collect();
         topics.sort();
         topics.dedup();
-        let engine = &self.context.engine;
-        let ends = tokio::time::timeout(WATERMARK_TIMEOUT, async {
-            engine.streams().await.topic_ends(topics).await
-        })
+        let cluster = &self.context.cluster;
+        let ends = tokio::time::timeout(
+            WATERMARK_TIMEOUT,
+            cluster.topic_ends(topics, WATERMARK_TIMEOUT),
+        )
         .await;
         let ends = match ends {
             Ok(Ok(ends)) => ends,

@@ -128,7 +128,7 @@ async fn create_topics(
         row.topic_ready |= created.contains(&row.topic);
     }
     if let Some(streams) = state.context.engine.try_streams() {
-        streams.refresh();
+        streams.refresh(created.into_iter().collect());
     }
     Ok(())
 }

@@ -1,22 +1,21 @@
 //! Kafka through rdkafka: client configuration and cluster checks. Only the
 //! Kafka protocol is used, so any compatible broker works.
 
+mod cluster;
 mod group;
 mod partition;
 mod streams;
 mod transactions;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
+pub use cluster::Cluster;
 pub use group::{topic_pattern, GroupTiming, Ownership};
 pub use partition::PartitionStream;
 pub use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -29,7 +28,7 @@ pub use transactions::TransactionalProducer;
 /// How long a produce may wait for the broker before it is reported failed.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long admin and metadata requests wait.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaClientError {
@@ -100,131 +99,6 @@ pub fn client_config(brokers: &str, client_id: &str) -> ClientConfig {
         // Fail metadata requests quickly instead of retrying for minutes.
         .set("socket.timeout.ms", "10000");
     config
-}
-
-/// A handle on the cluster for administrative requests; cheap to clone.
-#[derive(Clone)]
-pub struct Cluster {
-    admin: Arc<AdminClient<DefaultClientContext>>,
-}
-
-impl Cluster {
-    /// Creates the client; it connects lazily, so this works while Kafka is down.
-    pub fn connect(brokers: &str, client_id: &str) -> Result<Self, KafkaClientError> {
-        let admin = client_config(brokers, client_id).create()?;
-        Ok(Self {
-            admin: Arc::new(admin),
-        })
-    }
-
-    /// Asks the cluster for its metadata; Ok when at least one broker answers.
-    pub async fn ping(&self, timeout: Duration) -> Result<(), KafkaClientError> {
-        let admin = Arc::clone(&self.admin);
-        tokio::task::spawn_blocking(move || {
-            admin
-                .inner()
-                .fetch_metadata(None, timeout)
-                .map(|_| ())
-                .map_err(KafkaClientError::from)
-        })
-        .await
-        .map_err(|_| KafkaClientError::Interrupted)?
-    }
-}
-
-impl Cluster {
-    /// Creates `topic` with one partition, the broker's default replication and
-    /// `retention`; an existing topic is fine (creation is retried after failures).
-    pub async fn create_topic(
-        &self,
-        topic: &str,
-        retention: Duration,
-    ) -> Result<(), KafkaClientError> {
-        let created = self.create_topics(&[topic.to_owned()], retention).await?;
-        created
-            .into_iter()
-            .next()
-            .map_or(Ok(()), |(_, result)| result)
-    }
-
-    /// [`Cluster::create_topic`] for many topics in one request; the outcome
-    /// of each. An error for the whole request (Kafka unreachable) is `Err`.
-    pub async fn create_topics(
-        &self,
-        topics: &[String],
-        retention: Duration,
-    ) -> Result<Vec<(String, Result<(), KafkaClientError>)>, KafkaClientError> {
-        let retention_ms = retention.as_millis().to_string();
-        let new: Vec<NewTopic<'_>> = topics
-            .iter()
-            .map(|topic| {
-                NewTopic::new(topic, 1, TopicReplication::Fixed(-1))
-                    .set("retention.ms", &retention_ms)
-            })
-            .collect();
-        let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
-        let results = self.admin.create_topics(&new, &options).await?;
-        Ok(results
-            .into_iter()
-            .map(|result| match result {
-                Ok(topic) => (topic, Ok(())),
-                Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => (topic, Ok(())),
-                Err((topic, code)) => (topic.clone(), Err(KafkaClientError::Topic { topic, code })),
-            })
-            .collect())
-    }
-
-    /// Deletes `topic`; one that is already gone is fine.
-    pub async fn delete_topic(&self, topic: &str) -> Result<(), KafkaClientError> {
-        let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
-        for result in self.admin.delete_topics(&[topic], &options).await? {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
-                Err((topic, code)) => return Err(KafkaClientError::Topic { topic, code }),
-            }
-        }
-        Ok(())
-    }
-
-    /// The partition ids of `topic`.
-    pub async fn partitions(&self, topic: &str) -> Result<Vec<i32>, KafkaClientError> {
-        let admin = Arc::clone(&self.admin);
-        let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let metadata = admin.inner().fetch_metadata(Some(&topic), ADMIN_TIMEOUT)?;
-            let partitions: Vec<i32> = metadata
-                .topics()
-                .iter()
-                .filter(|t| t.name() == topic && t.error().is_none())
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                .collect();
-            if partitions.is_empty() {
-                return Err(KafkaClientError::NoSuchTopic(topic));
-            }
-            Ok(partitions)
-        })
-        .await
-        .map_err(|_| KafkaClientError::Interrupted)?
-    }
-
-    /// Low and high watermarks of one partition.
-    pub async fn watermarks(
-        &self,
-        topic: &str,
-        partition: i32,
-        timeout: Duration,
-    ) -> Result<(i64, i64), KafkaClientError> {
-        let admin = Arc::clone(&self.admin);
-        let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || {
-            admin
-                .inner()
-                .fetch_watermarks(&topic, partition, timeout)
-                .map_err(KafkaClientError::from)
-        })
-        .await
-        .map_err(|_| KafkaClientError::Interrupted)?
-    }
 }
 
 /// A consumer of its own, outside the consumer group's assignment (the
@@ -383,11 +257,5 @@ pub fn headers<'a>(message: &'a BorrowedMessage<'_>) -> impl Iterator<Item = (&'
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer").finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for Cluster {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").finish_non_exhaustive()
     }
 }

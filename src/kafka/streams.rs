@@ -40,12 +40,14 @@ pub struct StreamsConfig {
 /// How long the main queue is polled at a time (the stop flag and the
 /// metadata refresh are looked at in between).
 const POLL: Duration = Duration::from_millis(100);
-/// How long seeks and the listing's metadata and offset requests wait.
+/// How long seeks and the topic refresh wait.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a refresh asks again for topics that are not there yet.
+const REFRESH_FOR: Duration = Duration::from_secs(5);
 /// How long a leaving consumer waits for the last partition queue to go, so
 /// that the client is destroyed on its own thread, not a runtime worker.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
-/// Blocking requests (seeks, positions, offsets) at once: bounded, so that
+/// Blocking calls (seeks, positions) at once: bounded, so that
 /// thousands of jobs starting together do not fill tokio's blocking pool
 /// with threads.
 const BLOCKING_CALLS: usize = 4;
@@ -58,6 +60,13 @@ const PREFETCH_KIB: u32 = 2048;
 
 type Client = BaseConsumer<Member>;
 
+/// Topics awaited in the consumer's metadata, and until when.
+#[derive(Default)]
+struct Refresh {
+    awaited: HashSet<String>,
+    until: Option<Instant>,
+}
+
 /// The instance's consumer; cheap to clone. Leaves the group on
 /// [`Streams::leave`] (or when the last handle is dropped).
 #[derive(Clone)]
@@ -69,7 +78,7 @@ struct Inner {
     consumer: Arc<Client>,
     assigned: Assigned,
     stop: Arc<AtomicBool>,
-    refresh: Arc<AtomicBool>,
+    refresh: Arc<Mutex<Refresh>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     calls: Semaphore,
 }
@@ -133,7 +142,7 @@ impl Streams {
         consumer.subscribe(&topics)?;
         let consumer = Arc::new(consumer);
         let stop = Arc::new(AtomicBool::new(false));
-        let refresh = Arc::new(AtomicBool::new(false));
+        let refresh = Arc::new(Mutex::new(Refresh::default()));
         let thread = {
             let (consumer, stop, refresh) = (Arc::clone(&consumer), stop.clone(), refresh.clone());
             std::thread::Builder::new()
@@ -165,11 +174,16 @@ impl Streams {
     }
 
     /// Asks for the cluster's topics now (on the consumer's thread, at most
-    /// once per poll): a topic this instance just created joins the
-    /// subscription, and the group assigns it, without waiting for the
+    /// once per poll), and again until `topics` show up in the answer (a
+    /// topic just created may reach the broker's metadata a moment later)
+    /// or [`REFRESH_FOR`] passed: topics this instance just created join the
+    /// subscription, and the group assigns them, without waiting for the
     /// periodic refresh.
-    pub fn refresh(&self) {
-        self.inner.refresh.store(true, Ordering::Relaxed);
+    pub fn refresh(&self, topics: Vec<String>) {
+        if let Ok(mut refresh) = self.inner.refresh.lock() {
+            refresh.until = Some(Instant::now() + REFRESH_FOR);
+            refresh.awaited.extend(topics);
+        }
     }
 
     /// The partitions of `topic` assigned to this instance.
@@ -242,58 +256,6 @@ impl Streams {
         .await
     }
 
-    /// The end of each partition: the offset after the last record a
-    /// `read_committed` reader can read (one ListOffsets request per broker).
-    pub async fn ends(
-        &self,
-        partitions: Vec<(String, i32)>,
-    ) -> Result<HashMap<(String, i32), i64>, KafkaClientError> {
-        if partitions.is_empty() {
-            return Ok(HashMap::new());
-        }
-        self.blocking(move |c| ends(c, &partitions)).await
-    }
-
-    /// The end of each of `topics` (summed over its partitions), as the
-    /// listing of jobs shows it; topics Kafka does not know, or whose
-    /// partitions did not all answer, are left out.
-    pub async fn topic_ends(
-        &self,
-        topics: Vec<String>,
-    ) -> Result<HashMap<String, i64>, KafkaClientError> {
-        if topics.is_empty() {
-            return Ok(HashMap::new());
-        }
-        self.blocking(move |c| {
-            // One topic, or all of them (rdkafka asks for one or all).
-            let one = (topics.len() == 1).then(|| topics[0].as_str());
-            let metadata = c.fetch_metadata(one, REQUEST_TIMEOUT)?;
-            let wanted: HashSet<&str> = topics.iter().map(String::as_str).collect();
-            let partitions: Vec<(String, i32)> = metadata
-                .topics()
-                .iter()
-                .filter(|t| t.error().is_none() && wanted.contains(t.name()))
-                .flat_map(|t| t.partitions().iter().map(|p| (t.name().to_owned(), p.id())))
-                .collect();
-            let counts = partitions.iter().fold(HashMap::new(), |mut n, (t, _)| {
-                *n.entry(t.clone()).or_insert(0usize) += 1;
-                n
-            });
-            let mut sums: HashMap<String, (usize, i64)> = HashMap::new();
-            for ((topic, _), end) in ends(c, &partitions)? {
-                let sum = sums.entry(topic).or_default();
-                sum.0 += 1;
-                sum.1 += end;
-            }
-            Ok(sums
-                .into_iter()
-                .filter(|(topic, (answered, _))| counts.get(topic) == Some(answered))
-                .map(|(topic, (_, end))| (topic, end))
-                .collect())
-        })
-        .await
-    }
-
     /// Runs `call` on a blocking thread, at most [`BLOCKING_CALLS`] at once.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -312,35 +274,33 @@ impl Streams {
     }
 }
 
-/// The end offsets of `partitions`, through ListOffsets (`offsets_for_times`
-/// at "latest"); partitions that did not answer are left out.
-fn ends(
-    consumer: &Client,
-    partitions: &[(String, i32)],
-) -> Result<HashMap<(String, i32), i64>, KafkaClientError> {
-    if partitions.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let answered = consumer.offsets_for_times(list_of(partitions, Offset::End), REQUEST_TIMEOUT)?;
-    Ok(answered
-        .elements()
-        .iter()
-        .filter(|e| e.error().is_ok())
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(end) => Some(((e.topic().to_owned(), e.partition()), end)),
-            _ => None,
-        })
-        .collect())
-}
-
 /// The consumer's thread: polls the main queue (rebalance callbacks,
 /// errors) until stopped, then leaves the group and destroys the client.
-fn serve(consumer: Arc<Client>, stop: &AtomicBool, refresh: &AtomicBool) {
+fn serve(consumer: Arc<Client>, stop: &AtomicBool, refresh: &Mutex<Refresh>) {
     while !stop.load(Ordering::Relaxed) {
-        if refresh.swap(false, Ordering::Relaxed) {
+        let due = refresh.lock().is_ok_and(|mut r| {
+            let due = r.until.is_some_and(|until| Instant::now() < until);
+            if !due {
+                // Given up on (the periodic refresh finds them), or nothing asked.
+                r.until = None;
+                r.awaited.clear();
+            }
+            due
+        });
+        if due {
             // All topics: only that lets librdkafka update the subscription.
-            if let Err(error) = consumer.fetch_metadata(None, REQUEST_TIMEOUT) {
-                tracing::debug!(%error, "topic refresh failed; the periodic one follows");
+            match consumer.fetch_metadata(None, REQUEST_TIMEOUT) {
+                Ok(metadata) => {
+                    if let Ok(mut refresh) = refresh.lock() {
+                        for topic in metadata.topics() {
+                            refresh.awaited.remove(topic.name());
+                        }
+                        if refresh.awaited.is_empty() {
+                            refresh.until = None;
+                        }
+                    }
+                }
+                Err(error) => tracing::debug!(%error, "topic refresh failed; retrying"),
             }
         }
         match consumer.poll(POLL) {
