@@ -97,7 +97,13 @@ pub fn client_config(brokers: &str, client_id: &str) -> ClientConfig {
         .set("bootstrap.servers", brokers)
         .set("client.id", client_id)
         // Fail metadata requests quickly instead of retrying for minutes.
-        .set("socket.timeout.ms", "10000");
+        .set("socket.timeout.ms", "10000")
+        // The service creates its topics itself. With a broker that has
+        // `auto.create.topics.enable`, a metadata request naming a topic
+        // would create it again after its deletion: the producer's periodic
+        // refresh of every topic it ever wrote to does exactly that
+        // (librdkafka's default is on for producers and admin clients).
+        .set("allow.auto.create.topics", "false");
     config
 }
 
