@@ -390,28 +390,12 @@ pub async fn insert_import(db: &tokio_postgres::Client) -> i64 {
 }
 
 /// Deletes every topic whose name starts with `prefix` from the shared
-/// broker (what a test made in bulk), 500 a request.
+/// broker (what a test made in bulk).
 pub async fn delete_topics(prefix: &str) {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    use rdkafka::client::DefaultClientContext;
     let brokers = Config::from_env().kafka_brokers;
-    let admin: AdminClient<DefaultClientContext> =
-        insikt::kafka::client_config(&brokers, "insikt-test-cleanup")
-            .create()
-            .unwrap();
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, Duration::from_secs(30))
+    insikt::kafka::Cluster::connect(&brokers, "insikt-test-cleanup")
+        .unwrap()
+        .delete_topics_with_prefix(prefix)
+        .await
         .unwrap();
-    let topics: Vec<String> = metadata
-        .topics()
-        .iter()
-        .map(|t| t.name().to_owned())
-        .filter(|t| t.starts_with(prefix))
-        .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60)));
-    for chunk in topics.chunks(500) {
-        let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let _ = admin.delete_topics(&names, &options).await;
-    }
 }
