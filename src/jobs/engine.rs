@@ -16,8 +16,10 @@ use crate::telemetry::metrics;
 
 /// How often the lag gauges of all running jobs are refreshed (one request).
 const LAG_EVERY: Duration = Duration::from_secs(5);
-/// How long position lookups are gathered before one answers them all.
-const POSITIONS_GATHER: Duration = Duration::from_millis(200);
+/// How long position lookups are gathered before one answers them all: a
+/// drained stream's last batch waits this long (`position()` is local, but
+/// looks at every assigned partition).
+const POSITIONS_GATHER: Duration = Duration::from_millis(20);
 
 /// A topic's partition.
 pub type Partition = (String, i32);

@@ -119,20 +119,28 @@ async fn read(r: &Reader) -> Result<(), JobsError> {
             citizens = Some(statements::citizen_ids(&client, r.import_id).await?);
         }
         let known = citizens.as_ref().expect("just read");
-        let (batch, read, more) = fill(r, first, known).await;
+        let (mut batch, read, more) = fill(r, first, known).await;
         served = true;
-        let Some(next) = batch.next_offsets.first().map(|(_, next)| *next) else {
+        let Some(mut next) = batch.next_offsets.first().map(|(_, next)| *next) else {
             continue; // only consumer errors, already logged
         };
+        if !more {
+            // Drained: the commit marker that came with these records was
+            // served with them. The batch stores the position past it, so
+            // the stream's lag is 0 the moment its last statements are.
+            let partition = (r.topic.clone(), r.partition);
+            if let Some(position) = r.engine.position(partition).await.filter(|p| *p > next) {
+                next = position;
+                batch.next_offsets = vec![(r.partition, next)];
+            }
+            // A marker that comes later wakes the idle reader (`step_over`).
+            served = false;
+        }
         through = Some(next);
         if !hand_over(r, batch, read, more, Some(permit)).await {
             return Ok(());
         }
         told = !more;
-        if !more {
-            served = false;
-            step_over(r, &mut through).await?;
-        }
     }
 }
 
