@@ -410,7 +410,10 @@ async fn routes(
 /// The process's threads, open files, broker connections and RSS, and its
 /// (and the broker's) CPU over [`IDLE`].
 async fn resources(pid: u32) -> String {
-    let broker = std::fs::read_to_string("/var/lib/insikt-dev/kafka/kafka.pid")
+    // The shared development broker's, unless the run uses another one.
+    let pid_file = std::env::var("INSIKT_BENCH_BROKER_PID_FILE")
+        .unwrap_or("/var/lib/insikt-dev/kafka/kafka.pid".into());
+    let broker = std::fs::read_to_string(pid_file)
         .ok()
         .and_then(|p| p.trim().parse::<u32>().ok());
     let (cpu0, broker0, threads0) = (cpu_ticks(pid), broker.map(cpu_ticks), thread_ticks(pid));
@@ -503,8 +506,17 @@ fn cpu_ticks_of(path: &str) -> u64 {
     at(11) + at(12)
 }
 
-/// The process's established TCP connections to port 9092.
+/// The process's established TCP connections to the port of the first of
+/// `INSIKT_KAFKA_BROKERS`.
 fn broker_connections(pid: u32) -> usize {
+    let brokers = insikt::config::Config::from_env().kafka_brokers;
+    let port: u16 = brokers
+        .split(',')
+        .next()
+        .and_then(|b| b.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(9092);
+    let port = format!(":{port:04X}");
     let sockets: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| {
             d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
@@ -527,7 +539,7 @@ fn broker_connections(pid: u32) -> usize {
         })
         .filter(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
-            f.len() > 9 && f[2].ends_with(":2384") && f[3] == "01" && sockets.contains(f[9])
+            f.len() > 9 && f[2].ends_with(&port) && f[3] == "01" && sockets.contains(f[9])
         })
         .count()
 }
