@@ -16,6 +16,7 @@ pub mod http;
 pub mod insights;
 pub mod jobs;
 pub mod kafka;
+pub mod places;
 pub mod startup;
 pub mod statements;
 pub mod telemetry;

@@ -17,6 +17,7 @@ mod jobs;
 mod observability;
 pub mod openapi;
 mod ops;
+mod places;
 pub mod routes;
 pub mod schema;
 mod statements;
@@ -87,6 +88,8 @@ pub fn router(state: &State) -> BoxedFilter<(Response,)> {
         .or(citizens::routes(state))
         .unify()
         .or(towns::routes(state))
+        .unify()
+        .or(places::routes(state))
         .unify()
         .or(observability::routes(state))
         .unify()

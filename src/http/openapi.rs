@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi};
 use super::schema::{ErrorBody, ADMIN_TOKEN};
 use super::{
     airports, archives, citizens, console, courses, demand, docs, insights, jobs, observability,
-    ops, statements, towns,
+    ops, places, statements, towns,
 };
 
 #[derive(OpenApi)]
@@ -81,6 +81,7 @@ impl Modify for Resources {
             demand::Api::openapi(),
             insights::Api::openapi(),
             jobs::Api::openapi(),
+            places::Api::openapi(),
             statements::Api::openapi(),
             towns::Api::openapi(),
         ];
