@@ -11,7 +11,8 @@
 #   4. the deploy test: ansible/site.yml with inventories/local against this
 #      machine (connection local) installs and starts insikt as a separate
 #      instance (127.0.0.1:18080, database insikt_ansible, /opt|/etc|/var/lib|
-#      /var/log/insikt-ansible-test), checks /readyz, runs again and requires
+#      /var/log/insikt-ansible-test), checks /readyz, that reads need a token
+#      and that the host holds token digests only, runs again and requires
 #      changed=0, then stops and removes what it installed. The shared
 #      PostgreSQL and Kafka are used, never reconfigured or restarted.
 #
@@ -217,6 +218,16 @@ deploy_test() {
   [[ "$recap" =~ changed=[1-9] ]] || die "the first run changed nothing"
   [[ "$(readyz_status "$port")" == 200 ]] || die "/readyz on ${port} is not 200"
   log "   GET 127.0.0.1:${port}/readyz -> 200"
+  # Never open: reads need a token, and the host holds token digests only.
+  local env_file="/etc/${instance}/insikt.env" jobs
+  jobs="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port}/jobs" || true)"
+  [[ "$jobs" == 401 ]] || die "GET /jobs without a token answered ${jobs}, not 401: the service runs open"
+  grep -q "^INSIKT_REQUIRE_TOKENS='true'" "$env_file" || die "${env_file} does not require tokens"
+  grep -Eq "^INSIKT_(READ|WRITE)_TOKENS='[^']*:[0-9a-f]{64}" "$env_file" || die "${env_file} configures no read or write token digest"
+  if grep -Eq "test-(read|write|admin)-token|^INSIKT_ADMIN_TOKEN=" "$env_file"; then
+    die "${env_file} holds a plaintext token"
+  fi
+  log "   GET /jobs without a token -> 401; ${env_file} holds token digests only"
   step_done
 
   step_start "deploy (${label}): a second run changes nothing"

@@ -15,6 +15,15 @@
 #   scripts/robustness.sh faults          PostgreSQL crash and broker restart mid-
 #                                         stream (tests/faults.rs); stops and
 #                                         restarts the services: run it alone
+#   scripts/robustness.sh hostile         small requests that used to cost the
+#                                         service dearly (issue 32), each timed
+#                                         with its memory while /healthz is timed
+#                                         (p99 < 50 ms); a client sending headers
+#                                         at a byte a second; 1,000 idle
+#                                         connections beside a GET (p99 within 3x
+#                                         of quiet). INSIKT_ROBUSTNESS_REPORT_ONLY=1
+#                                         prints the figures without judging them
+#                                         (for an older build side by side)
 #
 # Each pass starts its own `insikt serve` on a fresh database (insikt_robustness_
 # and the pass's name, so passes run at once do not drop each other's) against
@@ -61,8 +70,11 @@ stop_instance() {
 trap stop_instance EXIT
 
 # Starts `insikt serve` on a fresh database with the sample airports loaded;
-# sets $server (pid), $base (URL), $bin.
+# sets $server (pid), $base (URL), $bin. With `closed`, a read token is
+# configured too, so the service runs with tokens (every request of the pass
+# then sends the admin token); otherwise it runs open.
 start_instance() {
+  local mode="${1:-open}"
   bin=$(binary)
   mkdir -p "$reports"
   psql -X -q "$admin_url" -c "DROP DATABASE IF EXISTS $database WITH (FORCE)" \
@@ -71,7 +83,13 @@ start_instance() {
   port=$(free_port)
   base="http://127.0.0.1:$port"
   export INSIKT_DATABASE_URL="$database_url" INSIKT_LISTEN="127.0.0.1:$port" \
-    INSIKT_ADMIN_TOKEN="$admin_token" INSIKT_LOG="${INSIKT_LOG:-warn}"
+    INSIKT_ADMIN_TOKEN="$admin_token" INSIKT_TOKEN="$admin_token" INSIKT_LOG="${INSIKT_LOG:-warn}"
+  if [[ "$mode" == closed ]]; then
+    INSIKT_READ_TOKENS="robustness-reader:$(printf '%s' "$admin_token-read" | sha256sum | cut -d' ' -f1)"
+    export INSIKT_READ_TOKENS
+  else
+    unset INSIKT_READ_TOKENS
+  fi
   "$bin" migrate >/dev/null
   "$bin" serve >"$reports/serve.log" 2>&1 &
   server=$!
@@ -172,10 +190,13 @@ schemathesis_bin() {
 api_pass() {
   local cases="${1:-25}" st body status
   st=$(schemathesis_bin)
-  start_instance
+  # With tokens, as deployments run: the document's security holds (a request
+  # without the token is 401), and every case sends the admin token.
+  start_instance closed
   body=$(mktemp)
   sample_import "$body"
-  curl -fsS -o /dev/null -H 'Content-Type: application/json' --data-binary "@$body" "$base/imports"
+  curl -fsS -o /dev/null -H 'Content-Type: application/json' -H "Authorization: Bearer $admin_token" \
+    --data-binary "@$body" "$base/imports"
   rm -f "$body"
   log "schemathesis: every route, $cases cases per operation, all checks"
   # The CPU profile route is left out: each case would hold a request for
@@ -319,6 +340,53 @@ EOF
   return "$status"
 }
 
+# An import of 300 residents in 30 towns, each asking for 100 courses of
+# their own through the API: demand by town and course has 30,000 groups,
+# with 30,000 distinct courses.
+chart_import() {
+  local work="$1" import
+  python3 - "$work/chart.json" "$work/chart-statements" <<'EOF'
+import json, sys
+citizens = [{"citizen_id": c, "town": f"town-{c % 30}", "street": "Main", "building": "1",
+             "apartment": 1, "name": f"Resident {c}", "birth_date": "01.01.1990",
+             "gender": "female", "relatives": []} for c in range(1, 301)]
+json.dump({"citizens": citizens}, open(sys.argv[1], "w"))
+for part in range(3):
+    statements = [{"statement_id": f"g{c}-{k}", "citizen_id": c, "course": f"course-{c}-{k}"}
+                  for c in range(1 + part * 100, 101 + part * 100) for k in range(1, 101)]
+    json.dump(statements, open(f"{sys.argv[2]}-{part}.json", "w"))
+EOF
+  import=$(curl -fsS -H 'Content-Type: application/json' --data-binary "@$work/chart.json" \
+    "$base/imports" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["import_id"])')
+  for part in 0 1 2; do
+    curl -fsS -o /dev/null -H 'Content-Type: application/json' \
+      --data-binary "@$work/chart-statements-$part.json" "$base/imports/$import/statements"
+  done
+  wait_stored "$import" 30000
+  echo "$import"
+}
+
+hostile_pass() {
+  local work import chart status=0 report_only=()
+  # 1,000 idle connections beside the pass's own need descriptors.
+  ulimit -n 8192 2>/dev/null || log "could not raise the open files limit ($(ulimit -n))"
+  start_instance
+  work=$(mktemp -d)
+  python3 -c 'import json, sys; json.dump({"citizens": [{"citizen_id": c, "town": "Soria",
+    "street": "Mayor", "building": "1", "apartment": 1, "name": "R", "birth_date": "01.01.1990",
+    "gender": "male", "relatives": []} for c in (1, 2, 3)]}, open(sys.argv[1], "w"))' "$work/small.json"
+  import=$(curl -fsS -H 'Content-Type: application/json' --data-binary "@$work/small.json" \
+    "$base/imports" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["import_id"])')
+  chart=$(chart_import "$work")
+  [[ -n "${INSIKT_ROBUSTNESS_REPORT_ONLY:-}" ]] && report_only=(--report-only)
+  log "hostile requests against $bin (import $import, chart import $chart)"
+  python3 scripts/robustness/hostile.py "$base" "$server" "$import" "$chart" "${report_only[@]}" |
+    tee "$reports/hostile.txt" || status=1
+  rm -rf "$work"
+  consistency || status=1
+  return "$status"
+}
+
 faults_pass() {
   cargo test --locked --test faults -- --ignored --test-threads=1 --nocapture 2>&1 |
     tee "$reports/faults.log" | grep -E '^(PostgreSQL crash|broker restart)|^test |test result'
@@ -329,8 +397,9 @@ case "$pass" in
   fuzz) mkdir -p "$reports"; fuzz_pass "$@" ;;
   load) mkdir -p "$reports"; scripts/services.sh up >&2; load_pass "$@" ;;
   faults) mkdir -p "$reports"; scripts/services.sh up >&2; faults_pass ;;
+  hostile) mkdir -p "$reports"; scripts/services.sh up >&2; hostile_pass ;;
   *)
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -35,6 +35,9 @@ pub enum Command {
         /// Base URL of the service [default: http://<listen address>].
         #[arg(long)]
         url: Option<String>,
+        /// A bearer token with the write scope, when the service needs one.
+        #[arg(long, env = "INSIKT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Stream a seeded sample import (residents, statements, a few bad
     /// records) through a running insikt and print the demand it answers.
@@ -59,11 +62,32 @@ pub enum Command {
         /// the sample (e.g. `5m`).
         #[arg(long, default_value = "5m", value_parser = parse_duration)]
         wait: Duration,
+        /// A bearer token with the write scope, when the service needs one.
+        #[arg(long, env = "INSIKT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// The archive of expired jobs (see README, "Archive").
     Archive {
         #[command(subcommand)]
         command: ArchiveCommand,
+    },
+    /// Bearer tokens (see README, "Access").
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a fresh random token (give it to the client; it is shown only
+    /// now) and the configuration line holding its SHA-256 digest.
+    New {
+        /// The token's name, shown in the audit trail (A-Z a-z 0-9 . _ -).
+        name: String,
+        /// What the token may do: read, write (and read) or admin (and write).
+        #[arg(long, default_value = "read", value_parser = ["read", "write", "admin"])]
+        scope: String,
     },
 }
 
@@ -128,7 +152,9 @@ pub struct Config {
     )]
     pub confirm_ttl_secs: u64,
 
-    /// Bearer token required by the admin endpoints; they answer 403 when unset.
+    /// A plaintext admin bearer token (kept for compatibility: prefer
+    /// `--admin-tokens`, which holds digests only). Admin routes answer 403
+    /// while no admin token is configured.
     #[arg(
         long,
         env = "INSIKT_ADMIN_TOKEN",
@@ -136,6 +162,64 @@ pub struct Config {
         global = true
     )]
     pub admin_token: Option<String>,
+
+    /// Tokens with the `read` scope: comma-separated `name:sha256-hex` pairs
+    /// (`insikt token new NAME` makes one). With no read or write token the
+    /// service runs open: reads and writes need no token.
+    #[arg(
+        long,
+        env = "INSIKT_READ_TOKENS",
+        hide_env_values = true,
+        global = true
+    )]
+    pub read_tokens: Option<String>,
+
+    /// Tokens with the `write` scope (which includes `read`), as `--read-tokens`.
+    #[arg(
+        long,
+        env = "INSIKT_WRITE_TOKENS",
+        hide_env_values = true,
+        global = true
+    )]
+    pub write_tokens: Option<String>,
+
+    /// Tokens with the `admin` scope (which includes `write`), as `--read-tokens`.
+    #[arg(
+        long,
+        env = "INSIKT_ADMIN_TOKENS",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_tokens: Option<String>,
+
+    /// A file of tokens, one `read|write|admin name:sha256-hex` a line (`#`
+    /// starts a comment), added to those of the variables above.
+    #[arg(long, env = "INSIKT_TOKENS_FILE", global = true)]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Refuse to start without a read or write token (a deployment that
+    /// must never run open sets this: a token setting lost from a Secret
+    /// then stops the start instead of opening the data).
+    #[arg(long, env = "INSIKT_REQUIRE_TOKENS", global = true)]
+    pub require_tokens: bool,
+
+    /// Groups of fewer residents than this are left out of demand (and
+    /// insights) answers and counted in their `suppressed` total, so an
+    /// export cannot single out a resident of a small town. 1 = off.
+    #[arg(
+        long,
+        env = "INSIKT_MIN_GROUP_SIZE",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000),
+        global = true
+    )]
+    pub min_group_size: u32,
+
+    /// A client must send a request's headers within this time (e.g. `10s`),
+    /// or its connection is closed; also how long an idle kept-alive
+    /// connection stays open.
+    #[arg(long, env = "INSIKT_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub header_timeout: Duration,
 
     /// Name of this instance among several (default: hostname-pid).
     #[arg(long, env = "INSIKT_INSTANCE_ID", global = true)]
@@ -403,6 +487,25 @@ impl Config {
             .unwrap_or_else(|| crate::archive::ArchiveStore::directory_url(&self.archive_dir))
     }
 
+    /// The configured tokens (see `crate::access`).
+    pub fn tokens(&self) -> Result<crate::access::Tokens, crate::access::AccessError> {
+        use crate::access::Scope;
+        crate::access::Tokens::new(
+            self.admin_token.as_deref(),
+            [
+                (Scope::Read, self.read_tokens.as_deref()),
+                (Scope::Write, self.write_tokens.as_deref()),
+                (Scope::Admin, self.admin_tokens.as_deref()),
+            ],
+            self.tokens_file.as_deref(),
+        )
+    }
+
+    /// The small-group threshold (see `crate::privacy`).
+    pub fn min_group_size(&self) -> crate::privacy::MinGroupSize {
+        crate::privacy::MinGroupSize::new(self.min_group_size)
+    }
+
     pub fn confirm_ttl(&self) -> Duration {
         Duration::from_secs(self.confirm_ttl_secs)
     }
@@ -450,6 +553,13 @@ mod tests {
                 ..
             })
         ));
+        let cli = Cli::parse_from(["insikt", "token", "new", "loader", "--scope", "write"]);
+        assert!(matches!(
+            cli.command,
+            Some(Command::Token { command: TokenCommand::New { ref name, ref scope } })
+                if name == "loader" && scope == "write"
+        ));
+        assert!(Cli::try_parse_from(["insikt", "token", "new", "x", "--scope", "root"]).is_err());
         let cli = Cli::parse_from(["insikt", "archive", "replay", "job-1", "--into", "7"]);
         assert!(matches!(
             cli.command,

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::config::{ArchiveCommand, Cli, Command, Config};
+use crate::access::{AccessError, Scope};
+use crate::config::{ArchiveCommand, Cli, Command, Config, TokenCommand};
 use crate::db::{self, DbError, MigrationReport};
 use crate::http;
 use crate::jobs::{self, JobsError, SupervisorHandle};
@@ -31,6 +32,10 @@ pub enum StartupError {
     Cli(#[from] crate::cli::CliError),
     #[error("could not generate a random secret: {0}")]
     Random(String),
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Runs the command the command line asked for.
@@ -68,8 +73,29 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             );
             Ok(())
         }
-        Command::UploadAirports { file, url } => {
-            let uploaded = crate::cli::upload_airports(&cli.config, &file, url.as_deref()).await?;
+        Command::Token {
+            command: TokenCommand::New { name, scope },
+        } => {
+            let scope = Scope::parse(&scope).unwrap_or(Scope::Read);
+            crate::access::check_name(&name).map_err(StartupError::Usage)?;
+            let (token, digest) =
+                crate::access::new_token().map_err(|e| StartupError::Random(e.to_string()))?;
+            // The token on stdout's first line, the setting on the second;
+            // what to do with them on stderr, so scripts can read stdout.
+            println!("{token}");
+            println!("{}={name}:{}", scope.variable(), digest.hex());
+            eprintln!(
+                "insikt: give the first line to the client (it is shown only now; the service \
+                 keeps only its SHA-256). Add the second to the service's environment (join \
+                 several {scope} tokens with commas), or `{scope} {name}:{}` to INSIKT_TOKENS_FILE.",
+                digest.hex()
+            );
+            Ok(())
+        }
+        Command::UploadAirports { file, url, token } => {
+            let uploaded =
+                crate::cli::upload_airports(&cli.config, &file, url.as_deref(), token.as_deref())
+                    .await?;
             println!(
                 "inserted {}, updated {}",
                 uploaded.inserted, uploaded.updated
@@ -83,6 +109,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
             residents,
             statements,
             wait,
+            token,
         } => {
             let options = crate::cli::demo::DemoOptions {
                 url,
@@ -94,6 +121,7 @@ pub async fn run(cli: Cli) -> Result<(), StartupError> {
                     ..crate::demo::Plan::default()
                 },
                 timeout: wait,
+                token,
                 ..crate::cli::demo::DemoOptions::default()
             };
             crate::cli::demo::demo(&cli.config, &options, &mut std::io::stdout()).await?;
@@ -122,6 +150,29 @@ pub struct Application {
 impl Application {
     /// Migrates (unless `no_migrate`), builds the clients and binds the listener.
     pub async fn build(mut config: Config) -> Result<Self, StartupError> {
+        // Bad token settings stop the start, before anything else is done.
+        let tokens = config.tokens()?;
+        if tokens.is_open() && config.require_tokens {
+            return Err(StartupError::Usage(
+                "INSIKT_REQUIRE_TOKENS is set but no read or write token is configured \
+                 (INSIKT_READ_TOKENS, INSIKT_WRITE_TOKENS, INSIKT_TOKENS_FILE): not starting open"
+                    .to_owned(),
+            ));
+        }
+        if tokens.is_open() {
+            tracing::warn!(
+                "no read or write token is configured (INSIKT_READ_TOKENS, INSIKT_WRITE_TOKENS, \
+                 INSIKT_TOKENS_FILE): running OPEN, anyone who reaches the port reads and \
+                 changes personal data; configure tokens outside development (README, \"Access\")"
+            );
+        }
+        tracing::info!(
+            read = tokens.count(Scope::Read),
+            write = tokens.count(Scope::Write),
+            admin = tokens.count(Scope::Admin),
+            open = tokens.is_open(),
+            "access tokens configured"
+        );
         if !config.no_migrate {
             migrate(&config).await?;
         }
@@ -154,13 +205,7 @@ impl Application {
         ));
         Ok(Self {
             listener,
-            state: http::State {
-                config: Arc::new(config),
-                pool,
-                kafka,
-                supervisor,
-                insights,
-            },
+            state: http::State::new(config, pool, kafka, supervisor, tokens, insights),
         })
     }
 
@@ -178,14 +223,16 @@ impl Application {
         let timeout = self.state.config.shutdown_timeout();
         let stopping = Arc::new(Notify::new());
         let notify = Arc::clone(&stopping);
-        let server = warp::serve(http::router(&self.state))
-            .incoming(self.listener)
-            .graceful(async move {
+        let server = http::server::serve(
+            self.listener,
+            http::router(&self.state),
+            self.state.config.header_timeout,
+            async move {
                 shutdown.await;
                 tracing::info!("shutting down: finishing in-flight requests");
                 notify.notify_one();
-            })
-            .run();
+            },
+        );
         tracing::info!(%addr, instance = %self.state.config.instance_id(), "insikt listening");
         tokio::select! {
             () = server => tracing::info!("server stopped"),

@@ -126,10 +126,13 @@ async fn archive_and_replay(backend: Backend) {
         "{object}"
     );
     assert!(object.get("download").is_none(), "{object}");
+    // Named within the archive: neither the store's location nor a local path.
     assert_eq!(
-        object["url"],
-        format!("{store_url}/{name}/0-6-14.ndjson.gz").as_str()
+        object["object"],
+        format!("{name}/0-6-14.ndjson.gz").as_str()
     );
+    assert!(object.get("url").is_none(), "{object}");
+    assert!(!object.to_string().contains(&store_url), "{object}");
     let (status, body) = admin(&app, Method::GET, &format!("/jobs/{name}/archives"), None).await;
     assert_eq!(status, 200, "{body}");
     let link = body["data"][0]["download"].as_str().unwrap().to_owned();

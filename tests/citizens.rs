@@ -664,12 +664,12 @@ async fn unknown_imports_and_citizens_are_404_and_bad_ids_400() {
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "POST, OPTIONS");
     let response = app
-        .request(Method::DELETE, &format!("/imports/{import_id}/citizens/1"))
+        .request(Method::PUT, &format!("/imports/{import_id}/citizens/1"))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 405);
-    assert_eq!(response.headers()["allow"], "PATCH, OPTIONS");
+    assert_eq!(response.headers()["allow"], "PATCH, DELETE, OPTIONS");
 }
 
 #[tokio::test]

@@ -216,3 +216,78 @@ async fn scenario(app: &TestApp, browser: &Browser, import: i64, name: &str) -> 
     })?;
     Ok(())
 }
+
+/// A service with tokens: the console asks for one when a read answers 401,
+/// keeps it for the tab's session, and asks again when it is refused.
+#[tokio::test]
+async fn the_console_asks_for_a_token_when_reads_need_one() {
+    let app = TestApp::spawn_with(|config| {
+        streams::configure(config);
+        common::with_tokens(config);
+    })
+    .await;
+    let browser = Browser::start(1280, 900).await;
+    let outcome = token_scenario(&app, &browser).await;
+    let path = target_file("console-token.png");
+    let saved = browser.screenshot(&path).await;
+    browser.close().await;
+    if let Err(why) = outcome {
+        panic!("{why}\nscreenshot: {} ({saved:?})", path.display());
+    }
+}
+
+async fn token_scenario(app: &TestApp, browser: &Browser) -> Result<(), String> {
+    browser.goto(&app.url("/console")).await?;
+    browser
+        .wait_text("#token-reason", WAIT, |t| {
+            t.contains("needs a token to read")
+        })
+        .await?;
+    browser
+        .wait_text("#token-title", WAIT, |t| t == "Token")
+        .await?;
+    browser
+        .wait_for("#token-input", WAIT)
+        .await?
+        .send_keys(common::READ_TOKEN)
+        .await?;
+    browser.wait_for("#token-ok", WAIT).await?.click().await?;
+    browser
+        .wait_text("#jobs", WAIT, |t| t.contains("No jobs yet"))
+        .await?;
+    let stored: Value = browser
+        .execute("return sessionStorage.getItem('insikt.token')", json!([]))
+        .await?;
+    ensure(stored == common::READ_TOKEN, || {
+        format!("token stored as {stored}")
+    })?;
+    ensure(browser.find("#forget-token").await?.is_some(), || {
+        "no forget button".into()
+    })?;
+
+    // The same tab keeps it: no question on the next page load.
+    browser.goto(&app.url("/console#/?state=running")).await?;
+    browser
+        .wait_text("#jobs", WAIT, |t| t.contains("No running jobs"))
+        .await?;
+    let open: Value = browser
+        .execute(
+            "return document.getElementById('token-dialog').open",
+            json!([]),
+        )
+        .await?;
+    ensure(open == false, || "asked again for a kept token".into())?;
+
+    // A token the service refuses is dropped and asked for again.
+    browser
+        .execute(
+            "sessionStorage.setItem('insikt.token', 'not-a-token')",
+            json!([]),
+        )
+        .await?;
+    browser.execute("location.reload()", json!([])).await?;
+    browser
+        .wait_text("#token-reason", WAIT, |t| t.contains("may not read"))
+        .await?;
+    Ok(())
+}

@@ -264,3 +264,72 @@ async fn the_chart_is_svg_naming_every_group() {
     assert_eq!(status, 400);
     assert!(body["error"]["fields"]["by"].is_string());
 }
+
+/// `INSIKT_MIN_GROUP_SIZE`: groups of fewer residents are left out of the
+/// JSON, the CSV and the chart, and counted.
+#[tokio::test]
+async fn small_groups_are_left_out_and_counted_in_json_csv_and_svg() {
+    let app = TestApp::spawn_with(|config| config.min_group_size = 2).await;
+    let import = fixture(&app).await;
+    let path = format!("/imports/{import}/demand?by=town,course");
+    let (status, body) = json(app.get(&path).await).await;
+    assert_eq!(status, 200, "{body}");
+    // Madrid/go and Sevilla/go have one resident each.
+    assert_eq!(
+        body,
+        json!({"data": [
+            {"town": "Madrid", "course": "rust", "statements": 3, "residents": 2},
+            {"town": "Sevilla", "course": "rust", "statements": 2, "residents": 2},
+        ], "suppressed": 2})
+    );
+
+    let response = app.get(&format!("{path}&format=csv")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    assert_eq!(response.headers()["insikt-suppressed"], "2");
+    assert_eq!(
+        response.headers()["content-disposition"],
+        format!("attachment; filename=\"import-{import}-demand.csv\"").as_str()
+    );
+    assert_eq!(
+        response.text().await.unwrap(),
+        "town,course,statements,residents\nMadrid,rust,3,2\nSevilla,rust,2,2\n"
+    );
+
+    let response = app
+        .get(&format!("/imports/{import}/demand.svg?by=town,course"))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["insikt-suppressed"], "2");
+    let texts = svg_texts(&response.text().await.unwrap());
+    assert!(!texts.iter().any(|t| t == "go"), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t.contains("2 small groups left out")),
+        "{texts:?}"
+    );
+
+    // Off by default: every group, and a count of none.
+    let open = TestApp::spawn().await;
+    let import = fixture(&open).await;
+    let (_, body) = json(
+        open.get(&format!("/imports/{import}/demand?by=town,course"))
+            .await,
+    )
+    .await;
+    assert_eq!(body["data"].as_array().unwrap().len(), 4);
+    assert_eq!(body["suppressed"], 0);
+    let response = open
+        .get(&format!("/imports/{import}/demand?by=town&format=csv"))
+        .await;
+    assert_eq!(response.headers()["insikt-suppressed"], "0");
+    let (status, body) = json(
+        open.get(&format!("/imports/{import}/demand?by=town&format=xml"))
+            .await,
+    )
+    .await;
+    assert_eq!((status, error_code(&body)), (400, "bad_request"));
+    assert!(body["error"]["fields"]["format"].is_string(), "{body}");
+}

@@ -81,7 +81,7 @@ async fn every_route_answers_options_with_exactly_its_methods() {
         let allow = response.headers()["allow"].to_str().unwrap().to_owned();
         let mut listed: Vec<&str> = allow.split(", ").collect();
         listed.sort_unstable();
-        let mut expected: Vec<&str> = route.methods.iter().map(Method::as_str).collect();
+        let mut expected: Vec<&str> = route.methods().map(Method::as_str).collect();
         expected.push("OPTIONS");
         expected.sort_unstable();
         assert_eq!(listed, expected, "Allow of {path}");
@@ -101,7 +101,7 @@ async fn a_wrong_method_is_405_with_allow_and_an_error_body() {
             Method::DELETE,
         ]
         .into_iter()
-        .find(|m| !route.methods.contains(m))
+        .find(|m| route.access(m).is_none())
         .expect("some method is not served");
         let response = app.request(wrong.clone(), &path).send().await.unwrap();
         assert_eq!(

@@ -230,6 +230,78 @@ async fn figures_equal_scipys() {
     close(&go["q"], 0.9375);
 }
 
+/// `INSIKT_MIN_GROUP_SIZE`: groups of fewer residents are left out of rates,
+/// trend and emerging after the statistics (q is the same as without the
+/// setting) and counted in `suppressed` and the CSV's header.
+#[tokio::test]
+async fn small_groups_are_left_out_and_counted() {
+    let app = TestApp::spawn_with(|config| {
+        streams::configure(config);
+        config.min_group_size = 5;
+    })
+    .await;
+    let as_of = monday_of(Utc::now());
+    let import = pinned(&app, as_of).await;
+    let q = |path: &str| {
+        format!(
+            "/imports/{import}/insights/{path}&as_of={}",
+            as_of.format("%Y-%m-%d")
+        )
+    };
+
+    // Alba has 4 residents, Bera 6: Alba is left out, Bera's figures are
+    // those of `figures_equal_scipys`, q included, and the totals keep everyone.
+    let (status, body) = json(app.get(&q("rates?by=town,course&course=rust")).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["suppressed"], 1, "{body}");
+    let rows = body["data"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{body}");
+    assert_eq!(rows[0]["town"], "Bera");
+    close(&rows[0]["q"], 0.6168820823680049);
+    assert_eq!(body["data"]["totals"]["population"], 10);
+
+    let response = app
+        .get(&q("rates?by=town,course&course=rust&format=csv"))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["insikt-suppressed"], "1");
+    let csv = response.text().await.unwrap();
+    assert!(!csv.contains("Alba"), "{csv}");
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+
+    let (status, body) = json(app.get(&q("trend?by=town&interval=week")).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["suppressed"], 1, "{body}");
+    let series = body["data"]["series"].as_array().unwrap();
+    assert_eq!(series.len(), 1, "{body}");
+    assert_eq!(series[0]["town"], "Bera", "{body}");
+
+    let (status, body) = json(app.get(&q("emerging?by=town&min_count=1&window=28d")).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["suppressed"], 1, "{body}");
+    assert!(body["data"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|row| row["town"] == "Bera"));
+
+    // Off by default: both towns and a count of none.
+    let (_, body) = json(app.get(&q("rates?by=town&course=rust")).await).await;
+    assert_eq!(body["suppressed"], 1);
+    let open = TestApp::spawn_with(streams::configure).await;
+    let import = pinned(&open, as_of).await;
+    let (_, body) = json(
+        open.get(&format!(
+            "/imports/{import}/insights/rates?by=town&course=rust&as_of={}",
+            as_of.format("%Y-%m-%d")
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(body["suppressed"], 0, "{body}");
+    assert_eq!(body["data"]["rows"].as_array().unwrap().len(), 2);
+}
+
 /// The sample of the planted-signals test: ~1,200 residents, 8 weeks.
 fn plan(as_of: DateTime<Utc>) -> Plan {
     Plan {

@@ -834,8 +834,7 @@ async fn the_openapi_document_is_valid_and_documents_every_route_of_the_table() 
         .iter()
         .flat_map(|route| {
             route
-                .methods
-                .iter()
+                .methods()
                 .map(|method| (route.pattern.to_owned(), method.as_str().to_owned()))
         })
         .collect();

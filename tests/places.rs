@@ -18,11 +18,21 @@ use serde_json::{json, Value};
 
 /// The app with the real airports file uploaded, and statements enabled.
 async fn app_with_airports() -> TestApp {
+    app_with_airports_and(|_| {}).await
+}
+
+/// Like [`app_with_airports`], with the configuration adjusted by `adjust`.
+async fn app_with_airports_and(adjust: impl FnOnce(&mut insikt::config::Config)) -> TestApp {
+    // A 500's cause, in the output of a failed test.
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_env_filter("error")
         .try_init();
-    let app = TestApp::spawn_with(streams::configure).await;
+    let app = TestApp::spawn_with(|config| {
+        streams::configure(config);
+        adjust(config);
+    })
+    .await;
     let csv = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/airports.csv"))
         .expect("data/airports.csv");
     let (status, body) = json(
@@ -321,6 +331,45 @@ async fn towns_are_placed_by_the_country_with_most_airports_and_ties_wait_for_a_
     let towns = get(&app, "/towns").await["towns"].clone();
     assert_eq!(town(&towns, "Valencia")["status"], "ambiguous");
     assert_eq!(fixes(&app).await, 1);
+
+    // Each accepted change left one audit row; the refusals none.
+    let audit: Vec<(String, String, Value)> = app
+        .db()
+        .await
+        .query(
+            "SELECT method, outcome, detail FROM audit WHERE route = '/towns/{name}' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let outcomes: Vec<(&str, &str, &str)> = audit
+        .iter()
+        .map(|(m, o, d)| (m.as_str(), o.as_str(), d["town"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("PUT", "created", "valencia"),
+            ("PUT", "updated", "Valencia"),
+            ("PUT", "created", "Barcelona"),
+            ("DELETE", "deleted", "VALENCIA"),
+        ]
+    );
+
+    // Every route of places says what it allows.
+    for (path, allow) in [
+        ("/towns", "GET, OPTIONS"),
+        ("/towns/Valencia", "PUT, DELETE, OPTIONS"),
+        ("/imports/1/insights/near", "GET, OPTIONS"),
+        ("/imports/1/insights/map.svg", "GET, OPTIONS"),
+    ] {
+        let response = app.request(Method::OPTIONS, path).send().await.unwrap();
+        assert_eq!(response.status(), 204, "{path}");
+        assert_eq!(response.headers()["allow"], allow, "{path}");
+    }
 }
 
 /// `GET /airports/{id}/delete`: the soft delete.
@@ -673,4 +722,45 @@ async fn the_map_labels_sixty_european_towns_without_overlap() {
         );
     }
     screenshot(&app, import_id, "places-map-60.png").await;
+}
+
+#[tokio::test]
+async fn small_towns_stay_out_of_near_and_the_map() {
+    let app = app_with_airports_and(|config| config.min_group_size = 5).await;
+    // Toledo has no airport: unplaced, but too small to be named at all.
+    let import_id = import(
+        &app,
+        &[("Madrid", 8, 2), ("Getafe", 3, 1), ("Toledo", 2, 1)],
+    )
+    .await;
+    let (status, body) = json(
+        app.get(&format!(
+            "/imports/{import_id}/insights/near?lat=40.4&lon=-3.7&radius_km=100"
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["suppressed"], 2, "{body}");
+    assert_eq!(body["data"]["towns"].as_array().unwrap().len(), 1);
+    assert_eq!(body["data"]["not_placed"], json!([]));
+    assert!(!body.to_string().contains("Toledo"));
+    let response = app
+        .get(&format!(
+            "/imports/{import_id}/insights/near?lat=40.4&lon=-3.7&radius_km=100&format=csv"
+        ))
+        .await;
+    assert_eq!(response.headers()["insikt-suppressed"], "2");
+    assert!(!response.text().await.unwrap().contains("Toledo"));
+    let response = app
+        .get(&format!("/imports/{import_id}/insights/map.svg"))
+        .await;
+    assert_eq!(response.headers()["insikt-suppressed"], "2");
+    let svg = response.text().await.unwrap();
+    let all = texts(&svg).join(" ");
+    assert!(
+        all.contains("Madrid") && !all.contains("Toledo") && !all.contains("Getafe"),
+        "{all}"
+    );
+    assert!(all.contains("2 towns left out"), "{all}");
 }

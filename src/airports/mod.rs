@@ -257,6 +257,15 @@ impl AirportPatch {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
+
+    /// The names of the fields it changes (as its JSON form names them),
+    /// for the audit trail.
+    pub fn field_names(&self) -> Vec<String> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(fields)) => fields.into_iter().map(|(k, _)| k).collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// A parsed airport (new or a change) whose text PostgreSQL can store.

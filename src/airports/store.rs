@@ -8,6 +8,7 @@ use tokio_postgres::Row;
 
 use super::confirm::{Action, Verified};
 use super::{Airport, AirportError, AirportPatch, NearAirport, NewAirport};
+use crate::audit::Origin;
 use crate::db::Pool;
 
 /// The columns every read returns, in [`from_row`]'s order.
@@ -130,9 +131,21 @@ pub async fn get(pool: &Pool, id: i64) -> Result<Airport, AirportError> {
         .ok_or(AirportError::NotFound(id))
 }
 
-pub async fn create(pool: &Pool, airport: &NewAirport) -> Result<Airport, AirportError> {
-    let client = pool.get().await?;
-    insert(&client, airport).await
+pub async fn create(
+    pool: &Pool,
+    airport: &NewAirport,
+    origin: &Origin,
+) -> Result<Airport, AirportError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let created = insert(&tx, airport).await?;
+    origin
+        .entry("created")
+        .airport(created.id)
+        .record(&tx)
+        .await?;
+    tx.commit().await?;
+    Ok(created)
 }
 
 async fn insert(client: &impl GenericClient, a: &NewAirport) -> Result<Airport, AirportError> {
@@ -166,9 +179,23 @@ async fn insert(client: &impl GenericClient, a: &NewAirport) -> Result<Airport, 
     Ok(from_row(&row))
 }
 
-pub async fn patch(pool: &Pool, id: i64, patch: &AirportPatch) -> Result<Airport, AirportError> {
-    let client = pool.get().await?;
-    update(&client, id, patch).await
+pub async fn patch(
+    pool: &Pool,
+    id: i64,
+    patch: &AirportPatch,
+    origin: &Origin,
+) -> Result<Airport, AirportError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let updated = update(&tx, id, patch).await?;
+    origin
+        .entry("updated")
+        .airport(id)
+        .detail(serde_json::json!({ "fields": patch.field_names() }))
+        .record(&tx)
+        .await?;
+    tx.commit().await?;
+    Ok(updated)
 }
 
 async fn update(
@@ -245,9 +272,10 @@ async fn update(
 }
 
 /// Hard delete.
-pub async fn delete(pool: &Pool, id: i64) -> Result<(), AirportError> {
-    let client = pool.get().await?;
-    let deleted = client
+pub async fn delete(pool: &Pool, id: i64, origin: &Origin) -> Result<(), AirportError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let deleted = tx
         .execute(
             "DELETE FROM airports WHERE id = $1 AND deleted_at IS NULL",
             &[&id],
@@ -256,22 +284,28 @@ pub async fn delete(pool: &Pool, id: i64) -> Result<(), AirportError> {
     if deleted == 0 {
         return Err(AirportError::NotFound(id));
     }
+    origin.entry("deleted").airport(id).record(&tx).await?;
+    tx.commit().await?;
     Ok(())
 }
 
 /// Sets `deleted_at`: from then on the row is invisible; returns it as it ended.
-pub async fn soft_delete(pool: &Pool, id: i64) -> Result<Airport, AirportError> {
-    let client = pool.get().await?;
+pub async fn soft_delete(pool: &Pool, id: i64, origin: &Origin) -> Result<Airport, AirportError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
     let sql = format!(
         "UPDATE airports SET deleted_at = now(), updated_at = now()
          WHERE id = $1 AND deleted_at IS NULL
          RETURNING {COLUMNS}"
     );
-    client
+    let airport = tx
         .query_opt(&sql, &[&id])
         .await?
         .map(|row| from_row(&row))
-        .ok_or(AirportError::NotFound(id))
+        .ok_or(AirportError::NotFound(id))?;
+    origin.entry("soft_deleted").airport(id).record(&tx).await?;
+    tx.commit().await?;
+    Ok(airport)
 }
 
 /// `GET /airports/near`: a point and a radius.
@@ -337,7 +371,11 @@ pub enum Confirmed {
 
 /// Performs a verified link's action once: its nonce is recorded in the same
 /// transaction, so a replay (or a failed action) changes nothing.
-pub async fn confirm(pool: &Pool, verified: &Verified) -> Result<Confirmed, AirportError> {
+pub async fn confirm(
+    pool: &Pool,
+    verified: &Verified,
+    origin: &Origin,
+) -> Result<Confirmed, AirportError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let fresh = tx
@@ -358,6 +396,15 @@ pub async fn confirm(pool: &Pool, verified: &Verified) -> Result<Confirmed, Airp
         Action::Create { airport } => Confirmed::Created(insert(&tx, airport).await?),
         Action::Update { id, patch } => Confirmed::Updated(update(&tx, *id, patch).await?),
     };
+    let entry = match (&done, &verified.action) {
+        (Confirmed::Created(airport), _) => origin.entry("created").airport(airport.id),
+        (Confirmed::Updated(airport), Action::Update { patch, .. }) => origin
+            .entry("updated")
+            .airport(airport.id)
+            .detail(serde_json::json!({ "fields": patch.field_names() })),
+        (Confirmed::Updated(airport), _) => origin.entry("updated").airport(airport.id),
+    };
+    entry.record(&tx).await?;
     // Expired nonces can never be replayed (the expiry check comes first).
     tx.execute(
         "DELETE FROM confirmation_tokens WHERE expires_at < now() - interval '1 day'",

@@ -7,6 +7,11 @@ use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
+/// An input value in a message: quoted, and cut when long.
+fn shown(text: &str) -> String {
+    crate::limits::excerpt(text, crate::limits::ECHO_CHARS)
+}
+
 /// Why a text field cannot be stored: PostgreSQL text has no NUL character.
 pub const NUL: &str = "must not contain NUL characters";
 
@@ -73,7 +78,7 @@ macro_rules! bounded_degrees {
                 let value: f64 = text
                     .trim()
                     .parse()
-                    .map_err(|_| format!("{} {text:?} is not a number", $what))?;
+                    .map_err(|_| format!("{} {} is not a number", $what, shown(text)))?;
                 Self::try_from(value)
             }
         }
@@ -132,8 +137,12 @@ impl std::str::FromStr for Timezone {
     type Err = String;
     /// Exact decimal parsing (`5.75`, `-3.5`, `10`), no float rounding.
     fn from_str(text: &str) -> Result<Self, String> {
-        let invalid =
-            || format!("timezone {text:?} is not a number of hours with up to two decimals");
+        let invalid = || {
+            format!(
+                "timezone {} is not a number of hours with up to two decimals",
+                shown(text)
+            )
+        };
         let trimmed = text.trim();
         let (negative, digits) = match trimmed.strip_prefix('-') {
             Some(rest) => (true, rest),
@@ -216,7 +225,7 @@ impl std::str::FromStr for Dst {
             // PostgreSQL text cannot hold NUL; refusing it here keeps it a 400.
             (Some('\0'), None) => Err(format!("dst {NUL}")),
             (Some(c), None) => Ok(Self(c)),
-            _ => Err(format!("dst {text:?} is not a single character")),
+            _ => Err(format!("dst {} is not a single character", shown(text))),
         }
     }
 }

@@ -22,6 +22,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::csv::{Column, Header, Parser, Rejected, Row};
 use super::AirportError;
+use crate::audit::Origin;
 use crate::db::{Client, Pool};
 
 /// Rows handed from the parser to the writer at a time.
@@ -44,6 +45,7 @@ pub async fn upload<S, B, E>(
     pool: &Pool,
     body: S,
     limit: u64,
+    origin: &Origin,
 ) -> Result<UploadOutcome, AirportError>
 where
     S: Stream<Item = Result<B, E>> + Send,
@@ -56,7 +58,7 @@ where
     let parser = tokio::task::spawn_blocking(move || parse(ChannelReader::new(bytes_rx), &rows_tx));
     let (pumped, stored) = tokio::join!(
         pump(body, bytes_tx, limit),
-        store(&mut client, rows_rx, parser)
+        store(&mut client, rows_rx, parser, origin)
     );
     // A body that failed to arrive explains whatever the parser made of it.
     pumped?;
@@ -77,6 +79,10 @@ where
 {
     let mut body = std::pin::pin!(body);
     let mut total: u64 = 0;
+    // Once the parser stopped (a fatal error), the rest of the body is read
+    // and dropped, chunk by chunk: the client then gets its answer instead of
+    // a connection reset mid-upload, and nothing more is held.
+    let mut draining = false;
     while let Some(chunk) = body.next().await {
         let failure = match chunk {
             Ok(mut chunk) => {
@@ -84,18 +90,22 @@ where
                 if total > limit {
                     AirportError::TooLarge { limit }
                 } else {
-                    if bytes
-                        .send(Ok(chunk.copy_to_bytes(chunk.remaining())))
-                        .await
-                        .is_err()
+                    if !draining
+                        && bytes
+                            .send(Ok(chunk.copy_to_bytes(chunk.remaining())))
+                            .await
+                            .is_err()
                     {
-                        return Ok(()); // the parser stopped; the writer says why
+                        draining = true; // the parser stopped; the writer says why
                     }
                     continue;
                 }
             }
             Err(error) => AirportError::Read(error.to_string()),
         };
+        if draining {
+            return Ok(());
+        }
         let _ = bytes.send(Err(failure.to_string())).await;
         return Err(failure);
     }
@@ -179,6 +189,7 @@ async fn store(
     client: &mut Client,
     mut rows: mpsc::Receiver<Event>,
     parser: JoinHandle<Result<(), Rejected>>,
+    origin: &Origin,
 ) -> Result<UploadOutcome, AirportError> {
     let Some(Event::Header(header)) = rows.recv().await else {
         parsed(parser).await?;
@@ -242,6 +253,11 @@ async fn store(
             updated: 0,
         }
     };
+    origin
+        .entry("uploaded")
+        .detail(serde_json::json!({ "inserted": outcome.inserted, "updated": outcome.updated }))
+        .record(&tx)
+        .await?;
     tx.commit().await?;
     Ok(outcome)
 }
@@ -285,10 +301,13 @@ async fn merge(
         updates.join(", ")
     );
     let row = tx.query_one(&sql, &[]).await?;
-    let count = |i: usize| u64::try_from(row.get::<_, i64>(i)).unwrap_or(0);
+    let count = |i: usize| {
+        row.try_get::<_, i64>(i)
+            .map(|n| u64::try_from(n).unwrap_or(0))
+    };
     Ok(UploadOutcome {
-        inserted: count(0),
-        updated: count(1),
+        inserted: count(0)?,
+        updated: count(1)?,
     })
 }
 

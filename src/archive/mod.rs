@@ -236,6 +236,41 @@ impl ArchiveStore {
         })
     }
 
+    /// Deletes every object of job `job` (its ranges and manifest), for an
+    /// erasure; how many were deleted.
+    pub async fn delete_job(&self, job: &str) -> Result<usize, ArchiveError> {
+        use futures_util::TryStreamExt;
+        use object_store::ObjectStoreExt;
+        let prefix = self.prefix.clone().join(job);
+        let keys: Vec<Path> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?;
+        for key in &keys {
+            match self.store.delete(key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(keys.len())
+    }
+
+    /// An object's name relative to the store's root (`{job}/{file}`), as the
+    /// API shows it: neither the store's location nor a local path.
+    pub fn relative_name(&self, url: &str) -> Option<String> {
+        let key = self.key_of(url)?;
+        let key = key.as_ref();
+        let prefix = self.prefix.as_ref();
+        let relative = if prefix.is_empty() {
+            key
+        } else {
+            key.strip_prefix(prefix)?.strip_prefix('/')?
+        };
+        Some(relative.to_owned())
+    }
+
     /// The object's bytes as they arrive (compressed), for a download.
     pub async fn stream(
         &self,

@@ -42,6 +42,12 @@ impl<T> Cache<T> {
             .map(|(_, value)| Arc::clone(value))
     }
 
+    /// Drops every answer about `import_id` (an erased import).
+    pub fn forget(&self, import_id: i64) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|(k, _)| k.import_id != import_id);
+    }
+
     /// Keeps `value` as the answer for `key`, dropping the import's older
     /// answers (they can never match again) and, beyond capacity, the oldest.
     pub fn put(&self, key: Key, value: Arc<T>) {
@@ -96,6 +102,16 @@ mod tests {
         cache.put(on(today), Arc::new(1));
         assert_eq!(cache.get(on(today)).as_deref(), Some(&1));
         assert_eq!(cache.get(on(today.succ_opt().unwrap())), None);
+    }
+
+    #[test]
+    fn forgetting_an_import_drops_its_answers_only() {
+        let cache = Cache::new(4);
+        cache.put(key(1, 0), Arc::new(1));
+        cache.put(key(2, 0), Arc::new(2));
+        cache.forget(1);
+        assert_eq!(cache.get(key(1, 0)), None);
+        assert_eq!(cache.get(key(2, 0)).as_deref(), Some(&2));
     }
 
     #[test]

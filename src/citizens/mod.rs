@@ -68,6 +68,27 @@ pub struct CitizenPatch {
     pub channel: Option<Text>,
 }
 
+impl CitizenPatch {
+    /// The names of the fields it changes (what the audit trail records:
+    /// never the values).
+    pub fn field_names(&self) -> Vec<&'static str> {
+        [
+            ("town", self.town.is_some()),
+            ("street", self.street.is_some()),
+            ("building", self.building.is_some()),
+            ("apartment", self.apartment.is_some()),
+            ("name", self.name.is_some()),
+            ("birth_date", self.birth_date.is_some()),
+            ("gender", self.gender.is_some()),
+            ("relatives", self.relatives.is_some()),
+            ("channel", self.channel.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+}
+
 /// Input that broke the API's rules: a summary and, per offending value, its
 /// path (`citizens[3].birth_date`, `relatives[1]`) and what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -19,7 +19,7 @@ pub(super) struct Problems {
     truncated: bool,
 }
 
-const MAX_PROBLEMS: usize = 100;
+pub(super) const MAX_PROBLEMS: usize = 100;
 
 impl Problems {
     pub(super) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
@@ -214,6 +214,17 @@ fn relatives(value: &Value) -> Result<Vec<CitizenId>, (String, String)> {
         Value::Null => return Err((String::new(), FieldError::Null.to_string())),
         _ => return Err((String::new(), "must be an array of citizen ids".to_owned())),
     };
+    // No citizen can have more relatives than an import has citizens: a
+    // longer list is refused before any id is looked at (or looked up).
+    if items.len() > MAX_CITIZENS {
+        return Err((
+            String::new(),
+            format!(
+                "must list at most {MAX_CITIZENS} relatives (got {})",
+                items.len()
+            ),
+        ));
+    }
     let mut seen = HashSet::with_capacity(items.len());
     let mut ids = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -381,6 +392,25 @@ mod tests {
         let error = import(&json!({ "citizens": citizens }), today()).unwrap_err();
         assert_eq!(error.fields.len(), MAX_PROBLEMS);
         assert!(error.message.contains("more than"), "{}", error.message);
+    }
+
+    #[test]
+    fn relatives_lists_are_no_longer_than_an_import() {
+        let long: Vec<u32> = (0..=MAX_CITIZENS as u32).collect();
+        let error = patch(&json!({ "relatives": long }), today()).unwrap_err();
+        assert_eq!(
+            fields(&error),
+            [("relatives", "must list at most 10000 relatives (got 10001)")]
+        );
+        let most: Vec<u32> = (0..MAX_CITIZENS as u32).collect();
+        assert_eq!(
+            patch(&json!({ "relatives": most }), today())
+                .unwrap()
+                .relatives
+                .unwrap()
+                .len(),
+            MAX_CITIZENS
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use tokio_postgres::Row;
 
 use super::cache::{Cache, Key};
 use super::{BirthDate, Citizen, CitizenId, CitizenPatch, CitizensError, Invalid};
+use crate::audit::Origin;
 use crate::db::{Client, DbError, Pool};
 
 /// A citizen's columns in the order `citizen` reads them (a macro, so that
@@ -101,7 +102,11 @@ pub struct Stored {
 
 /// Writes a validated import (see `parse::import` and `check_import`) in one
 /// transaction and returns its id. Nothing is visible until it commits.
-pub async fn insert_import(pool: &Pool, citizens: &[Citizen]) -> Result<Stored, DbError> {
+pub async fn insert_import(
+    pool: &Pool,
+    citizens: &[Citizen],
+    origin: &Origin,
+) -> Result<Stored, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     // Prepared once per connection: each saves a round trip per import.
@@ -150,6 +155,12 @@ pub async fn insert_import(pool: &Pool, citizens: &[Citizen]) -> Result<Stored, 
         writer.as_mut().write(&row).await?;
     }
     writer.finish().await?;
+    origin
+        .entry("created")
+        .import(import_id)
+        .detail(serde_json::json!({ "citizens": citizens.len() }))
+        .record(&tx)
+        .await?;
     tx.commit().await?;
     Ok(Stored { import_id, version })
 }
@@ -300,6 +311,7 @@ pub async fn patch(
     import_id: i64,
     citizen_id: i64,
     patch: &CitizenPatch,
+    origin: &Origin,
 ) -> Result<Citizen, CitizensError> {
     let not_found = CitizensError::CitizenNotFound {
         import_id,
@@ -418,26 +430,36 @@ pub async fn patch(
         return Err(not_found);
     };
     let updated = citizen(&row)?;
+    origin
+        .entry("updated")
+        .import(import_id)
+        .citizen(id.get())
+        .detail(serde_json::json!({ "fields": patch.field_names() }))
+        .record(&tx)
+        .await?;
     tx.commit().await?;
     Ok(updated)
 }
 
-/// The 400 for relatives that are not citizens of the import, naming each.
+/// The 400 for relatives that are not citizens of the import, naming each
+/// (the first [`super::parse::MAX_PROBLEMS`]; a set, so linear in the list).
 fn missing_relatives(relatives: &[CitizenId], missing: &[CitizenId]) -> Invalid {
-    let fields: Vec<(String, String)> = relatives
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| missing.contains(r))
-        .map(|(i, r)| {
-            (
+    let missing: HashSet<CitizenId> = missing.iter().copied().collect();
+    let mut problems = super::parse::Problems::default();
+    for (i, r) in relatives.iter().enumerate() {
+        if missing.contains(r) {
+            problems.add(
                 format!("relatives[{i}]"),
                 format!("relative {r} is not a citizen of this import"),
-            )
-        })
-        .collect();
-    Invalid {
-        message: format!("invalid patch: {} {}", fields[0].0, fields[0].1),
-        fields,
+            );
+        }
+    }
+    match problems.finish("invalid patch", ()) {
+        Err(invalid) => invalid,
+        Ok(()) => Invalid {
+            message: "invalid patch: a relative is not a citizen of this import".to_owned(),
+            fields: Vec::new(),
+        },
     }
 }
 
@@ -513,6 +535,16 @@ impl Stats {
         self.by_channel.put(key(None), Arc::new(answers.by_channel));
         self.percentiles
             .put(key(Some(answers.day)), Arc::new(answers.percentiles));
+    }
+}
+
+impl Stats {
+    /// Drops every answer kept about `import_id` (an erased import).
+    pub fn forget(&self, import_id: i64) {
+        self.citizens.forget(import_id);
+        self.by_month.forget(import_id);
+        self.by_channel.forget(import_id);
+        self.percentiles.forget(import_id);
     }
 }
 

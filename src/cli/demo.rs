@@ -36,6 +36,8 @@ pub struct DemoOptions {
     pub timeout: Duration,
     /// Demand rows printed.
     pub top: usize,
+    /// A bearer token with the write scope, for a service that needs one.
+    pub token: Option<String>,
 }
 
 impl Default for DemoOptions {
@@ -46,6 +48,7 @@ impl Default for DemoOptions {
             plan: Plan::default(),
             timeout: Duration::from_secs(300),
             top: 15,
+            token: None,
         }
     }
 }
@@ -85,6 +88,7 @@ pub async fn demo<W: Write>(
     let api = Api {
         client: reqwest::Client::new(),
         base: base.trim_end_matches('/').to_owned(),
+        token: options.token.clone(),
     };
     api.wait_ready(options.timeout).await?;
 
@@ -282,6 +286,7 @@ fn table(rows: &[Value], top: usize) -> String {
 struct Api {
     client: reqwest::Client,
     base: String,
+    token: Option<String>,
 }
 
 impl Api {
@@ -292,12 +297,12 @@ impl Api {
         }
     }
 
-    /// The `data` of a 2xx answer, or the service's reasons.
+    /// The body of a 2xx answer, or the service's reasons.
     async fn answer(&self, url: String, response: reqwest::Response) -> Result<Value, CliError> {
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if status.is_success() {
-            return Ok(body["data"].clone());
+            return Ok(body);
         }
         Err(CliError::Refused {
             url,
@@ -306,12 +311,14 @@ impl Api {
         })
     }
 
+    /// The `data` of a GET's answer.
     async fn get(&self, path: &str) -> Result<Value, CliError> {
-        self.send(reqwest::Method::GET, path, None).await
+        Ok(self.send(reqwest::Method::GET, path, None).await?["data"].take())
     }
 
+    /// The `data` of a POST's answer.
     async fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
-        self.send(reqwest::Method::POST, path, Some(body)).await
+        Ok(self.send(reqwest::Method::POST, path, Some(body)).await?["data"].take())
     }
 
     async fn send(
@@ -322,6 +329,9 @@ impl Api {
     ) -> Result<Value, CliError> {
         let url = format!("{}{path}", self.base);
         let mut request = self.client.request(method, &url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -445,7 +455,9 @@ impl Api {
     }
 
     /// Demand trails the stored statements by up to about a second (the job
-    /// folds its counts): waits until it counts all of them.
+    /// folds its counts): waits until it counts all of them, or, when small
+    /// groups are left out (`INSIKT_MIN_GROUP_SIZE`), until what it shows
+    /// has not changed for a few seconds.
     async fn wait_demand(
         &self,
         import: i64,
@@ -453,20 +465,37 @@ impl Api {
         timeout: Duration,
     ) -> Result<Vec<Value>, CliError> {
         let path = format!("/imports/{import}/demand?by={BY}");
+        let last = std::cell::Cell::new((-1i64, Instant::now()));
         poll(timeout, Duration::from_millis(200), || async {
-            let rows = self.get(&path).await?;
-            let rows = rows.as_array().cloned().unwrap_or_default();
+            let mut answer = self.send(reqwest::Method::GET, &path, None).await?;
+            let rows = answer["data"]
+                .take()
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let suppressed = answer["suppressed"].as_u64().unwrap_or(0);
             let counted: i64 = rows.iter().filter_map(|r| r["statements"].as_i64()).sum();
             if counted >= stored {
                 return Ok(Poll::Ready(rows));
             }
+            let (before, since) = last.get();
+            if counted != before {
+                last.set((counted, Instant::now()));
+            } else if suppressed > 0 && since.elapsed() >= SETTLED {
+                return Ok(Poll::Ready(rows));
+            }
             Ok(Poll::Wait(format!(
-                "demand of import {import} to count {stored} statements (it counts {counted})"
+                "demand of import {import} to count {stored} statements (it counts {counted}, \
+                 {suppressed} small groups left out)"
             )))
         })
         .await
     }
 }
+
+/// How long demand must stay the same to count as settled when small groups
+/// are left out (the job folds its counts about once a second).
+const SETTLED: Duration = Duration::from_secs(3);
 
 /// One look at what the demo waits for.
 enum Poll<T> {

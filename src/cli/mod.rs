@@ -61,6 +61,7 @@ pub async fn upload_airports(
     config: &Config,
     file: &Path,
     url: Option<&str>,
+    token: Option<&str>,
 ) -> Result<Uploaded, CliError> {
     let base = url.map_or_else(|| format!("http://{}", config.listen), str::to_owned);
     let url = format!("{}/airports/upload", base.trim_end_matches('/'));
@@ -105,10 +106,14 @@ pub async fn upload_airports(
         url: url.clone(),
         source,
     };
-    let response = reqwest::Client::new()
+    let mut request = reqwest::Client::new()
         .post(&url)
         .header(reqwest::header::CONTENT_TYPE, "text/csv; charset=utf-8")
-        .header(reqwest::header::CONTENT_LENGTH, length)
+        .header(reqwest::header::CONTENT_LENGTH, length);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request
         .body(reqwest::Body::wrap_stream(chunks))
         .send()
         .await

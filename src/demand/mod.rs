@@ -340,19 +340,19 @@ pub async fn demand(
                 .enumerate()
                 .map(|(i, key)| {
                     let value = match key {
-                        DemandKey::AgeGroup => query.age_bins.label(row.get::<_, i32>(i)),
-                        _ => row.get::<_, String>(i),
+                        DemandKey::AgeGroup => query.age_bins.label(row.try_get::<_, i32>(i)?),
+                        _ => row.try_get::<_, String>(i)?,
                     };
-                    (*key, value)
+                    Ok((*key, value))
                 })
-                .collect();
-            DemandRow {
+                .collect::<Result<_, tokio_postgres::Error>>()?;
+            Ok(DemandRow {
                 keys,
-                statements: row.get("statements"),
-                residents: row.get("residents"),
-            }
+                statements: row.try_get("statements")?,
+                residents: row.try_get("residents")?,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
     Ok(Some(demand))
 }
 

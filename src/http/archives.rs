@@ -16,7 +16,7 @@ use super::error::{respond, ApiError};
 use super::routes::{route, PathParams};
 use super::schema::{Data, ErrorBody};
 use super::{auth, data, extract, with_state, State};
-use crate::archive::ObjectInfo;
+use crate::audit::Origin;
 use crate::jobs::Replayed;
 
 pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
@@ -26,15 +26,14 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
         .then(|params, authorization, state| list(state, params, authorization))
         .map(respond);
     let download = route("/jobs/{name}/archives/{partition}/{from}", Method::GET)
-        .and(auth::admin(state))
         .and(with_state(state))
         .then(|params, state| download(state, params))
         .map(respond);
     let replay = route("/imports/{id}/replay", Method::POST)
-        .and(auth::admin(state))
-        .and(extract::body_bytes(64 * 1024))
+        .and(extract::json_body(64 * 1024))
+        .and(auth::origin(state))
         .and(with_state(state))
-        .then(|params, body, state| replay(state, params, body))
+        .then(|params, body, origin, state| replay(state, params, body, origin))
         .map(respond);
     list.or(download).unify().or(replay).unify().boxed()
 }
@@ -42,17 +41,30 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(list, download, replay),
-    components(schemas(Archived, ObjectInfo, Replayed, ReplayRequest)),
+    components(schemas(Archived, Replayed, ReplayRequest)),
     tags((name = "archives", description = "What expired jobs archived, and its replay into an import"))
 )]
 pub(super) struct Api;
 
-/// An archived object as the API shows it.
+/// An archived object as the API shows it: named relative to the archive
+/// (never the store's location or a local path).
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct Archived {
-    #[serde(flatten)]
-    object: ObjectInfo,
-    /// Where to download the object (gzip NDJSON): only for a request with the admin token.
+    pub partition: i32,
+    /// First offset of the range.
+    pub from_offset: i64,
+    /// End of the range (exclusive).
+    pub to_offset: i64,
+    /// Records in the object (fewer than the range: transaction markers).
+    pub count: i64,
+    /// Compressed size in bytes.
+    pub bytes: i64,
+    /// SHA-256 of the object's bytes, in hex.
+    pub sha256: String,
+    /// The object's name in the archive: `{job}/{partition}-{from}-{to}.ndjson.gz`.
+    #[schema(example = "0a1b2c3d4e5f6071/0-6-14.ndjson.gz")]
+    pub object: String,
+    /// Where to download the object (gzip NDJSON): only for a request with an admin token.
     #[serde(skip_serializing_if = "Option::is_none")]
     download: Option<String>,
 }
@@ -60,7 +72,7 @@ pub(super) struct Archived {
 const NAME: &str = "The job's name (as in `GET /jobs`)";
 
 /// The objects a job archived at expiry, with their offsets, record counts,
-/// sizes and SHA-256; download links when the admin token is given.
+/// sizes and SHA-256; download links when an admin token is given.
 #[utoipa::path(
     get,
     path = "/jobs/{name}/archives",
@@ -78,12 +90,8 @@ pub(super) async fn list(
     authorization: Option<String>,
 ) -> Result<Response, ApiError> {
     let name: String = params.get("name")?;
-    let admin = authorization.is_some()
-        && auth::check(
-            state.config.admin_token.as_deref(),
-            authorization.as_deref(),
-        )
-        .is_ok();
+    let admin = auth::is_admin(&state.tokens, authorization.as_deref());
+    let store = state.supervisor.archive();
     let objects = state.supervisor.archives(&name).await?;
     let shown: Vec<Archived> = objects
         .into_iter()
@@ -94,7 +102,18 @@ pub(super) async fn list(
                     object.partition, object.from_offset
                 )
             }),
-            object,
+            object: store.relative_name(&object.url).unwrap_or_else(|| {
+                format!(
+                    "{name}/{}-{}-{}.ndjson.gz",
+                    object.partition, object.from_offset, object.to_offset
+                )
+            }),
+            partition: object.partition,
+            from_offset: object.from_offset,
+            to_offset: object.to_offset,
+            count: object.count,
+            bytes: object.bytes,
+            sha256: object.sha256,
         })
         .collect();
     Ok(data(StatusCode::OK, &shown))
@@ -110,12 +129,9 @@ pub(super) async fn list(
         ("partition" = i32, Path, description = "The object's partition"),
         ("from" = i64, Path, description = "The first offset of its range"),
     ),
-    security(("admin_token" = [])),
     responses(
         (status = 200, description = "The object", content_type = "application/gzip", body = Vec<u8>),
         (status = 400, description = "A partition or offset that is not a number in range", body = ErrorBody),
-        (status = 401, description = "No admin token given", body = ErrorBody),
-        (status = 403, description = "Wrong admin token, or none configured", body = ErrorBody),
         (status = 404, description = "No such job or object", body = ErrorBody),
         (status = 503, description = "The database or the archive store is unavailable", body = ErrorBody),
     )
@@ -156,6 +172,7 @@ pub(super) async fn download(state: State, params: PathParams) -> Result<Respons
 #[serde(deny_unknown_fields)]
 pub(super) struct ReplayRequest {
     /// The job whose archive is read back.
+    #[schema(pattern = r"^[^\u0000]+$")]
     job: String,
 }
 
@@ -169,13 +186,12 @@ pub(super) struct ReplayRequest {
     tag = "archives",
     params(("id" = i64, Path, description = "The import to store into")),
     request_body(content = ReplayRequest, content_type = "application/json"),
-    security(("admin_token" = [])),
     responses(
         (status = 200, description = "What the replay read and stored", body = Data<Replayed>),
-        (status = 400, description = "Malformed body", body = ErrorBody),
-        (status = 401, description = "No admin token given", body = ErrorBody),
-        (status = 403, description = "Wrong admin token, or none configured", body = ErrorBody),
+        (status = 400, description = "Malformed body, or a job name holding NUL (`fields.job`)", body = ErrorBody),
         (status = 404, description = "No such import or job, or the job has no archive", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
         (status = 503, description = "The database or the archive store is unavailable", body = ErrorBody),
     )
 )]
@@ -183,10 +199,24 @@ pub(super) async fn replay(
     state: State,
     params: PathParams,
     body: bytes::Bytes,
+    origin: Origin,
 ) -> Result<Response, ApiError> {
     let import: i64 = params.get("id")?;
     let request: ReplayRequest = extract::json(&body)?;
+    if request.job.contains('\0') {
+        // No job name holds NUL, and PostgreSQL refuses one as a parameter.
+        return Err(ApiError::bad_request("invalid job name")
+            .with_field("job", "must not contain NUL characters"));
+    }
     let replayed = state.supervisor.replay(&request.job, import).await?;
+    let entry = origin
+        .entry("replayed")
+        .import(import)
+        .job(&request.job)
+        .detail(serde_json::to_value(&replayed).unwrap_or_default());
+    if let Err(error) = entry.record_alone(&state.pool).await {
+        tracing::error!(%error, import, "audit row not written");
+    }
     Ok(data(StatusCode::OK, &replayed))
 }
 

@@ -1,81 +1,187 @@
-//! The admin token: `Authorization: Bearer <INSIKT_ADMIN_TOKEN>` guards the
-//! admin routes. No credentials is 401 (with `WWW-Authenticate: Bearer`);
-//! wrong credentials, or no token configured, is 403.
+//! Access to the routes: [`gate`] runs before any handler and checks the
+//! access the route table declares for the request's route and method
+//! against the request's bearer token (see `crate::access`). No token where
+//! one is needed is 401 (with `WWW-Authenticate: Bearer`); an unknown token,
+//! or one without the scope, is 403. [`origin`] names the caller of a change
+//! for the audit trail.
 
+use std::sync::Arc;
+
+use warp::filters::path::FullPath;
+use warp::http::{HeaderMap, Method};
 use warp::{Filter, Rejection};
 
 use super::error::ApiError;
+use super::routes::{self, Access};
 use super::State;
+use crate::access::{Denied, Scope, Tokens};
+use crate::audit::Origin;
 
-/// Passes requests that carry the configured admin token, rejects the others
-/// with the error body. Put it after the route filter so other routes are not
-/// affected: `route(p, Method::GET).and(auth::admin(state))`.
-pub fn admin(state: &State) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    let expected = state.config.admin_token.clone();
-    warp::header::optional::<String>("authorization")
-        .and_then(move |header: Option<String>| {
-            let result = check(expected.as_deref(), header.as_deref());
-            async move { result.map_err(warp::reject::custom) }
+/// Rejects a request its route and method do not allow, before its handler
+/// runs. Requests that match no route or method pass through, for the
+/// table's 404, 405 and OPTIONS answers.
+pub fn gate(state: &State) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    let tokens = Arc::clone(&state.tokens);
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::header::headers_cloned())
+        .and_then(move |method: Method, path: FullPath, headers: HeaderMap| {
+            let decided = decide(&tokens, &method, path.as_str(), &headers);
+            async move { decided.map_err(warp::reject::custom) }
         })
         .untuple_one()
 }
 
-/// The decision, apart from warp.
-pub fn check(expected: Option<&str>, authorization: Option<&str>) -> Result<(), ApiError> {
-    let Some(authorization) = authorization else {
-        return Err(ApiError::unauthorized("this route needs the admin token"));
+/// The gate's decision, apart from warp.
+fn decide(
+    tokens: &Tokens,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let Some(access) = routes::find(path).and_then(|p| p.route().access(method)) else {
+        return Ok(());
     };
-    let given = authorization
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    match (expected, given) {
-        (Some(expected), Some(given)) if !expected.is_empty() && same(expected, given) => Ok(()),
-        (None, _) | (Some(""), _) => Err(ApiError::forbidden(
-            "admin routes are disabled: no admin token is configured",
-        )),
-        _ => Err(ApiError::forbidden("wrong admin token")),
+    let Access::Token(scope) = access else {
+        return Ok(());
+    };
+    if scope >= Scope::Write && cross_site(method, headers) {
+        // A page on another site made the browser send this: without tokens
+        // (open mode) it would change data on the visitor's behalf.
+        return Err(ApiError::forbidden(
+            "cross-site requests may not change data (Sec-Fetch-Site: cross-site)",
+        ));
     }
+    let authorization = headers
+        .get(warp::http::header::AUTHORIZATION)
+        .map(|value| value.to_str().unwrap_or(""));
+    tokens
+        .authorize(scope, authorization)
+        .map(|_| ())
+        .map_err(|denied| match denied {
+            Denied::Missing(scope) => {
+                ApiError::unauthorized(format!("this route needs a token with the {scope} scope"))
+            }
+            Denied::Forbidden(reason) => ApiError::forbidden(reason),
+        })
 }
 
-/// Compares without an early exit, so timing does not tell how much matched.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
-            == 0
+/// Whether a browser says another site's page sent the request (Fetch
+/// Metadata); a top-level GET navigation (a link followed) is let through.
+fn cross_site(method: &Method, headers: &HeaderMap) -> bool {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    header("sec-fetch-site") == "cross-site"
+        && !(method == Method::GET && header("sec-fetch-mode") == "navigate")
+}
+
+/// Who asks for a change, by which method and route: where an audit row
+/// starts. Only for routes the gate let through.
+pub fn origin(state: &State) -> impl Filter<Extract = (Origin,), Error = Rejection> + Clone {
+    let tokens = Arc::clone(&state.tokens);
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::header::optional::<String>("authorization"))
+        .map(
+            move |method: Method, path: FullPath, authorization: Option<String>| {
+                let caller = tokens.caller(authorization.as_deref());
+                Origin {
+                    token: caller.token,
+                    method: method.as_str().to_owned(),
+                    route: routes::find(path.as_str()).map_or("", |p| p.route().pattern),
+                }
+            },
+        )
+}
+
+/// Whether a request's token has the admin scope (for what a read route
+/// shows admins only, such as archive download links).
+pub fn is_admin(tokens: &Tokens, authorization: Option<&str>) -> bool {
+    authorization.is_some() && tokens.authorize(Scope::Admin, authorization).is_ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::TokenDigest;
     use warp::http::StatusCode;
 
-    #[test]
-    fn missing_is_401_wrong_or_unconfigured_is_403() {
-        let status = |expected, given| check(expected, given).map_err(|e| e.status);
-        assert_eq!(status(Some("s3cret"), Some("Bearer s3cret")), Ok(()));
-        assert_eq!(status(Some("s3cret"), Some("bearer  s3cret")), Ok(()));
-        assert_eq!(status(Some("s3cret"), None), Err(StatusCode::UNAUTHORIZED));
-        assert_eq!(status(None, None), Err(StatusCode::UNAUTHORIZED));
-        for wrong in [
-            "Bearer s3cre",
-            "Bearer s3cret2",
-            "Basic s3cret",
-            "s3cret",
-            "Bearer ",
-        ] {
-            assert_eq!(
-                status(Some("s3cret"), Some(wrong)),
-                Err(StatusCode::FORBIDDEN),
-                "{wrong}"
-            );
+    fn tokens() -> Tokens {
+        let read = format!("analyst:{}", TokenDigest::of("r").hex());
+        let admin = format!("ops:{}", TokenDigest::of("a").hex());
+        Tokens::new(
+            None,
+            [
+                (Scope::Read, Some(read.as_str())),
+                (Scope::Write, None),
+                (Scope::Admin, Some(admin.as_str())),
+            ],
+            None,
+        )
+        .unwrap()
+    }
+
+    fn status(method: Method, path: &str, headers: &[(&'static str, &str)]) -> StatusCode {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(*name, value.parse().unwrap());
         }
-        assert_eq!(status(None, Some("Bearer x")), Err(StatusCode::FORBIDDEN));
+        decide(&tokens(), &method, path, &map)
+            .err()
+            .map_or(StatusCode::OK, |e| e.status)
+    }
+
+    #[test]
+    fn the_table_decides() {
+        assert_eq!(status(Method::GET, "/healthz", &[]), StatusCode::OK);
+        assert_eq!(status(Method::GET, "/jobs", &[]), StatusCode::UNAUTHORIZED);
+        let reader = [("authorization", "Bearer r")];
+        assert_eq!(status(Method::GET, "/jobs", &reader), StatusCode::OK);
         assert_eq!(
-            status(Some(""), Some("Bearer ")),
-            Err(StatusCode::FORBIDDEN)
+            status(Method::POST, "/imports", &reader),
+            StatusCode::FORBIDDEN
+        );
+        let admin = [("authorization", "Bearer a")];
+        assert_eq!(status(Method::POST, "/imports", &admin), StatusCode::OK);
+        // Not in the table, or another method: the fallback answers.
+        assert_eq!(status(Method::GET, "/nowhere", &[]), StatusCode::OK);
+        assert_eq!(status(Method::PUT, "/jobs", &[]), StatusCode::OK);
+        assert_eq!(status(Method::OPTIONS, "/jobs", &[]), StatusCode::OK);
+    }
+
+    #[test]
+    fn cross_site_changes_are_refused_even_with_a_token() {
+        let headers = [
+            ("authorization", "Bearer a"),
+            ("sec-fetch-site", "cross-site"),
+        ];
+        assert_eq!(
+            status(Method::POST, "/imports", &headers),
+            StatusCode::FORBIDDEN
+        );
+        // Reads, and links followed (navigations), are not changes by a page.
+        assert_eq!(status(Method::GET, "/jobs", &headers), StatusCode::OK);
+        let followed = [
+            ("authorization", "Bearer a"),
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "navigate"),
+        ];
+        assert_eq!(
+            status(Method::GET, "/confirm/x.y", &followed),
+            StatusCode::OK
+        );
+        let same_origin = [
+            ("authorization", "Bearer a"),
+            ("sec-fetch-site", "same-origin"),
+        ];
+        assert_eq!(
+            status(Method::POST, "/imports", &same_origin),
+            StatusCode::OK
         );
     }
 }

@@ -18,21 +18,24 @@ use super::error::{respond, ApiError};
 use super::extract;
 use super::routes::{route, PathParams};
 use super::schema::{Data, ErrorBody};
-use super::{data, with_state, State};
+use super::{auth, data, with_state, State};
+use crate::audit::Origin;
 use crate::citizens::{self, fast, parse, store, CitizensError, GroupBy, Invalid};
 
-/// Imports whose statistics are kept (see `store::Stats`).
-const STATS_IMPORTS: usize = 64;
+/// Largest PATCH body: a citizen with 10,000 relatives (as many as an
+/// import may hold) and every text field at its longest fits several times.
+const PATCH_BODY_LIMIT: u64 = 1024 * 1024;
 
 pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
     let limit = state.config.body_limit;
-    let stats = Arc::new(store::Stats::new(STATS_IMPORTS));
+    let stats = Arc::clone(&state.citizens);
     let with_stats = warp::any().map(move || Arc::clone(&stats));
     let post_import = route("/imports", Method::POST)
-        .and(extract::body_bytes(limit))
+        .and(extract::json_body(limit))
+        .and(auth::origin(state))
         .and(with_state(state))
         .and(with_stats.clone())
-        .then(|_, body, state, stats| post_import(body, state, stats))
+        .then(|_, body, origin, state, stats| post_import(body, origin, state, stats))
         .map(respond);
     let get_citizens = route("/imports/{import_id}/citizens", Method::GET)
         .and(with_state(state))
@@ -40,7 +43,8 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
         .then(get_citizens)
         .map(respond);
     let patch_citizen = route("/imports/{import_id}/citizens/{citizen_id}", Method::PATCH)
-        .and(extract::body_bytes(limit))
+        .and(extract::json_body(limit.min(PATCH_BODY_LIMIT)))
+        .and(auth::origin(state))
         .and(with_state(state))
         .then(patch_citizen)
         .map(respond);
@@ -303,10 +307,12 @@ mod schema {
             `citizens[3].birth_date` to what is wrong)", body = ErrorBody),
         (status = 411, description = "No Content-Length", body = ErrorBody),
         (status = 413, description = "Body larger than the configured limit", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
     )
 )]
 async fn post_import(
     body: Bytes,
+    origin: Origin,
     state: State,
     stats: Arc<store::Stats>,
 ) -> Result<Response, ApiError> {
@@ -334,7 +340,7 @@ async fn post_import(
         let citizens = Arc::clone(&citizens);
         tokio::task::spawn_blocking(move || store::ImportAnswers::of(&citizens, today))
     };
-    let stored = store::insert_import(&state.pool, &citizens).await?;
+    let stored = store::insert_import(&state.pool, &citizens, &origin).await?;
     let import_id = stored.import_id;
     import_committed(&state, import_id);
     match answers.await {
@@ -409,19 +415,27 @@ async fn get_citizens(
             or invalid fields (`validation_failed`, with `fields`)", body = ErrorBody),
         (status = 404, description = "No such import or citizen", body = ErrorBody),
         (status = 411, description = "No Content-Length", body = ErrorBody),
-        (status = 413, description = "Body larger than the configured limit", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
     )
 )]
 async fn patch_citizen(
     params: PathParams,
     body: Bytes,
+    origin: Origin,
     state: State,
 ) -> Result<Response, ApiError> {
     let import_id: i64 = params.get("import_id")?;
     let citizen_id: i64 = params.get("citizen_id")?;
-    let value: Value = extract::json(&body)?;
-    let patch = parse::patch(&value, today())?;
-    let citizen = store::patch(&state.pool, import_id, citizen_id, &patch).await?;
+    let today = today();
+    // Up to a megabyte of JSON: parsed off the threads serving requests.
+    let patch = tokio::task::spawn_blocking(move || {
+        let value: Value = extract::json(&body)?;
+        Ok::<_, ApiError>(parse::patch(&value, today)?)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
+    let citizen = store::patch(&state.pool, import_id, citizen_id, &patch, &origin).await?;
     Ok(data(StatusCode::OK, &citizen))
 }
 

@@ -7,11 +7,13 @@ use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use super::auth;
 use super::error::{respond, ApiError};
-use super::extract::{body_bytes, json};
+use super::extract::{json, json_body};
 use super::routes::{route, PathParams};
 use super::schema::{Data, ErrorBody};
 use super::{data, with_state, State};
+use crate::audit::Origin;
 use crate::insights::courses::{self, Course, CourseError, CoursePut};
 
 /// A catalogue entry's body is a title and a flag.
@@ -23,11 +25,13 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
         .then(|_: PathParams, state: State| list(state))
         .map(respond);
     let put = route("/courses/{course}", Method::PUT)
-        .and(body_bytes(BODY_LIMIT))
+        .and(json_body(BODY_LIMIT))
+        .and(auth::origin(state))
         .and(with_state(state))
         .then(put)
         .map(respond);
     let delete = route("/courses/{course}", Method::DELETE)
+        .and(auth::origin(state))
         .and(with_state(state))
         .then(delete)
         .map(respond);
@@ -81,13 +85,19 @@ async fn list(state: State) -> Result<Response, ApiError> {
         (status = 200, description = "Replaced", body = Data<Course>),
         (status = 400, description = "A body or course that breaks the rules; `fields` names it", body = ErrorBody),
         (status = 413, description = "A body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "A body that is not `application/json`", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     )
 )]
-async fn put(params: PathParams, body: Bytes, state: State) -> Result<Response, ApiError> {
+async fn put(
+    params: PathParams,
+    body: Bytes,
+    origin: Origin,
+    state: State,
+) -> Result<Response, ApiError> {
     let name: String = params.get("course")?;
     let put: CoursePut = json(&body)?;
-    let (course, created) = courses::put(&state.pool, &name, &put).await?;
+    let (course, created) = courses::put(&state.pool, &name, &put, &origin).await?;
     if !created {
         return Ok(data(StatusCode::OK, &course));
     }
@@ -114,9 +124,9 @@ async fn put(params: PathParams, body: Bytes, state: State) -> Result<Response, 
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     )
 )]
-async fn delete(params: PathParams, state: State) -> Result<Response, ApiError> {
+async fn delete(params: PathParams, origin: Origin, state: State) -> Result<Response, ApiError> {
     let name: String = params.get("course")?;
-    if courses::delete(&state.pool, &name).await? {
+    if courses::delete(&state.pool, &name, &origin).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::not_found(format!(

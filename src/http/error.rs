@@ -149,21 +149,101 @@ impl std::fmt::Display for ApiError {
 
 impl warp::reject::Reject for ApiError {}
 
+/// Largest error body, in bytes: whatever a request sent, its error answer
+/// stays small (values it echoes are cut first, then fields dropped).
+pub const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Most entries of `fields` an error body shows.
+const MAX_FIELDS: usize = 100;
+
 impl Reply for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            error: Inner {
-                code: self.code,
-                message: &self.message,
-                fields: self.fields.as_ref(),
-            },
-        };
-        let mut response =
-            warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
+        let mut response = warp::reply::with_status(
+            warp::reply::with_header(
+                bounded_body(self.code, &self.message, self.fields.as_ref()),
+                warp::http::header::CONTENT_TYPE,
+                "application/json",
+            ),
+            self.status,
+        )
+        .into_response();
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);
         }
         response
+    }
+}
+
+/// The error body, at most [`MAX_ERROR_BODY`] bytes: strings are cut to
+/// shorter and shorter lengths until it fits, then `fields` is dropped.
+fn bounded_body(code: &str, message: &str, fields: Option<&Map<String, Value>>) -> Vec<u8> {
+    let mut max_chars = 1024;
+    loop {
+        let cut_fields: Option<Map<String, Value>> = fields.map(|fields| {
+            let shown = fields.iter().take(MAX_FIELDS);
+            let mut cut: Map<String, Value> = shown
+                .map(|(k, v)| (cut_str(k, max_chars.min(256)), cut_value(v, max_chars)))
+                .collect();
+            if fields.len() > MAX_FIELDS {
+                cut.insert(
+                    "more".to_owned(),
+                    Value::String(format!("{} more not shown", fields.len() - MAX_FIELDS)),
+                );
+            }
+            cut
+        });
+        let message = cut_str(message, max_chars);
+        let body = Body {
+            error: Inner {
+                code,
+                message: &message,
+                fields: cut_fields.as_ref(),
+            },
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        if bytes.len() <= MAX_ERROR_BODY {
+            return bytes;
+        }
+        if max_chars > 16 {
+            max_chars /= 4;
+            continue;
+        }
+        let body = Body {
+            error: Inner {
+                code,
+                message: &message,
+                fields: None,
+            },
+        };
+        return serde_json::to_vec(&body).unwrap_or_default();
+    }
+}
+
+fn cut_str(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// Every string in `value` cut to `max_chars`, arrays and objects to
+/// [`MAX_FIELDS`] entries (nesting is shallow in error bodies).
+fn cut_value(value: &Value, max_chars: usize) -> Value {
+    match value {
+        Value::String(s) => Value::String(cut_str(s, max_chars)),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .take(MAX_FIELDS)
+                .map(|v| cut_value(v, max_chars))
+                .collect(),
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .take(MAX_FIELDS)
+                .map(|(k, v)| (cut_str(k, max_chars.min(256)), cut_value(v, max_chars)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
@@ -236,6 +316,7 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use warp::Filter;
 
     async fn render(make: fn() -> ApiError) -> (StatusCode, Value) {
@@ -263,6 +344,34 @@ mod tests {
 
         let (_, body) = render(|| ApiError::not_found("nope")).await;
         assert!(body["error"].get("fields").is_none());
+    }
+
+    #[tokio::test]
+    async fn error_bodies_stay_under_64_kib_whatever_they_echo() {
+        let (status, body) = render(|| {
+            let huge = "\u{1}".repeat(20_000);
+            let mut error = ApiError::validation(format!("bad: {huge}"));
+            for i in 0..500 {
+                error = error.with_field(format!("[{i}].{huge}"), huge.clone());
+            }
+            error.with_field("list", json!([{"line": 1, "reason": "x".repeat(100_000)}]))
+        })
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let text = body.to_string();
+        assert!(text.len() <= MAX_ERROR_BODY, "{} bytes", text.len());
+        assert_eq!(body["error"]["code"], "validation_failed");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("bad: "));
+
+        // Small errors are untouched.
+        let (_, body) = render(|| ApiError::validation("short").with_field("a", "b")).await;
+        assert_eq!(
+            body,
+            json!({"error": {"code": "validation_failed", "message": "short", "fields": {"a": "b"}}})
+        );
     }
 
     #[tokio::test]

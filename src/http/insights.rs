@@ -5,15 +5,16 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use warp::filters::BoxedFilter;
 use warp::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
-use warp::http::{Method, StatusCode};
+use warp::http::Method;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use super::error::{respond, ApiError};
 use super::extract::{query, raw_query};
 use super::routes::{route, PathParams};
-use super::schema::{Data, ErrorBody};
-use super::{data, with_state, State};
+use super::schema::ErrorBody;
+use super::suppressed::{self, Suppressed};
+use super::{with_state, State};
 use crate::insights::{
     self, csv, EmergingQuery, InsightsError, ParamError, RatesQuery, Raw, TrendQuery,
 };
@@ -41,7 +42,7 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(rates, trend, emerging),
-    components(schemas(RatesBody, RateRowSchema, TotalsSchema, TrendBody, SeriesSchema, EmergingBody, EmergingRowSchema)),
+    components(schemas(RatesBody, RateRowSchema, TotalsSchema, TrendBody, SeriesSchema, EmergingBody, EmergingRowSchema, Suppressed<RatesBody>, Suppressed<TrendBody>, Suppressed<EmergingBody>)),
     tags((name = "insights", description = "Demand rates against the population, trends and emerging demand"))
 )]
 pub(super) struct Api;
@@ -182,7 +183,7 @@ struct RatesAnswer<'a> {
     params(("id" = i64, Path, description = "The import"), RatesParams),
     responses(
         (status = 200, description = "The rates (with `format=csv`: the rows as CSV)", content(
-            (Data<RatesBody> = "application/json"), (String = "text/csv"))),
+            (Suppressed<RatesBody> = "application/json"), (String = "text/csv"))),
         (status = 400, description = "A parameter that does not parse; `fields` names it", body = ErrorBody),
         (status = 404, description = "No such import", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
@@ -207,6 +208,8 @@ async fn rates(params: PathParams, raw: String, state: State) -> Result<Response
         },
         Utc::now(),
     )?;
+    let mut rates_query = rates_query;
+    rates_query.common.min_group = state.config.min_group_size();
     let keys = rates_query.common.keys.clone();
     let as_of = rates_query.common.as_of;
     let answer = state
@@ -215,10 +218,11 @@ async fn rates(params: PathParams, raw: String, state: State) -> Result<Response
         .await?
         .ok_or_else(|| not_found(import_id))?;
     if csv_out {
-        return Ok(csv_reply(import_id, "rates", csv::rates(&keys, &answer)));
+        let mut response = csv_reply(import_id, "rates", csv::rates(&keys, &answer));
+        suppressed::mark(&mut response, answer.suppressed);
+        return Ok(response);
     }
-    Ok(data(
-        StatusCode::OK,
+    Ok(suppressed::json(
         &RatesAnswer {
             by: keys.iter().map(|k| k.name()).collect(),
             as_of,
@@ -226,6 +230,7 @@ async fn rates(params: PathParams, raw: String, state: State) -> Result<Response
             rows: &answer.rows,
             totals: &answer.totals,
         },
+        answer.suppressed,
     ))
 }
 
@@ -247,7 +252,7 @@ struct TrendAnswer<'a> {
     params(("id" = i64, Path, description = "The import"), TrendParams),
     responses(
         (status = 200, description = "The series (with `format=csv`: one row per group and bucket)",
-            content((Data<TrendBody> = "application/json"), (String = "text/csv"))),
+            content((Suppressed<TrendBody> = "application/json"), (String = "text/csv"))),
         (status = 400, description = "A parameter that does not parse, or more than 400 buckets \
             (`fields.interval`)", body = ErrorBody),
         (status = 404, description = "No such import", body = ErrorBody),
@@ -273,6 +278,8 @@ async fn trend(params: PathParams, raw: String, state: State) -> Result<Response
         },
         Utc::now(),
     )?;
+    let mut trend_query = trend_query;
+    trend_query.common.min_group = state.config.min_group_size();
     let keys = trend_query.common.keys.clone();
     let answer = state
         .insights
@@ -280,10 +287,11 @@ async fn trend(params: PathParams, raw: String, state: State) -> Result<Response
         .await?
         .ok_or_else(|| not_found(import_id))?;
     if csv_out {
-        return Ok(csv_reply(import_id, "trend", csv::trend(&keys, &answer)));
+        let mut response = csv_reply(import_id, "trend", csv::trend(&keys, &answer));
+        suppressed::mark(&mut response, answer.suppressed);
+        return Ok(response);
     }
-    Ok(data(
-        StatusCode::OK,
+    Ok(suppressed::json(
         &TrendAnswer {
             by: keys.iter().map(|k| k.name()).collect(),
             interval: answer.interval.name(),
@@ -291,6 +299,7 @@ async fn trend(params: PathParams, raw: String, state: State) -> Result<Response
             groups: answer.groups,
             series: &answer.series,
         },
+        answer.suppressed,
     ))
 }
 
@@ -318,7 +327,7 @@ struct EmergingAnswer<'a> {
     params(("id" = i64, Path, description = "The import"), EmergingParams),
     responses(
         (status = 200, description = "The tested groups (with `format=csv`: the rows as CSV)",
-            content((Data<EmergingBody> = "application/json"), (String = "text/csv"))),
+            content((Suppressed<EmergingBody> = "application/json"), (String = "text/csv"))),
         (status = 400, description = "A parameter that does not parse; `fields` names it", body = ErrorBody),
         (status = 404, description = "No such import", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
@@ -342,6 +351,8 @@ async fn emerging(params: PathParams, raw: String, state: State) -> Result<Respo
         },
         Utc::now(),
     )?;
+    let mut emerging_query = emerging_query;
+    emerging_query.common.min_group = state.config.min_group_size();
     let keys = emerging_query.common.keys.clone();
     let as_of = emerging_query.common.as_of;
     let window = emerging_query.window_text.clone();
@@ -351,14 +362,11 @@ async fn emerging(params: PathParams, raw: String, state: State) -> Result<Respo
         .await?
         .ok_or_else(|| not_found(import_id))?;
     if csv_out {
-        return Ok(csv_reply(
-            import_id,
-            "emerging",
-            csv::emerging(&keys, &answer),
-        ));
+        let mut response = csv_reply(import_id, "emerging", csv::emerging(&keys, &answer));
+        suppressed::mark(&mut response, answer.suppressed);
+        return Ok(response);
     }
-    Ok(data(
-        StatusCode::OK,
+    Ok(suppressed::json(
         &EmergingAnswer {
             by: keys.iter().map(|k| k.name()).collect(),
             as_of,
@@ -369,6 +377,7 @@ async fn emerging(params: PathParams, raw: String, state: State) -> Result<Respo
             tested: answer.tested,
             rows: &answer.rows,
         },
+        answer.suppressed,
     ))
 }
 

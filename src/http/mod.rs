@@ -4,12 +4,14 @@
 
 mod airports;
 mod archives;
+mod audit;
 pub mod auth;
 mod citizens;
 mod console;
 mod courses;
 mod demand;
 mod docs;
+mod erasure;
 pub mod error;
 pub mod extract;
 mod insights;
@@ -20,7 +22,9 @@ mod ops;
 mod places;
 pub mod routes;
 pub mod schema;
+pub mod server;
 mod statements;
+pub mod suppressed;
 mod towns;
 
 use std::convert::Infallible;
@@ -28,10 +32,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use warp::filters::BoxedFilter;
-use warp::http::header::HeaderValue;
+use warp::http::header::{HeaderValue, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use crate::access::Tokens;
 use crate::config::Config;
 use crate::db::Pool;
 use crate::jobs::SupervisorHandle;
@@ -49,7 +54,35 @@ pub struct State {
     pub kafka: Cluster,
     pub supervisor: SupervisorHandle,
     pub insights: Arc<crate::insights::Insights>,
+    /// Who may call what (from the configuration, hashed at start).
+    pub tokens: Arc<Tokens>,
+    /// Answers kept about imports (citizens' reads); erasure drops them.
+    pub citizens: Arc<crate::citizens::Stats>,
 }
+
+impl State {
+    pub fn new(
+        config: Config,
+        pool: Pool,
+        kafka: Cluster,
+        supervisor: SupervisorHandle,
+        tokens: Tokens,
+        insights: Arc<crate::insights::Insights>,
+    ) -> Self {
+        Self {
+            config: Arc::new(config),
+            pool,
+            kafka,
+            supervisor,
+            insights,
+            tokens: Arc::new(tokens),
+            citizens: Arc::new(crate::citizens::Stats::new(KEPT_IMPORTS)),
+        }
+    }
+}
+
+/// Imports whose citizens' answers are kept (see `citizens::Stats`).
+const KEPT_IMPORTS: usize = 64;
 
 /// Hands the shared state to a handler.
 pub fn with_state(state: &State) -> impl Filter<Extract = (State,), Error = Infallible> + Clone {
@@ -70,7 +103,7 @@ const REQUEST_ID: &str = "x-request-id";
 /// continues the caller's trace when it sends a W3C `traceparent`) and its
 /// metrics (by route pattern, never by raw path).
 pub fn router(state: &State) -> BoxedFilter<(Response,)> {
-    let api = ops::routes(state)
+    let routes = ops::routes(state)
         .or(jobs::routes(state))
         .unify()
         .or(archives::routes(state))
@@ -97,8 +130,15 @@ pub fn router(state: &State) -> BoxedFilter<(Response,)> {
         .unify()
         .or(console::routes())
         .unify()
-        .or(routes::fallback())
+        .or(erasure::routes(state))
         .unify()
+        .or(audit::routes(state))
+        .unify()
+        .or(routes::fallback())
+        .unify();
+    // The route table's access is checked before any handler runs.
+    let api = auth::gate(state)
+        .and(routes)
         .recover(error::recover)
         .unify();
 
@@ -117,6 +157,14 @@ pub fn router(state: &State) -> BoxedFilter<(Response,)> {
             if let Ok(value) = HeaderValue::from_str(&facts.id) {
                 response.headers_mut().insert(REQUEST_ID, value);
             }
+            // No answer is to be read as another type than it says (an
+            // echoed value taken for HTML), nor shown inside another site's
+            // frame (the console and the docs are pages).
+            let headers = response.headers_mut();
+            headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            headers
+                .entry(X_FRAME_OPTIONS)
+                .or_insert(HeaderValue::from_static("DENY"));
             response
         })
         .with(warp::trace(|info| {

@@ -44,6 +44,11 @@ pub struct Readiness {
     /// `ok` per dependency (`postgres`, `kafka`).
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub checks: Map<String, Value>,
+    /// `open` when no read or write token is configured (anyone who reaches
+    /// the port reads and changes data: for development only), `tokens`
+    /// otherwise.
+    #[schema(example = "tokens", pattern = "^(open|tokens)$")]
+    pub access: &'static str,
 }
 
 /// Liveness: the process is up.
@@ -106,6 +111,11 @@ pub(super) async fn readyz(state: State) -> Result<Response, ApiError> {
             &Readiness {
                 status: "ready",
                 checks,
+                access: if state.tokens.is_open() {
+                    "open"
+                } else {
+                    "tokens"
+                },
             },
         ))
     } else {

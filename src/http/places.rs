@@ -6,15 +6,16 @@ use chrono::Utc;
 use serde::Deserialize;
 use warp::filters::BoxedFilter;
 use warp::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
-use warp::http::{Method, StatusCode};
+use warp::http::Method;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use super::error::{respond, ApiError};
 use super::extract::{query, raw_query};
 use super::routes::{route, PathParams};
-use super::schema::{Data, ErrorBody};
-use super::{data, with_state, State};
+use super::schema::ErrorBody;
+use super::suppressed::{self, Suppressed};
+use super::{with_state, State};
 use crate::places::near::{CenterAirport, NearCenter, NearRaw, NearTotals, NearTown, NotPlaced};
 use crate::places::{self, MapQuery, Near, NearQuery, PlacesError};
 
@@ -36,7 +37,7 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(near, map),
-    components(schemas(Near, NearCenter, CenterAirport, NearTown, NearTotals, NotPlaced)),
+    components(schemas(Suppressed<Near>, Near, NearCenter, CenterAirport, NearTown, NearTotals, NotPlaced)),
     tags((name = "insights", description = "Demand rates against the population, trends and emerging demand"))
 )]
 pub(super) struct Api;
@@ -108,7 +109,7 @@ struct MapParams {
     responses(
         (status = 200, description = "The towns near the point (with `format=csv`: one row \
             per town, the unplaced last)",
-            content((Data<Near> = "application/json"), (String = "text/csv"))),
+            content((Suppressed<Near> = "application/json"), (String = "text/csv"))),
         (status = 400, description = "A parameter that does not parse; `fields` names it", body = ErrorBody),
         (status = 404, description = "No such import, or no live airport with that IATA code \
             (`fields.airport`)", body = ErrorBody),
@@ -123,7 +124,7 @@ async fn near(params: PathParams, raw: String, state: State) -> Result<Response,
         Some("csv") => true,
         Some(_) => return Err(crate::insights::ParamError::Format.into()),
     };
-    let near_query = NearQuery::parse(
+    let mut near_query = NearQuery::parse(
         &NearRaw {
             airport: p.airport,
             lat: p.lat,
@@ -134,14 +135,17 @@ async fn near(params: PathParams, raw: String, state: State) -> Result<Response,
         },
         Utc::now(),
     )?;
+    near_query.rates.common.min_group = state.config.min_group_size();
     let answer = places::near::near(&state.pool, &state.insights, import_id, near_query).await?;
     if !csv_out {
-        return Ok(data(StatusCode::OK, &answer));
+        return Ok(suppressed::json(&answer, answer.suppressed));
     }
     let body = places::csv::near(&answer);
     let reply = warp::reply::with_header(body, CONTENT_TYPE, "text/csv; charset=utf-8");
     let name = format!("attachment; filename=\"import-{import_id}-near.csv\"");
-    Ok(warp::reply::with_header(reply, CONTENT_DISPOSITION, name).into_response())
+    let mut response = warp::reply::with_header(reply, CONTENT_DISPOSITION, name).into_response();
+    suppressed::mark(&mut response, answer.suppressed);
+    Ok(response)
 }
 
 /// The import's placed towns on a map (equirectangular, fitted to them; no
@@ -163,7 +167,12 @@ async fn near(params: PathParams, raw: String, state: State) -> Result<Response,
 async fn map(params: PathParams, raw: String, state: State) -> Result<Response, ApiError> {
     let p: MapParams = query(&raw)?;
     let import_id: i64 = params.get("id")?;
-    let map_query = MapQuery::parse(p.course, p.min_score, Utc::now())?;
-    let svg = places::map::map_svg(&state.pool, &state.insights, import_id, map_query).await?;
-    Ok(warp::reply::with_header(svg, CONTENT_TYPE, "image/svg+xml; charset=utf-8").into_response())
+    let map_query = MapQuery::parse(p.course, p.min_score, Utc::now())?
+        .with_min_group(state.config.min_group_size());
+    let (svg, left_out) =
+        places::map::map_svg(&state.pool, &state.insights, import_id, map_query).await?;
+    let mut response =
+        warp::reply::with_header(svg, CONTENT_TYPE, "image/svg+xml; charset=utf-8").into_response();
+    suppressed::mark(&mut response, left_out);
+    Ok(response)
 }

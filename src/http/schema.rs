@@ -1,5 +1,5 @@
 //! The response types and names the handlers' OpenAPI annotations share: the
-//! envelopes, raw bytes and the admin security scheme's name. The handler
+//! envelopes and raw bytes. The handler
 //! modules and the document (`openapi.rs`) both use them, so neither has to
 //! import the other to describe a response.
 
@@ -22,9 +22,6 @@ pub struct Data<T> {
 #[derive(ToSchema)]
 #[schema(value_type = String, format = Binary)]
 pub struct Binary(pub Vec<u8>);
-
-/// Name of the bearer scheme guarding admin routes (`security(("admin_token" = []))`).
-pub const ADMIN_TOKEN: &str = "admin_token";
 
 /// Makes component `name` (an object) require at least one of its properties
 /// and no other: an update that changes nothing is refused. Done here

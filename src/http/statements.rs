@@ -9,9 +9,12 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::error::{respond, ApiError};
+use super::extract::BodyKind;
 use super::routes::{route, PathParams};
 use super::schema::{Data, ErrorBody};
-use super::{data, extract, with_state, State};
+use super::{auth, data, extract, with_state, State};
+use crate::audit::Origin;
+use crate::limits::Capped;
 use crate::statements::{self, DeadLetter, Statement};
 use crate::telemetry;
 use tracing::Instrument;
@@ -19,12 +22,15 @@ use tracing::Instrument;
 /// At most this many problems are named in one 400.
 const MAX_REPORTED: usize = 100;
 
+/// What a statements body may be.
+const KINDS: &[BodyKind] = &[BodyKind::Json, BodyKind::NdJson];
+
 pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
     let ingest = route("/imports/{id}/statements", Method::POST)
-        .and(warp::header::optional::<String>("content-type"))
-        .and(extract::body_bytes(state.config.body_limit))
+        .and(extract::typed_body(state.config.body_limit, KINDS))
+        .and(auth::origin(state))
         .and(with_state(state))
-        .then(|params, content_type, body, state| ingest(state, params, content_type, body))
+        .then(|params, kind, body, origin, state| ingest(state, params, kind, body, origin))
         .map(respond);
     let dead = route("/imports/{id}/dead-letters", Method::GET)
         .and(extract::raw_query())
@@ -50,8 +56,9 @@ pub(super) struct Accepted {
     job: String,
 }
 
-/// Accepts statements for an import, as a JSON array or as NDJSON (one
-/// object per line; `Content-Type: application/x-ndjson`). All are checked
+/// Accepts statements for an import, as a JSON array (`Content-Type:
+/// application/json`) or as NDJSON (one object per line; `Content-Type:
+/// application/x-ndjson`). All are checked
 /// first — shape and that each citizen belongs to the import — and none is
 /// accepted if any fails. Accepted statements are produced to the import's
 /// Kafka stream in one transaction (all or none reach the job) and stored
@@ -78,72 +85,80 @@ pub(super) struct Accepted {
         (status = 409, description = "The import's stream has expired", body = ErrorBody),
         (status = 413, description = "Body over the size limit, or a statement larger than \
                                       the largest Kafka record (`statement_too_large`; nothing accepted)", body = ErrorBody),
+        (status = 415, description = "The body is neither `application/json` nor \
+                                      `application/x-ndjson`", body = ErrorBody),
         (status = 503, description = "The database or Kafka is unavailable (`kafka_unavailable`): retry later", body = ErrorBody),
     )
 )]
 pub(super) async fn ingest(
     state: State,
     params: PathParams,
-    content_type: Option<String>,
+    kind: BodyKind,
     body: bytes::Bytes,
+    origin: Origin,
 ) -> Result<Response, ApiError> {
     let import_id: i64 = params.get("id")?;
-    let ndjson = content_type.as_deref().and_then(|ct| {
-        let ct = ct.to_ascii_lowercase();
-        if ct.contains("ndjson") || ct.contains("jsonl") {
-            Some(true)
-        } else if ct.starts_with("application/json") {
-            Some(false)
-        } else {
-            None
-        }
-    });
-    let items = statements::split_body(&body, ndjson)
-        .map_err(|(line, message)| ApiError::bad_request(message).with_field("line", line))?;
-    if items.is_empty() {
+    let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
+    let exists = crate::citizens::import_exists(&client, import_id).await?;
+    drop(client);
+    // Parsing and checking millions of items is CPU work: off the threads
+    // that serve other requests, one item at a time (each becomes its
+    // record, or a problem while fewer than MAX_REPORTED are named).
+    let checked = tokio::task::spawn_blocking(move || {
+        check_items(&body, kind == BodyKind::NdJson, exists.then_some(import_id))
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
+    if checked.items == 0 {
         return Err(ApiError::validation("no statements in the body"));
     }
-    let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
-    if !crate::citizens::import_exists(&client, import_id).await? {
+    if !exists {
         return Err(ApiError::not_found(format!("no import {import_id}")));
     }
-    let mut problems = Map::new();
-    let mut parsed = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        match Statement::from_value(item, Some(import_id)) {
-            Ok(statement) => parsed.push((index, statement)),
-            Err(invalid) => {
-                problems.insert(
-                    format!("[{index}].{}", invalid.field),
-                    Value::String(invalid.reason),
-                );
-            }
-        }
-    }
-    let mut ids: Vec<i32> = parsed.iter().map(|(_, s)| s.citizen_id).collect();
+    let Checked {
+        problems, records, ..
+    } = checked;
+    let mut ids: Vec<i32> = records.iter().map(|r| r.citizen_id).collect();
     ids.sort_unstable();
     ids.dedup();
+    let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
     let unknown = statements::unknown_citizens(&client, import_id, &ids).await?;
     drop(client);
-    for (index, statement) in &parsed {
-        if unknown.contains(&statement.citizen_id) {
-            problems.insert(
-                format!("[{index}].citizen_id"),
-                Value::String(format!(
-                    "no citizen {} in import {import_id}",
-                    statement.citizen_id
-                )),
-            );
-        }
-    }
-    if !problems.is_empty() {
-        let total = problems.len();
-        let fields: Map<String, Value> = problems.into_iter().take(MAX_REPORTED).collect();
+    drop(ids);
+    let strangers = records
+        .iter()
+        .filter(|r| unknown.contains(&r.citizen_id))
+        .count();
+    let total = problems.total() + strangers;
+    if total > 0 {
+        // Both lists are in item order: the first problems of the body are
+        // the first of their union.
+        let mut named = problems.into_items();
+        named.extend(
+            records
+                .iter()
+                .filter(|r| unknown.contains(&r.citizen_id))
+                .take(MAX_REPORTED)
+                .map(|r| {
+                    (
+                        r.index,
+                        format!("[{}].citizen_id", r.index),
+                        format!("no citizen {} in import {import_id}", r.citizen_id),
+                    )
+                }),
+        );
+        named.sort_by_key(|(index, _, _)| *index);
+        let fields: Map<String, Value> = named
+            .into_iter()
+            .take(MAX_REPORTED)
+            .map(|(_, path, reason)| (path, Value::String(reason)))
+            .collect();
         return Err(ApiError::validation(format!(
             "{total} statement problem(s); nothing was accepted"
         ))
         .with_fields(fields));
     }
+    let count = records.len();
     // Through the supervisor only when the job has no topic yet.
     let job = match state.supervisor.stream(import_id).await? {
         Some(job) if job.topic_ready => job,
@@ -161,9 +176,9 @@ pub(super) async fn ingest(
             "the import's stream is not available yet; retry later",
         ));
     }
-    let records = parsed
-        .iter()
-        .map(|(_, s)| (s.citizen_id.to_string(), s.to_payload()))
+    let records: Vec<(String, Vec<u8>)> = records
+        .into_iter()
+        .map(|r| (r.citizen_id.to_string(), r.payload))
         .collect();
     // A producer span whose W3C context goes into every record's headers, so
     // the job storing them continues this request's trace.
@@ -173,7 +188,7 @@ pub(super) async fn ingest(
         otel.kind = "producer",
         messaging.system = "kafka",
         messaging.destination.name = %job.topic,
-        messaging.batch.message_count = parsed.len() as i64,
+        messaging.batch.message_count = count as i64,
         job = %job.job,
         import = import_id,
     );
@@ -198,6 +213,15 @@ pub(super) async fn ingest(
                 )
             }
         })?;
+    // The change is Kafka's transaction, not ours: the row follows its commit.
+    let entry = origin
+        .entry("accepted")
+        .import(import_id)
+        .job(&job.job)
+        .detail(serde_json::json!({ "statements": accepted }));
+    if let Err(error) = entry.record_alone(&state.pool).await {
+        tracing::error!(%error, import_id, "audit row not written");
+    }
     Ok(data(
         StatusCode::ACCEPTED,
         &Accepted {
@@ -205,6 +229,53 @@ pub(super) async fn ingest(
             job: job.job,
         },
     ))
+}
+
+/// A statement that passed its own rules, as it goes to the topic.
+struct Record {
+    index: usize,
+    citizen_id: i32,
+    payload: Vec<u8>,
+}
+
+/// What reading a body found: how many items, their records, the first
+/// problems (with their item's index) and how many in all.
+struct Checked {
+    items: usize,
+    records: Vec<Record>,
+    problems: Capped<(usize, String, String)>,
+}
+
+/// Reads and checks every item of a body; `import_id` is `None` when the
+/// import does not exist (then items are only counted: the answer is a 404).
+fn check_items(body: &[u8], ndjson: bool, import_id: Option<i64>) -> Result<Checked, ApiError> {
+    let mut records = Vec::new();
+    let mut problems = Capped::new(MAX_REPORTED);
+    let items = statements::read_items(body, ndjson, |index, item| {
+        let Some(import_id) = import_id else {
+            return;
+        };
+        match Statement::from_value(&item, Some(import_id)) {
+            Ok(statement) => records.push(Record {
+                index,
+                citizen_id: statement.citizen_id,
+                payload: statement.to_payload(),
+            }),
+            Err(invalid) => problems.push_with(|| {
+                (
+                    index,
+                    format!("[{index}].{}", invalid.field),
+                    invalid.reason,
+                )
+            }),
+        }
+    })
+    .map_err(|(line, message)| ApiError::bad_request(message).with_field("line", line))?;
+    Ok(Checked {
+        items,
+        records,
+        problems,
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -240,15 +311,11 @@ pub(super) async fn dead_letters(
 ) -> Result<Response, ApiError> {
     let import_id: i64 = params.get("id")?;
     let query: DeadLetterQuery = extract::query(&raw)?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("invalid limit").with_field("limit", "must be 1 to 1000"));
-    }
+    let (after, limit) = extract::page(query.after, query.limit)?;
     let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
     if !crate::citizens::import_exists(&client, import_id).await? {
         return Err(ApiError::not_found(format!("no import {import_id}")));
     }
-    let letters =
-        statements::dead_letters(&client, import_id, query.after.unwrap_or(0), limit).await?;
+    let letters = statements::dead_letters(&client, import_id, after, limit).await?;
     Ok(data(StatusCode::OK, &letters))
 }

@@ -10,11 +10,13 @@ use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use super::auth;
 use super::error::{respond, ApiError};
-use super::extract::{body_bytes, json, query, raw_query};
+use super::extract::{json, json_body, query, raw_query};
 use super::routes::{route, PathParams};
 use super::schema::{Data, ErrorBody};
 use super::{data, with_state, State};
+use crate::audit::Origin;
 use crate::places::towns::{PlaceView, UsedAirport};
 use crate::places::{
     self, fixes, Candidate, Fix, FixBody, How, Status, TownAirport, TownAirports, TownEntry,
@@ -35,11 +37,13 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
         .then(|_: PathParams, raw: String, state: State| list(raw, state))
         .map(respond);
     let put = route("/towns/{name}", Method::PUT)
-        .and(body_bytes(BODY_LIMIT))
+        .and(json_body(BODY_LIMIT))
+        .and(auth::origin(state))
         .and(with_state(state))
         .then(put)
         .map(respond);
     let delete = route("/towns/{name}", Method::DELETE)
+        .and(auth::origin(state))
         .and(with_state(state))
         .then(delete)
         .map(respond);
@@ -136,13 +140,19 @@ async fn list(raw: String, state: State) -> Result<Response, ApiError> {
             or a country without a live airport of that name; `fields` names it; nothing is written",
             body = ErrorBody),
         (status = 413, description = "A body over 4 KiB", body = ErrorBody),
+        (status = 415, description = "A body that is not `application/json`", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     )
 )]
-async fn put(params: PathParams, body: Bytes, state: State) -> Result<Response, ApiError> {
+async fn put(
+    params: PathParams,
+    body: Bytes,
+    origin: Origin,
+    state: State,
+) -> Result<Response, ApiError> {
     let name = town(&params)?;
     let fix = fixes::parse_fix(&json(&body)?)?;
-    let (place, created) = fixes::put(&state.pool, &name, &fix).await?;
+    let (place, created) = fixes::put(&state.pool, &name, &fix, &origin).await?;
     let view = PlaceView::from(&place);
     if !created {
         return Ok(data(StatusCode::OK, &view));
@@ -170,9 +180,9 @@ async fn put(params: PathParams, body: Bytes, state: State) -> Result<Response, 
         (status = 503, description = "The database is unavailable", body = ErrorBody),
     )
 )]
-async fn delete(params: PathParams, state: State) -> Result<Response, ApiError> {
+async fn delete(params: PathParams, origin: Origin, state: State) -> Result<Response, ApiError> {
     let name = town(&params)?;
-    if fixes::delete(&state.pool, &name).await? {
+    if fixes::delete(&state.pool, &name, &origin).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::Origin;
 use crate::db::{DbError, Pool};
 
 /// Longest course name (as a statement's course) and title.
@@ -114,12 +115,18 @@ pub async fn list(pool: &Pool) -> Result<Vec<Course>, CourseError> {
     Ok(rows.iter().map(course).collect::<Result<_, _>>()?)
 }
 
-/// Adds or replaces a course; whether it was new.
-pub async fn put(pool: &Pool, name: &str, put: &CoursePut) -> Result<(Course, bool), CourseError> {
+/// Adds or replaces a course; whether it was new. Audited with the change.
+pub async fn put(
+    pool: &Pool,
+    name: &str,
+    put: &CoursePut,
+    origin: &Origin,
+) -> Result<(Course, bool), CourseError> {
     check_name(name)?;
     check(put)?;
-    let client = pool.get().await?;
-    let row = client
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let row = tx
         .query_one(
             "INSERT INTO courses AS c (course, title, offered) VALUES ($1, $2, $3) \
              ON CONFLICT (course) DO UPDATE \
@@ -128,17 +135,35 @@ pub async fn put(pool: &Pool, name: &str, put: &CoursePut) -> Result<(Course, bo
             &[&name, &put.title, &put.offered],
         )
         .await?;
-    Ok((course(&row)?, row.try_get("created")?))
+    let created: bool = row.try_get("created")?;
+    // A course name is catalogue data, not a person's: it may be recorded.
+    origin
+        .entry(if created { "created" } else { "updated" })
+        .detail(serde_json::json!({ "course": name, "offered": put.offered }))
+        .record(&tx)
+        .await?;
+    tx.commit().await?;
+    Ok((course(&row)?, created))
 }
 
-/// Removes a course; false when there was none.
-pub async fn delete(pool: &Pool, name: &str) -> Result<bool, CourseError> {
+/// Removes a course; false when there was none (nothing is audited then).
+pub async fn delete(pool: &Pool, name: &str, origin: &Origin) -> Result<bool, CourseError> {
     check_name(name)?;
-    let client = pool.get().await?;
-    Ok(client
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let deleted = tx
         .execute("DELETE FROM courses WHERE course = $1", &[&name])
         .await?
-        == 1)
+        == 1;
+    if deleted {
+        origin
+            .entry("deleted")
+            .detail(serde_json::json!({ "course": name }))
+            .record(&tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(deleted)
 }
 
 #[cfg(test)]

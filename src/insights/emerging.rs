@@ -35,6 +35,8 @@ pub struct Emerging {
     pub groups: usize,
     pub tested: usize,
     pub rows: Vec<EmergingRow>,
+    /// Tested groups left out for their small population (`Common::min_group`).
+    pub suppressed: usize,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -119,7 +121,7 @@ pub fn emerging(snapshot: &Snapshot, query: &EmergingQuery) -> Emerging {
         t1 as f64 / (t1 + t0) as f64
     };
     let groups_count = cells.len();
-    let mut rows: Vec<EmergingRow> = cells
+    let mut rows: Vec<(u32, EmergingRow)> = cells
         .into_iter()
         .filter(|(_, _, c)| c.current >= query.min_count)
         .map(|(g, slot, c)| {
@@ -130,7 +132,7 @@ pub fn emerging(snapshot: &Snapshot, query: &EmergingQuery) -> Emerging {
             };
             let (low, high) = stats::clopper_pearson(c.current, n).unwrap_or((0.0, 1.0));
             let new = c.previous == 0;
-            EmergingRow {
+            let row = EmergingRow {
                 label: groups.labels(g, by_course.then_some(slot), snapshot, common),
                 current: c.current,
                 previous: c.previous,
@@ -141,13 +143,22 @@ pub fn emerging(snapshot: &Snapshot, query: &EmergingQuery) -> Emerging {
                 new,
                 p: stats::binomial_p_greater(c.current, n, pi).unwrap_or(1.0),
                 q: 1.0,
-            }
+            };
+            (g, row)
         })
         .collect();
-    let p: Vec<f64> = rows.iter().map(|r| r.p).collect();
-    for (row, q) in rows.iter_mut().zip(stats::benjamini_hochberg(&p)) {
+    let p: Vec<f64> = rows.iter().map(|(_, r)| r.p).collect();
+    for ((_, row), q) in rows.iter_mut().zip(stats::benjamini_hochberg(&p)) {
         row.q = q;
     }
+    let tested = rows.len();
+    // Left out after the statistics, so q does not depend on the setting.
+    let population = groups.population();
+    let kept = common.min_group.apply(rows, |(g, _)| {
+        i64::try_from(population[*g as usize]).unwrap_or(i64::MAX)
+    });
+    let suppressed = kept.suppressed;
+    let mut rows: Vec<EmergingRow> = kept.rows.into_iter().map(|(_, row)| row).collect();
     // By p, then the larger ratio (a new group's is the largest), then keys.
     let ratio = |r: &EmergingRow| {
         if r.new {
@@ -161,7 +172,6 @@ pub fn emerging(snapshot: &Snapshot, query: &EmergingQuery) -> Emerging {
             .then(ratio(b).total_cmp(&ratio(a)))
             .then_with(|| a.label.cmp_keys(&b.label))
     });
-    let tested = rows.len();
     rows.truncate(query.limit);
     Emerging {
         t1,
@@ -169,6 +179,7 @@ pub fn emerging(snapshot: &Snapshot, query: &EmergingQuery) -> Emerging {
         groups: groups_count,
         tested,
         rows,
+        suppressed,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The insights' parameters, parsed and checked: each failure names its
 //! parameter, and every count an answer can reach is capped here.
 
+use crate::privacy::MinGroupSize;
 use std::fmt;
 use std::time::Duration;
 
@@ -144,6 +145,9 @@ pub struct Common {
     pub filters: Filters,
     pub age_bins: AgeBins,
     pub as_of: DateTime<Utc>,
+    /// Groups of fewer residents are left out of the answer (and counted):
+    /// the deployment's `INSIKT_MIN_GROUP_SIZE`, not a request parameter.
+    pub min_group: MinGroupSize,
 }
 
 impl Common {
@@ -300,6 +304,7 @@ fn common(raw: &Raw, now: DateTime<Utc>, with_range: bool) -> Result<Common, Par
             .map(|v| time(v, "as_of"))
             .transpose()?
             .unwrap_or(now),
+        min_group: MinGroupSize::OFF,
     })
 }
 

@@ -46,6 +46,8 @@ pub struct Rates {
     pub rows: Vec<RateRow>,
     /// How many rows there were before `limit`.
     pub groups: usize,
+    /// Rows left out for their small population (`Common::min_group`).
+    pub suppressed: usize,
     pub totals: Totals,
 }
 
@@ -192,12 +194,18 @@ pub fn rates(snapshot: &Snapshot, query: &RatesQuery) -> Rates {
         row.q = q.next();
     }
     sort(&mut rows, query.sort);
+    // Left out after the statistics, so q does not depend on the setting.
+    let kept = common
+        .min_group
+        .apply(rows, |r| i64::try_from(r.population).unwrap_or(i64::MAX));
+    let (mut rows, suppressed) = (kept.rows, kept.suppressed);
     let groups = rows.len();
     rows.truncate(query.limit);
     let (rate_low, rate_high) = stats::wilson(total_askers, total_population).unzip();
     Rates {
         rows,
         groups,
+        suppressed,
         totals: Totals {
             population: total_population,
             askers: total_askers,

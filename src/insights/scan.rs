@@ -168,6 +168,15 @@ impl Groups {
         self.keys.len()
     }
 
+    /// The residents of each group.
+    pub fn population(&self) -> Vec<u64> {
+        let mut population = vec![0u64; self.len()];
+        for g in &self.of {
+            population[*g as usize] += 1;
+        }
+        population
+    }
+
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

@@ -111,6 +111,8 @@ pub struct Trend {
     pub series: Vec<Series>,
     /// How many groups had statements before `limit`.
     pub groups: usize,
+    /// Groups left out for their small population (`Common::min_group`).
+    pub suppressed: usize,
 }
 
 /// The largest per-resident scratch (course slots × buckets) of stamps;
@@ -205,6 +207,7 @@ pub fn trend(snapshot: &Snapshot, query: &TrendQuery) -> Result<Trend, ParamErro
                     buckets: Vec::new(),
                     series: Vec::new(),
                     groups: 0,
+                    suppressed: 0,
                 })
             }
             Some((first, last)) => (from.unwrap_or(first), to.unwrap_or(last.saturating_add(1))),
@@ -216,6 +219,7 @@ pub fn trend(snapshot: &Snapshot, query: &TrendQuery) -> Result<Trend, ParamErro
             buckets: Vec::new(),
             series: Vec::new(),
             groups: 0,
+            suppressed: 0,
         });
     }
     let buckets = Buckets::new(query.interval, from, to)?;
@@ -248,8 +252,12 @@ pub fn trend(snapshot: &Snapshot, query: &TrendQuery) -> Result<Trend, ParamErro
         series: Vec::new(),
     };
     scan(snapshot, &filter.within(from, to), &mut tally);
-    let mut series: Vec<Series> = tally
-        .series
+    let population = groups.population();
+    let kept = common.min_group.apply(tally.series, |(g, ..)| {
+        i64::try_from(population[*g as usize]).unwrap_or(i64::MAX)
+    });
+    let mut series: Vec<Series> = kept
+        .rows
         .into_iter()
         .map(|(g, slot, statements, askers)| Series {
             label: groups.labels(g, by_course.then_some(slot), snapshot, common),
@@ -270,6 +278,7 @@ pub fn trend(snapshot: &Snapshot, query: &TrendQuery) -> Result<Trend, ParamErro
         buckets: buckets.starts(),
         series,
         groups: count,
+        suppressed: kept.suppressed,
     })
 }
 

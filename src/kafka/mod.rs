@@ -151,6 +151,19 @@ impl Cluster {
         Ok(())
     }
 
+    /// Deletes `topic` with its records (erasure); a topic that is not
+    /// there is fine.
+    pub async fn delete_topic(&self, topic: &str) -> Result<(), KafkaClientError> {
+        let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+        for result in self.admin.delete_topics(&[topic], &options).await? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((topic, code)) => return Err(KafkaClientError::Topic { topic, code }),
+            }
+        }
+        Ok(())
+    }
+
     /// The partition ids of `topic`.
     pub async fn partitions(&self, topic: &str) -> Result<Vec<i32>, KafkaClientError> {
         let admin = Arc::clone(&self.admin);

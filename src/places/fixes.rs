@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::{rule, Fix, Place, PlacesError};
+use crate::audit::Origin;
 use crate::db::Pool;
 
 /// A town name as imports carry it (the citizens' rules: 1 to 256
@@ -126,14 +127,19 @@ pub fn parse_fix(body: &Value) -> Result<Fix, PlacesError> {
 
 /// Fixes `town`'s place; its place now, and whether the town had no fix
 /// before. A country must have a live airport of the town's name; it is
-/// stored as the airports spell it.
-pub async fn put(pool: &Pool, town: &TownName, fix: &Fix) -> Result<(Place, bool), PlacesError> {
-    let client = pool.get().await?;
+/// stored as the airports spell it. Audited in the fix's transaction.
+pub async fn put(
+    pool: &Pool,
+    town: &TownName,
+    fix: &Fix,
+    origin: &Origin,
+) -> Result<(Place, bool), PlacesError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
     let row = match fix {
         Fix::Country { country } => {
-            client
-                .query_opt(
-                    "INSERT INTO town_places AS p (town, country)
+            tx.query_opt(
+                "INSERT INTO town_places AS p (town, country)
                      SELECT $1, min(a.country) FROM airports a
                       WHERE lower(a.city) = lower($1) AND lower(a.country) = lower($2)
                         AND a.deleted_at IS NULL
@@ -142,25 +148,24 @@ pub async fn put(pool: &Pool, town: &TownName, fix: &Fix) -> Result<(Place, bool
                         SET town = EXCLUDED.town, country = EXCLUDED.country,
                             latitude = NULL, longitude = NULL, updated_at = now()
                      RETURNING (xmax = 0) AS created",
-                    &[&town.as_str(), &country],
-                )
-                .await?
+                &[&town.as_str(), &country],
+            )
+            .await?
         }
         Fix::Coordinates {
             latitude,
             longitude,
         } => Some(
-            client
-                .query_one(
-                    "INSERT INTO town_places AS p (town, latitude, longitude)
+            tx.query_one(
+                "INSERT INTO town_places AS p (town, latitude, longitude)
                      VALUES ($1, $2, $3)
                      ON CONFLICT ((lower(town))) DO UPDATE
                         SET town = EXCLUDED.town, country = NULL, latitude = EXCLUDED.latitude,
                             longitude = EXCLUDED.longitude, updated_at = now()
                      RETURNING (xmax = 0) AS created",
-                    &[&town.as_str(), latitude, longitude],
-                )
-                .await?,
+                &[&town.as_str(), latitude, longitude],
+            )
+            .await?,
         ),
     };
     let Some(row) = row else {
@@ -169,20 +174,35 @@ pub async fn put(pool: &Pool, town: &TownName, fix: &Fix) -> Result<(Place, bool
                 "a coordinates fix was not stored".into(),
             ));
         };
-        return Err(no_such_country(&client, town, country).await?);
+        return Err(no_such_country(&tx, town, country).await?);
     };
     let created: bool = row.try_get("created")?;
-    let place = rule::places(&client, &[town.as_str().to_owned()])
+    // Place names are not personal data: the town and the fix are recorded.
+    let detail = match fix {
+        Fix::Country { country } => {
+            serde_json::json!({ "town": town.as_str(), "country": country })
+        }
+        Fix::Coordinates { .. } => {
+            serde_json::json!({ "town": town.as_str(), "fix": "coordinates" })
+        }
+    };
+    origin
+        .entry(if created { "created" } else { "updated" })
+        .detail(detail)
+        .record(&tx)
+        .await?;
+    let place = rule::places(&tx, &[town.as_str().to_owned()])
         .await?
         .pop()
         .ok_or_else(|| PlacesError::Internal("the fixed town has no place row".into()))?;
+    tx.commit().await?;
     Ok((place, created))
 }
 
 /// The 400 for a country without an airport of the town's name, naming
 /// the countries that have one.
 async fn no_such_country(
-    client: &deadpool_postgres::Client,
+    client: &impl deadpool_postgres::GenericClient,
     town: &TownName,
     country: &str,
 ) -> Result<PlacesError, PlacesError> {
@@ -214,16 +234,27 @@ async fn no_such_country(
     Ok(PlacesError::invalid("country", reason))
 }
 
-/// Gives `town` back to the rule; false when it had no fix.
-pub async fn delete(pool: &Pool, town: &TownName) -> Result<bool, PlacesError> {
-    let client = pool.get().await?;
-    Ok(client
+/// Gives `town` back to the rule; false when it had no fix (nothing is
+/// audited then).
+pub async fn delete(pool: &Pool, town: &TownName, origin: &Origin) -> Result<bool, PlacesError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let deleted = tx
         .execute(
             "DELETE FROM town_places WHERE lower(town) = lower($1)",
             &[&town.as_str()],
         )
         .await?
-        > 0)
+        > 0;
+    if deleted {
+        origin
+            .entry("deleted")
+            .detail(serde_json::json!({ "town": town.as_str() }))
+            .record(&tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(deleted)
 }
 
 #[cfg(test)]

@@ -32,18 +32,25 @@ impl MapQuery {
             rates,
         })
     }
+
+    /// Leaves out the towns smaller than `min_group` (`INSIKT_MIN_GROUP_SIZE`).
+    pub fn with_min_group(mut self, min_group: crate::privacy::MinGroupSize) -> Self {
+        self.rates.common.min_group = min_group;
+        self
+    }
 }
 
 /// The most airport marks drawn (the whole bundled file has 7,698).
 const MAX_AIRPORTS: i64 = 20_000;
 
-/// The map of import `import_id` as an SVG document.
+/// The map of import `import_id` as an SVG document, and how many towns
+/// were left out for their small population.
 pub async fn map_svg(
     pool: &Pool,
     insights: &Insights,
     import_id: i64,
     query: MapQuery,
-) -> Result<String, PlacesError> {
+) -> Result<(String, usize), PlacesError> {
     let rates = insights
         .rates(import_id, query.rates.clone())
         .await?
@@ -123,17 +130,30 @@ pub async fn map_svg(
             })
         })
         .collect::<Result<Vec<_>, PlacesError>>()?;
+    let not_placed = missing.len();
+    let mut notes = notes(missing);
+    if rates.suppressed > 0 {
+        notes.push(format!(
+            "{} left out for having fewer residents than the minimum group size.",
+            if rates.suppressed == 1 {
+                "1 town".to_owned()
+            } else {
+                format!("{} towns", rates.suppressed)
+            }
+        ));
+    }
     let data = MapData {
         title: format!("Where the askers live — import {import_id}"),
-        subtitle: subtitle(&query, towns.len(), missing.len()),
-        notes: notes(missing),
+        subtitle: subtitle(&query, towns.len(), not_placed),
+        notes,
         towns,
         airports,
     };
-    tokio::task::spawn_blocking(move || draw::render(&data, &projection))
+    let svg = tokio::task::spawn_blocking(move || draw::render(&data, &projection))
         .await
         .map_err(|e| PlacesError::Internal(e.to_string()))?
-        .map_err(|e| PlacesError::Internal(e.to_string()))
+        .map_err(|e| PlacesError::Internal(e.to_string()))?;
+    Ok((svg, rates.suppressed))
 }
 
 fn askers(n: u64) -> String {

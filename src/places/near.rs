@@ -206,6 +206,10 @@ pub struct Near {
     pub outside: usize,
     /// Towns that could not be placed (`ambiguous`, `unplaced`), by name.
     pub not_placed: Vec<NotPlaced>,
+    /// Towns left out for their small population (`INSIKT_MIN_GROUP_SIZE`),
+    /// shown beside the data by the HTTP layer.
+    #[serde(skip)]
+    pub suppressed: usize,
 }
 
 /// The live airport with IATA code `code` (the lowest id, should two share it).
@@ -332,6 +336,7 @@ pub async fn near(
         totals,
         outside,
         not_placed,
+        suppressed: rates.suppressed,
     })
 }
 

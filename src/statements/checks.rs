@@ -17,7 +17,10 @@ pub async fn unknown_citizens(
             &[&import_id, &ids],
         )
         .await?;
-    let known: HashSet<i32> = rows.iter().map(|r| r.get(0)).collect();
+    let known = rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<HashSet<i32>, _>>()?;
     Ok(ids
         .iter()
         .copied()
@@ -34,5 +37,8 @@ pub async fn citizen_ids(client: &Client, import_id: i64) -> Result<HashSet<i32>
             &[&import_id],
         )
         .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<HashSet<i32>, _>>()?)
 }

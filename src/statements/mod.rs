@@ -87,16 +87,25 @@ impl Statement {
     }
 }
 
-/// A request body of statements: a JSON array, or NDJSON (one object a line).
-/// Returns every item as a JSON value, or where the body stopped parsing.
-pub fn split_body(body: &[u8], ndjson: Option<bool>) -> Result<Vec<Value>, (usize, String)> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    let as_array = ndjson.map_or(first == Some(&b'['), |nd| !nd);
-    if as_array {
-        return serde_json::from_slice::<Vec<Value>>(body)
-            .map_err(|e| (e.line(), format!("invalid JSON array: {e}")));
+/// Reads a request body of statements, a JSON array (`ndjson` false) or
+/// NDJSON (one value a line), handing each item to `each` with its index as
+/// soon as it is parsed: the body is never held as a tree, so memory stays
+/// near the body's size whatever it holds. The number of items, or the line
+/// where the body stopped parsing and why.
+pub fn read_items(
+    body: &[u8],
+    ndjson: bool,
+    mut each: impl FnMut(usize, Value),
+) -> Result<usize, (usize, String)> {
+    if !ndjson {
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let count =
+            serde::Deserializer::deserialize_seq(&mut deserializer, Items { each: &mut each })
+                .and_then(|count| deserializer.end().map(|()| count))
+                .map_err(|e| (e.line(), format!("invalid JSON array: {e}")))?;
+        return Ok(count);
     }
-    let mut items = Vec::new();
+    let mut count = 0;
     for (index, line) in body.split(|b| *b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -107,9 +116,32 @@ pub fn split_body(body: &[u8], ndjson: Option<bool>) -> Result<Vec<Value>, (usiz
                 format!("invalid JSON on line {}: {e}", index + 1),
             )
         })?;
-        items.push(value);
+        each(count, value);
+        count += 1;
     }
-    Ok(items)
+    Ok(count)
+}
+
+/// The array's elements, one `Value` at a time.
+struct Items<'a, F> {
+    each: &'a mut F,
+}
+
+impl<'de, F: FnMut(usize, Value)> serde::de::Visitor<'de> for Items<'_, F> {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of statements")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+        let mut count = 0;
+        while let Some(value) = seq.next_element::<Value>()? {
+            (self.each)(count, value);
+            count += 1;
+        }
+        Ok(count)
+    }
 }
 
 #[cfg(test)]
@@ -219,14 +251,50 @@ mod tests {
         );
     }
 
+    fn items(body: &[u8], ndjson: bool) -> Result<Vec<Value>, (usize, String)> {
+        let mut items = Vec::new();
+        let count = read_items(body, ndjson, |i, v| {
+            assert_eq!(i, items.len());
+            items.push(v);
+        })?;
+        assert_eq!(count, items.len());
+        Ok(items)
+    }
+
     #[test]
     fn bodies_are_arrays_or_ndjson() {
-        let array = br#" [{"a":1},{"b":2}]"#;
-        assert_eq!(split_body(array, None).unwrap().len(), 2);
+        let array = br#" [{"a":1},{"b":2}] "#;
+        assert_eq!(items(array, false).unwrap().len(), 2);
         let nd = b"{\"a\":1}\n\n{\"b\":2}\n";
-        assert_eq!(split_body(nd, None).unwrap().len(), 2);
-        assert_eq!(split_body(nd, Some(true)).unwrap().len(), 2);
-        assert_eq!(split_body(b"{\"a\":1}\n{oops", None).unwrap_err().0, 2);
-        assert!(split_body(b"{\"a\":1}\n{\"b\":2}", Some(false)).is_err());
+        assert_eq!(items(nd, true).unwrap().len(), 2);
+        assert_eq!(items(b"{\"a\":1}\n{oops", true).unwrap_err().0, 2);
+        assert!(items(b"{\"a\":1}\n{\"b\":2}", false).is_err());
+        assert!(items(b"[1] [2]", false).is_err(), "trailing data");
+        assert!(items(b"{}", false).is_err());
+        assert_eq!(items(b"[]", false).unwrap().len(), 0);
+        assert_eq!(items(b"[\n1,\n{", false).unwrap_err().0, 3);
+    }
+
+    #[test]
+    fn items_are_handed_over_one_at_a_time() {
+        // Five million zeros: counted, none kept by the reader itself.
+        let mut body = Vec::with_capacity(10_000_002);
+        body.push(b'[');
+        for i in 0..5_000_000 {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.push(b'0');
+        }
+        body.push(b']');
+        let mut seen = 0usize;
+        assert_eq!(
+            read_items(&body, false, |_, v| {
+                assert_eq!(v, Value::from(0));
+                seen += 1;
+            }),
+            Ok(5_000_000)
+        );
+        assert_eq!(seen, 5_000_000);
     }
 }

@@ -21,6 +21,26 @@ use tokio_postgres::NoTls;
 /// The admin token every test app is configured with.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+/// Tokens of an app that runs closed ([`with_tokens`]): one per scope, each
+/// configured by its SHA-256 digest under the name in [`TOKEN_NAMES`].
+pub const READ_TOKEN: &str = "test-read-token";
+pub const WRITE_TOKEN: &str = "test-write-token";
+pub const ADMIN_HASHED_TOKEN: &str = "test-admin-hashed-token";
+pub const TOKEN_NAMES: [&str; 3] = ["analyst", "loader", "operator"];
+
+/// The `name:sha256-hex` configuration of a token.
+pub fn token_pair(name: &str, token: &str) -> String {
+    format!("{name}:{}", insikt::access::TokenDigest::of(token).hex())
+}
+
+/// Configures read, write and admin tokens (by digest), so the app runs
+/// closed; the plaintext admin token of every test app keeps working.
+pub fn with_tokens(config: &mut Config) {
+    config.read_tokens = Some(token_pair(TOKEN_NAMES[0], READ_TOKEN));
+    config.write_tokens = Some(token_pair(TOKEN_NAMES[1], WRITE_TOKEN));
+    config.admin_tokens = Some(token_pair(TOKEN_NAMES[2], ADMIN_HASHED_TOKEN));
+}
+
 /// Where test databases are created: `INSIKT_TEST_DATABASE_URL` or the local
 /// default, pointing at the maintenance database.
 pub fn admin_url() -> String {

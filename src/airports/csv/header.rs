@@ -3,6 +3,11 @@
 
 use csv::StringRecord;
 
+use crate::limits::{excerpt, Capped, ECHO_CHARS};
+
+/// Header problems named in a refusal.
+pub const MAX_HEADER_PROBLEMS: usize = 10;
+
 /// A column the CSV may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Column {
@@ -78,10 +83,11 @@ pub struct Header {
 
 impl Header {
     /// Maps header names to columns; unknown, repeated and missing required
-    /// names are all reported.
+    /// names are reported (the first [`MAX_HEADER_PROBLEMS`], each name cut
+    /// short: a header of millions of junk names gets a short answer).
     pub fn parse(record: &StringRecord) -> Result<Self, String> {
-        let mut columns = Vec::with_capacity(record.len());
-        let mut problems = Vec::new();
+        let mut columns = Vec::with_capacity(Column::ALL.len());
+        let mut problems = Capped::new(MAX_HEADER_PROBLEMS);
         for (i, raw) in record.iter().enumerate() {
             // A byte-order mark may precede the first name.
             let raw = if i == 0 {
@@ -90,28 +96,36 @@ impl Header {
                 raw
             };
             match Column::from_header(raw) {
-                Some(column) if columns.contains(&column) => {
-                    problems.push(format!("column {raw:?} appears twice"));
-                }
+                Some(column) if columns.contains(&column) => problems
+                    .push_with(|| format!("column {} appears twice", excerpt(raw, ECHO_CHARS))),
                 Some(column) => columns.push(column),
-                None => problems.push(format!("unknown column {raw:?}")),
+                None => {
+                    problems.push_with(|| format!("unknown column {}", excerpt(raw, ECHO_CHARS)))
+                }
             }
         }
         for required in Column::REQUIRED {
             if !columns.contains(&required) {
-                problems.push(format!("required column {:?} is missing", required.name()));
+                problems.push_with(|| format!("required column {:?} is missing", required.name()));
             }
         }
         if problems.is_empty() {
-            Ok(Self { columns })
-        } else {
-            let known: Vec<&str> = Column::ALL.iter().map(|c| c.name()).collect();
-            Err(format!(
-                "bad header: {} (known columns: {})",
-                problems.join("; "),
-                known.join(", ")
-            ))
+            return Ok(Self { columns });
         }
+        let total = problems.total();
+        let shown = problems.items().len();
+        let known: Vec<&str> = Column::ALL.iter().map(|c| c.name()).collect();
+        // The count and the known columns first: the list may be cut.
+        let count = if total > shown {
+            format!("{total} problems, the first {shown}")
+        } else {
+            format!("{total} problem(s)")
+        };
+        Err(format!(
+            "bad header ({count}; known columns: {}): {}",
+            known.join(", "),
+            problems.into_items().join("; ")
+        ))
     }
 
     pub fn has(&self, column: Column) -> bool {
@@ -136,6 +150,16 @@ mod tests {
         assert!(rows[0].airport.dst.is_some());
         let bom = parse_all("\u{feff}name,latitude,longitude\nX,1,2\n").unwrap();
         assert_eq!(bom.len(), 1);
+    }
+
+    #[test]
+    fn a_header_of_junk_gets_a_short_answer() {
+        let junk = vec!["\u{1}".repeat(10); 1000].join(",");
+        let rejected = parse_all(&format!("{junk}\n")).unwrap_err();
+        let reason = &rejected.errors[0].reason;
+        assert_eq!(rejected.errors[0].line, 1);
+        assert!(reason.len() < 2_000, "{} bytes", reason.len());
+        assert!(reason.contains("1003 problems, the first 10"), "{reason}");
     }
 
     #[test]

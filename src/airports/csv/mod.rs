@@ -20,6 +20,11 @@ pub use row::Row;
 /// How many bad rows an error report lists.
 pub const MAX_ERRORS: usize = 100;
 
+/// The longest line (header or record) read, in bytes: an airport's record
+/// is a few hundred; a longer line is refused before it is held, so a
+/// record (and its field list) never grows with the body.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
 /// One bad line and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RowError {
@@ -49,7 +54,7 @@ impl Rejected {
 /// Reads records one at a time from any reader (the upload feeds it the
 /// request body as it arrives), yielding good rows and collecting bad ones.
 pub struct Parser<R> {
-    reader: csv::Reader<R>,
+    reader: csv::Reader<LineLimit<R>>,
     header: Header,
     record: StringRecord,
     errors: Vec<RowError>,
@@ -64,7 +69,7 @@ impl<R: Read> Parser<R> {
         let mut reader = ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
-            .from_reader(input);
+            .from_reader(LineLimit::new(input, MAX_LINE_BYTES));
         let mut record = StringRecord::new();
         let header = match reader.read_record(&mut record) {
             Ok(true) => Header::parse(&record).map_err(|reason| Rejected::one(1, reason))?,
@@ -162,9 +167,45 @@ impl<R: Read> Parser<R> {
     }
 }
 
+/// A reader that fails once a line runs past `max` bytes (newlines inside
+/// quoted fields count as line ends: that bounds a record's pieces, and a
+/// real airports file has none).
+struct LineLimit<R> {
+    inner: R,
+    max: usize,
+    run: usize,
+}
+
+impl<R> LineLimit<R> {
+    fn new(inner: R, max: usize) -> Self {
+        Self { inner, max, run: 0 }
+    }
+}
+
+impl<R: Read> Read for LineLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &byte in &buf[..n] {
+            if byte == b'\n' {
+                self.run = 0;
+            } else {
+                self.run += 1;
+                if self.run > self.max {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("a line is longer than {} bytes", self.max),
+                    ));
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
 fn describe(error: &csv::Error) -> String {
     match error.kind() {
         csv::ErrorKind::Utf8 { .. } => "the record is not valid UTF-8".to_owned(),
+        csv::ErrorKind::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => e.to_string(),
         csv::ErrorKind::Io(e) => format!("could not read the input: {e}"),
         _ => error.to_string(),
     }
@@ -217,6 +258,33 @@ mod tests {
         let rejected = parse_all(&input).unwrap_err();
         assert_eq!(rejected.errors.len(), MAX_ERRORS);
         assert_eq!(rejected.total, 250);
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_stops_the_read() {
+        let long = "x".repeat(MAX_LINE_BYTES + 1);
+        let rejected = parse_all(&long).unwrap_err();
+        assert_eq!(rejected.errors[0].line, 1);
+        assert!(
+            rejected.errors[0].reason.contains("longer than"),
+            "{:?}",
+            rejected.errors
+        );
+        let input = format!("name,latitude,longitude\nA,1,2\n{long},1,2\nB,1,2\n");
+        let rejected = parse_all(&input).unwrap_err();
+        assert!(
+            rejected.errors[0].reason.contains("longer than"),
+            "{:?}",
+            rejected.errors
+        );
+        // Right at the limit is fine.
+        let name = "n".repeat(MAX_LINE_BYTES - 4);
+        assert_eq!(
+            parse_all(&format!("name,latitude,longitude\n{name},1,2\n"))
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -3,6 +3,12 @@
 
 use csv::StringRecord;
 
+use crate::limits::{excerpt, ECHO_CHARS};
+
+fn shown(value: &str) -> String {
+    excerpt(value, ECHO_CHARS)
+}
+
 use super::{Column, Header, RowError};
 use crate::airports::{null_if_empty, Dst, Latitude, Longitude, Name, NewAirport, Timezone, NUL};
 
@@ -42,7 +48,7 @@ impl Header {
                 .parse::<i64>()
                 .ok()
                 .filter(|id| *id > 0)
-                .ok_or_else(|| format!("id {v:?} is not a positive integer"))
+                .ok_or_else(|| format!("id {} is not a positive integer", shown(v)))
         });
         let name = field(get(Column::Name), &mut problems, |v| {
             Name::try_from(v.to_owned())
@@ -56,7 +62,7 @@ impl Header {
         let altitude = field(get(Column::Altitude), &mut problems, |v| {
             v.trim()
                 .parse::<i32>()
-                .map_err(|_| format!("altitude {v:?} is not an integer"))
+                .map_err(|_| format!("altitude {} is not an integer", shown(v)))
         });
         let timezone = field(get(Column::Timezone), &mut problems, str::parse::<Timezone>);
         let dst = field(get(Column::Dst), &mut problems, str::parse::<Dst>);

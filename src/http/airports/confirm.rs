@@ -11,11 +11,12 @@ use warp::Filter;
 use super::{created, id, nonempty, pairs, typed};
 use crate::airports::confirm::{Action, Signer, TokenError};
 use crate::airports::{self, Airport, NewAirport};
+use crate::audit::Origin;
 use crate::http::error::{respond, ApiError};
 use crate::http::extract::raw_query;
 use crate::http::routes::{route, PathParams};
 use crate::http::schema::{Data, ErrorBody};
-use crate::http::{data, with_state, State};
+use crate::http::{auth, data, with_state, State};
 
 /// A signed confirmation link (`GET /airports/create`, `GET /airports/{id}/update`).
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -82,12 +83,14 @@ pub(super) fn routes(state: &State) -> BoxedFilter<(Response,)> {
         .or(route("/delete", Method::GET))
         .unify()
         .and(raw_query())
+        .and(auth::origin(state))
         .and(with_state(state))
         .then(soft_delete)
         .map(respond);
     let confirm = route("/confirm/{token}", Method::GET)
         .or(route("/confirm/{token}", Method::POST))
         .unify()
+        .and(auth::origin(state))
         .and(with_state(state))
         .then(confirm)
         .map(respond);
@@ -142,9 +145,14 @@ fn from_query<T: serde::de::DeserializeOwned + airports::Storable>(
         (status = 404, description = "No such airport", body = ErrorBody),
     )
 )]
-async fn soft_delete(params: PathParams, raw: String, state: State) -> Result<Response, ApiError> {
+async fn soft_delete(
+    params: PathParams,
+    raw: String,
+    origin: Origin,
+    state: State,
+) -> Result<Response, ApiError> {
     let id = id(&params, &raw)?;
-    let airport = airports::soft_delete(&state.pool, id).await?;
+    let airport = airports::soft_delete(&state.pool, id, &origin).await?;
     Ok(data(StatusCode::OK, &airport))
 }
 
@@ -235,12 +243,12 @@ async fn confirm_update(
         (status = 410, description = "The link has expired", body = ErrorBody),
     )
 )]
-async fn confirm(params: PathParams, state: State) -> Result<Response, ApiError> {
+async fn confirm(params: PathParams, origin: Origin, state: State) -> Result<Response, ApiError> {
     let token = params
         .raw("token")
         .ok_or_else(|| ApiError::internal(&"route has no token"))?;
     let verified = signer(&state)?.verify(token, chrono::Utc::now())?;
-    match airports::confirm(&state.pool, &verified).await? {
+    match airports::confirm(&state.pool, &verified, &origin).await? {
         airports::Confirmed::Created(airport) => Ok(created(&airport)),
         airports::Confirmed::Updated(airport) => Ok(data(StatusCode::OK, &airport)),
     }

@@ -13,14 +13,15 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use super::error::{respond, ApiError};
-use super::extract::{body_bytes, json, query, raw_query};
+use super::extract::{json, json_body, query, raw_query};
 use super::routes::{route, PathParams};
 use super::schema::{at_least_one_field, Data, ErrorBody};
-use super::{data, with_state, State};
+use super::{auth, data, with_state, State};
 use crate::airports::{
     self, Airport, AirportError, AirportPatch, ListFilter, NearAirport, NearQuery, NewAirport,
     Page, Storable, UploadOutcome, NUL,
 };
+use crate::audit::Origin;
 
 mod confirm;
 mod upload;
@@ -148,8 +149,11 @@ impl utoipa::Modify for Aliases {
     }
 }
 
+/// Largest body of a JSON airport (or change): a few hundred bytes in practice.
+const AIRPORT_BODY_LIMIT: u64 = 64 * 1024;
+
 pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
-    let limit = state.config.body_limit;
+    let limit = state.config.body_limit.min(AIRPORT_BODY_LIMIT);
     let list = route("/airports", Method::GET)
         .and(raw_query())
         .and(with_state(state))
@@ -168,15 +172,17 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
     let create = route("/airports", Method::PUT)
         .or(route("/create", Method::PUT))
         .unify()
-        .and(body_bytes(limit))
+        .and(json_body(limit))
+        .and(auth::origin(state))
         .and(with_state(state))
-        .then(|_, body, state| create(body, state))
+        .then(|_, body, origin, state| create(body, origin, state))
         .map(respond);
     let patch = route("/airports/{id}", Method::PATCH)
         .or(route("/update", Method::PATCH))
         .unify()
         .and(raw_query())
-        .and(body_bytes(limit))
+        .and(json_body(limit))
+        .and(auth::origin(state))
         .and(with_state(state))
         .then(patch)
         .map(respond);
@@ -184,6 +190,7 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
         .or(route("/delete", Method::DELETE))
         .unify()
         .and(raw_query())
+        .and(auth::origin(state))
         .and(with_state(state))
         .then(delete)
         .map(respond);
@@ -314,12 +321,13 @@ fn created(airport: &airports::Airport) -> Response {
         (status = 201, description = "Created; `Location` names it", body = Data<Airport>,
             headers(("Location" = String, description = "`/airports/{id}`"))),
         (status = 400, description = "Invalid JSON or airport", body = ErrorBody),
-        (status = 413, description = "The body exceeds the configured limit", body = ErrorBody),
+        (status = 413, description = "The body exceeds 64 KiB", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
     )
 )]
-async fn create(body: Bytes, state: State) -> Result<Response, ApiError> {
+async fn create(body: Bytes, origin: Origin, state: State) -> Result<Response, ApiError> {
     let airport: NewAirport = typed(json::<Value>(&body)?)?;
-    let airport = airports::create(&state.pool, &airport).await?;
+    let airport = airports::create(&state.pool, &airport, &origin).await?;
     Ok(created(&airport))
 }
 
@@ -380,18 +388,20 @@ fn nonempty(patch: AirportPatch) -> Result<AirportPatch, ApiError> {
         (status = 200, description = "The changed airport", body = Data<Airport>),
         (status = 400, description = "Invalid id, JSON or field, or no field to change", body = ErrorBody),
         (status = 404, description = "No such airport", body = ErrorBody),
-        (status = 413, description = "The body exceeds the configured limit", body = ErrorBody),
+        (status = 413, description = "The body exceeds 64 KiB", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
     )
 )]
 async fn patch(
     params: PathParams,
     raw: String,
     body: Bytes,
+    origin: Origin,
     state: State,
 ) -> Result<Response, ApiError> {
     let id = id(&params, &raw)?;
     let patch = nonempty(typed(json::<Value>(&body)?)?)?;
-    let airport = airports::patch(&state.pool, id, &patch).await?;
+    let airport = airports::patch(&state.pool, id, &patch, &origin).await?;
     Ok(data(StatusCode::OK, &airport))
 }
 
@@ -408,8 +418,13 @@ async fn patch(
         (status = 404, description = "No such airport", body = ErrorBody),
     )
 )]
-async fn delete(params: PathParams, raw: String, state: State) -> Result<Response, ApiError> {
+async fn delete(
+    params: PathParams,
+    raw: String,
+    origin: Origin,
+    state: State,
+) -> Result<Response, ApiError> {
     let id = id(&params, &raw)?;
-    airports::delete(&state.pool, id).await?;
+    airports::delete(&state.pool, id, &origin).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

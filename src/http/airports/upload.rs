@@ -10,10 +10,11 @@ use warp::reply::Response;
 use warp::Filter;
 
 use crate::airports::{self, UploadOutcome};
+use crate::audit::Origin;
 use crate::http::error::{respond, ApiError};
 use crate::http::routes::route;
 use crate::http::schema::{Data, ErrorBody};
-use crate::http::{data, with_state, State};
+use crate::http::{auth, data, with_state, State};
 
 /// `POST /airports/upload` and its bare alias `POST /upload`.
 pub(super) fn routes(state: &State) -> BoxedFilter<(Response,)> {
@@ -46,22 +47,26 @@ fn upload_route(pattern: &'static str, state: &State) -> BoxedFilter<(Response,)
     let limit = state.config.body_limit;
     let multipart = route(pattern, Method::POST)
         .and(with_state(state))
+        .and(auth::origin(state))
         .and(warp::header::optional::<u64>("content-length"))
         // The limit is enforced while streaming (and on Content-Length below),
         // so chunked bodies work too.
         .and(warp::multipart::form().max_length(None))
-        .then(move |_, state, length, form| upload_multipart(state, length, form, limit))
+        .then(move |_, state, origin, length, form| {
+            upload_multipart(state, origin, length, form, limit)
+        })
         .map(respond);
     let raw = route(pattern, Method::POST)
         .and(with_state(state))
+        .and(auth::origin(state))
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
         .then(
-            move |_, state: State, kind: Option<String>, length, body| async move {
+            move |_, state: State, origin: Origin, kind: Option<String>, length, body| async move {
                 check_length(length, limit)?;
                 check_csv_type(kind.as_deref())?;
-                let outcome = airports::upload(&state.pool, body, limit).await?;
+                let outcome = airports::upload(&state.pool, body, limit, &origin).await?;
                 Ok(data(StatusCode::CREATED, &outcome))
             },
         )
@@ -94,6 +99,7 @@ fn check_csv_type(kind: Option<&str>) -> Result<(), ApiError> {
 
 async fn upload_multipart(
     state: State,
+    origin: Origin,
     length: Option<u64>,
     mut form: FormData,
     limit: u64,
@@ -103,7 +109,7 @@ async fn upload_multipart(
         let part =
             part.map_err(|e| ApiError::bad_request(format!("invalid multipart body: {e}")))?;
         if part.name() == "file" {
-            let outcome = airports::upload(&state.pool, part.stream(), limit).await?;
+            let outcome = airports::upload(&state.pool, part.stream(), limit, &origin).await?;
             return Ok(data(StatusCode::CREATED, &outcome));
         }
     }

@@ -2,7 +2,10 @@
 // value from the API goes into the page as text (never as HTML).
 "use strict";
 
+// Tokens stay in this tab's sessionStorage: the admin token (job control)
+// and, for a service that needs one to read, a token for reading.
 const TOKEN_KEY = "insikt.adminToken";
+const READ_TOKEN_KEY = "insikt.token";
 const REFRESH_MS = 5000;
 const DEAD_LETTER_PAGE = 20;
 const RSS_POINTS = 120;
@@ -72,6 +75,32 @@ async function api(method, path, token) {
   return { ok: response.ok, status: response.status, body, message: errorText(response, body) };
 }
 
+// A read: sent with the token the tab holds (the admin token reads too);
+// when the service answers that it needs one (401), or refuses the one
+// held (403), the page asks for a token, keeps it, and tries once more.
+async function read(path, asRaw) {
+  const send = async (token) => {
+    if (!asRaw) return api("GET", path, token);
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    try { return await fetch(path, { headers }); } catch (error) { return { ok: false, status: 0, error }; }
+  };
+  let answer = await send(readToken());
+  if (answer.status === 401 || answer.status === 403) {
+    forgetReadToken();
+    const token = await askToken(
+      answer.status === 401
+        ? "This service needs a token to read its data. Enter a token with the read scope (or a higher one)."
+        : "The token this tab holds may not read this. Enter a token with the read scope (or a higher one).",
+      "Token");
+    if (token) {
+      sessionStorage.setItem(READ_TOKEN_KEY, token);
+      showForget();
+      answer = await send(token);
+    }
+  }
+  return answer;
+}
+
 // The error envelope as one line: message, then the fields it names.
 function errorText(response, body) {
   const error = body && body.error;
@@ -84,32 +113,50 @@ function errorText(response, body) {
   return text;
 }
 
-// --- the admin token ---------------------------------------------------------
+// --- the tokens --------------------------------------------------------------
 
 function storedToken() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
-function showForget() {
-  $("forget-token").hidden = !storedToken();
+function readToken() {
+  return sessionStorage.getItem(READ_TOKEN_KEY) || storedToken();
 }
 
-// Asks for the token in a modal dialog; resolves to it, or null if cancelled.
-function askToken(reason) {
+function forgetReadToken() {
+  sessionStorage.removeItem(READ_TOKEN_KEY);
+  // An admin token that cannot read is no admin token either.
+  sessionStorage.removeItem(TOKEN_KEY);
+  showForget();
+}
+
+function showForget() {
+  $("forget-token").hidden = !storedToken() && !sessionStorage.getItem(READ_TOKEN_KEY);
+}
+
+// Only one question at a time: reads that run together share the answer.
+let asking = null;
+
+// Asks for a token in a modal dialog; resolves to it, or null if cancelled.
+function askToken(reason, title) {
+  if (asking) return asking;
   const dialog = $("token-dialog");
   const input = $("token-input");
+  $("token-title").textContent = title || "Admin token";
   $("token-reason").textContent = reason;
   input.value = "";
-  return new Promise((resolve) => {
+  asking = new Promise((resolve) => {
     dialog.addEventListener("close", () => {
       const token = dialog.returnValue === "ok" ? input.value.trim() : "";
       input.value = "";
+      asking = null;
       resolve(token || null);
     }, { once: true });
     dialog.returnValue = "";
     dialog.showModal();
     input.focus();
   });
+  return asking;
 }
 
 async function jobAction(name, verb) {
@@ -204,7 +251,7 @@ function jobsView(main, params) {
   );
   const headers = ["Name", "Import", "State", "Owner", "Lag", "Stored", "Dead letters", "Expires", "Actions"];
   current.refresh = async () => {
-    const result = await api("GET", filter ? `/jobs?state=${encodeURIComponent(filter)}` : "/jobs");
+    const result = await read(filter ? `/jobs?state=${encodeURIComponent(filter)}` : "/jobs");
     if (!result.ok) { setStatus(`jobs: ${result.message}`, true); return; }
     const jobs = result.body.data;
     if (!jobs.length) {
@@ -252,7 +299,7 @@ function jobView(main, name) {
   async function loadLetters() {
     if (importId === null) return;
     const after = pages[pages.length - 1];
-    const result = await api("GET", `/imports/${importId}/dead-letters?after=${after}&limit=${DEAD_LETTER_PAGE}`);
+    const result = await read(`/imports/${importId}/dead-letters?after=${after}&limit=${DEAD_LETTER_PAGE}`);
     if (!result.ok) { setStatus(`dead letters: ${result.message}`, true); return; }
     const rows = result.body.data;
     const cell = (label, content, cls) => el("td", { "data-label": label, class: cls }, content);
@@ -277,7 +324,7 @@ function jobView(main, name) {
   }
 
   current.refresh = async () => {
-    const result = await api("GET", `/jobs/${encodeURIComponent(name)}`);
+    const result = await read(`/jobs/${encodeURIComponent(name)}`);
     if (!result.ok) { setStatus(`job ${name}: ${result.message}`, true); facts.replaceChildren(el("p", { class: "empty" }, result.message)); return; }
     const job = result.body.data;
     importId = job.import;
@@ -300,7 +347,7 @@ function jobView(main, name) {
         fact("Last error", job.last_error || "—"),
       ),
       el("div", { class: "controls" }, actionButtons(job)));
-    const files = await api("GET", `/jobs/${encodeURIComponent(name)}/archives`);
+    const files = await read(`/jobs/${encodeURIComponent(name)}/archives`);
     if (files.ok) {
       const rows = files.body.data;
       const cell = (label, content, cls) => el("td", { "data-label": label, class: cls }, content);
@@ -310,7 +357,7 @@ function jobView(main, name) {
           el("tbody", {}, rows.map((a) => el("tr", {},
             cell("Partition", String(a.partition), "num"), cell("From offset", String(a.from_offset), "num"),
             cell("To offset", String(a.to_offset), "num"), cell("Records", formatNumber(a.count), "num"),
-            cell("Size", `${formatNumber(a.bytes)} B`, "num"), cell("Object", el("code", {}, a.url))))))
+            cell("Size", `${formatNumber(a.bytes)} B`, "num"), cell("Object", el("code", {}, a.object))))))
         : el("p", { class: "empty" }, "No archives: a job archives what it had not consumed when it expires."));
     }
     await loadLetters();
@@ -354,7 +401,11 @@ function demandView(main, id, params) {
     const query = new URLSearchParams(params);
     if (!query.get("by")) query.set("by", "town");
     const svg = `/imports/${id}/demand.svg?${query}`;
-    const response = await fetch(svg);
+    const response = await read(svg, true);
+    if (response.status === 0) {
+      chart.replaceChildren(el("p", { class: "status error" }, `The chart could not be drawn: network error`));
+      return;
+    }
     if (!response.ok) {
       let body = null;
       try { body = await response.json(); } catch (_) { /* not JSON */ }
@@ -365,9 +416,11 @@ function demandView(main, id, params) {
     if (url) URL.revokeObjectURL(url);
     url = URL.createObjectURL(await response.blob());
     const keys = query.get("by").split(",").map((k) => k.replace("_", " "));
+    const left = Number(response.headers.get("insikt-suppressed") || 0);
     chart.replaceChildren(
       el("img", { src: url, alt: `Bar chart: demand of import ${id} by ${keys.join(" and ")}` }),
-      el("figcaption", {}, `Statements and residents by ${keys.join(" and ")}`));
+      el("figcaption", {}, `Statements and residents by ${keys.join(" and ")}` +
+        (left ? ` (${left} groups too small to show are left out)` : "")));
     links.replaceChildren("The same as ", el("a", { href: svg }, "SVG"), " or ",
       el("a", { href: `/imports/${id}/demand?${query}` }, "JSON"), ".");
   };
@@ -430,8 +483,9 @@ async function sampleMemory() {
 document.addEventListener("DOMContentLoaded", () => {
   $("forget-token").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(READ_TOKEN_KEY);
     showForget();
-    setStatus("The admin token is forgotten.");
+    setStatus("The tokens are forgotten.");
   });
   showForget();
   window.addEventListener("hashchange", () => { route(); $("main").focus(); });
