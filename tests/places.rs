@@ -120,6 +120,16 @@ async fn put(app: &TestApp, town: &str, body: Value) -> (u16, Value) {
     .await
 }
 
+/// Fails unless `body` is what the service's OpenAPI document says
+/// `method path` answers with `status`.
+async fn documented(app: &TestApp, method: &str, path: &str, status: u16, body: &Value) {
+    let (_, document) = json(app.get("/openapi.json").await).await;
+    let schema = common::schema::response_schema(&document, method, path, status);
+    if let Err(why) = common::schema::conforms(&document, schema, body) {
+        panic!("{method} {path} {status}: {why}\n{body}");
+    }
+}
+
 /// The town called `name` in a list of towns.
 fn town<'a>(towns: &'a Value, name: &str) -> &'a Value {
     towns
@@ -236,6 +246,7 @@ async fn towns_are_placed_by_the_country_with_most_airports_and_ties_wait_for_a_
     assert!(off < 1.0, "Valencia is not at VLC: {off} m");
     let (status, body) = put(&app, "Valencia", json!({"country": "Spain"})).await;
     assert_eq!(status, 200, "{body}");
+    documented(&app, "put", "/towns/{name}", 200, &body).await;
 
     // Coordinates replace a country.
     let (status, body) = put(
@@ -293,6 +304,8 @@ async fn towns_are_placed_by_the_country_with_most_airports_and_ties_wait_for_a_
         "{message}"
     );
     assert_eq!(fixes(&app).await, 2);
+    let (_, listed) = json(app.get("/towns").await).await;
+    documented(&app, "get", "/towns", 200, &listed).await;
     let still = get(&app, "/towns?after=Atlantis&limit=1").await;
     assert_eq!(still["towns"][0]["how"], "coordinates");
 
@@ -499,6 +512,8 @@ async fn near_mad_holds_madrid_and_after_the_fix_valencia() {
     for town in ["Valencia", "Barcelona"] {
         assert_eq!(put(&app, town, json!({"country": "Spain"})).await.0, 201);
     }
+    let (_, whole) = json(app.get(&path).await).await;
+    documented(&app, "get", "/imports/{id}/insights/near", 200, &whole).await;
     let near = get(&app, &path).await;
     assert_eq!(names(&near), ["Madrid", "Valencia"]);
     let valencia_km = near["towns"][1]["distance_km"].as_f64().unwrap();
