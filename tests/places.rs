@@ -516,6 +516,25 @@ async fn near_mad_holds_madrid_and_after_the_fix_valencia() {
     documented(&app, "get", "/imports/{id}/insights/near", 200, &whole).await;
     let near = get(&app, &path).await;
     assert_eq!(names(&near), ["Madrid", "Valencia"]);
+    // For the opportunities: each placed town's nearest airport with a code.
+    let pool = insikt::db::pool(&app.database.url, 1).unwrap();
+    let asked = ["Valencia", "Madrid", "Atlantis"].map(str::to_owned);
+    let nearest = insikt::places::nearest_airports(&pool, &asked)
+        .await
+        .unwrap();
+    assert_eq!(nearest.len(), 2, "{nearest:?}");
+    assert_eq!(
+        (
+            nearest["Valencia"].iata.as_str(),
+            nearest["Valencia"].distance_km
+        ),
+        ("VLC", 0.0)
+    );
+    assert!(
+        ["MAD", "TOJ", "ECV"].contains(&nearest["Madrid"].iata.as_str()),
+        "{nearest:?}"
+    );
+    assert!(nearest["Madrid"].distance_km < 30.0, "{nearest:?}");
     let valencia_km = near["towns"][1]["distance_km"].as_f64().unwrap();
     assert!((250.0..320.0).contains(&valencia_km), "{near}");
     assert_eq!(near["outside"], 2);

@@ -7,13 +7,14 @@
 //! - `towns`: every town with its place, an import's towns with their airports;
 //! - `near`: an import's towns within a radius, with their demand;
 //!   `nearest`: a town's nearest live airport (for opportunities);
-//! - `map`, `layout`, `draw`: the map as SVG (plotters);
+//! - `map`, `layout`, `draw`, `legend`: the map as SVG (plotters);
 //! - `csv`: `near` as CSV.
 
 pub mod csv;
 mod draw;
 pub mod fixes;
 pub mod layout;
+mod legend;
 pub mod map;
 pub mod near;
 pub mod nearest;
