@@ -30,7 +30,7 @@ pub enum Command {
     /// Upload an airports CSV file to a running insikt (`POST /airports/upload`),
     /// streamed, with a progress bar on a terminal.
     UploadAirports {
-        /// The CSV file; a header row is required (see README, "Airports").
+        /// The CSV file; a header row is required (see docs/airports.md).
         file: PathBuf,
         /// Base URL of the service [default: http://<listen address>].
         #[arg(long)]
@@ -66,12 +66,12 @@ pub enum Command {
         #[arg(long, env = "INSIKT_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
-    /// The archive of expired jobs (see README, "Archive").
+    /// The archive of expired jobs (see docs/archive.md).
     Archive {
         #[command(subcommand)]
         command: ArchiveCommand,
     },
-    /// Bearer tokens (see README, "Access").
+    /// Bearer tokens (see docs/access.md).
     Token {
         #[command(subcommand)]
         command: TokenCommand,

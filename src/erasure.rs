@@ -11,8 +11,8 @@
 //! when Kafka cannot be reached, archive objects in a store that cannot be
 //! reached, and a resident's statements that the job had not yet read from
 //! the topic when they were erased (the job dead-letters them on its next
-//! start: erase the resident again once the job's lag is 0). README,
-//! "Access", says how to reach them.
+//! start: erase the resident again once the job's lag is 0). docs/access.md,
+//! says how to reach them.
 
 use serde::Serialize;
 use serde_json::{json, Value};

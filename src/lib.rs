@@ -16,6 +16,7 @@ pub mod demand;
 pub mod demo;
 pub mod erasure;
 pub mod http;
+pub mod ingestion;
 pub mod insights;
 pub mod jobs;
 pub mod kafka;

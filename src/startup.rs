@@ -163,7 +163,7 @@ impl Application {
             tracing::warn!(
                 "no read or write token is configured (INSIKT_READ_TOKENS, INSIKT_WRITE_TOKENS, \
                  INSIKT_TOKENS_FILE): running OPEN, anyone who reaches the port reads and \
-                 changes personal data; configure tokens outside development (README, \"Access\")"
+                 changes personal data; configure tokens outside development (docs/access.md)"
             );
         }
         tracing::info!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{json, streams, TestApp};
 use insikt::cli::demo::{demo, DemoOptions, DemoOutcome, DemoReport};
-use insikt::demo::{Counts, DemandKey, Plan};
+use insikt::demo::{DemandKey, GroupDemand, Plan};
 use serde_json::Value;
 
 async fn run(app: &TestApp, force: bool, plan: Plan) -> (DemoOutcome, String) {
@@ -36,7 +36,7 @@ fn loaded(outcome: DemoOutcome) -> Box<DemoReport> {
 }
 
 /// The service's own answer for the import, as the generator keys it.
-async fn demand(app: &TestApp, import: i64) -> BTreeMap<DemandKey, Counts> {
+async fn demand(app: &TestApp, import: i64) -> BTreeMap<DemandKey, GroupDemand> {
     let path = format!("/imports/{import}/demand?by=town,age_group,channel");
     let (status, body) = json(app.get(&path).await).await;
     assert_eq!(status, 200, "{body}");
@@ -51,7 +51,7 @@ async fn demand(app: &TestApp, import: i64) -> BTreeMap<DemandKey, Counts> {
                 text(row, "age_group"),
                 text(row, "channel"),
             );
-            let counts = Counts {
+            let counts = GroupDemand {
                 statements: row["statements"].as_i64().unwrap(),
                 residents: row["residents"].as_i64().unwrap(),
             };

@@ -26,7 +26,7 @@ pub enum AirportError {
     #[error("airport {0} not found")]
     NotFound(i64),
     #[error("the upload was rejected: {} bad rows", .0.total)]
-    Rejected(csv::Rejected),
+    Refused(csv::RefusedFile),
     #[error("the body exceeds the limit of {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("could not read the body: {0}")]

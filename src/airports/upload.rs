@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
-use super::csv::{Column, Header, Parser, Rejected, Row};
+use super::csv::{Column, Header, Parser, RefusedFile, Row};
 use super::AirportError;
 use crate::audit::Origin;
 use crate::db::{Client, Pool};
@@ -114,7 +114,7 @@ where
 
 /// Runs on a blocking thread: parses everything, sends good rows in batches
 /// until the first bad one, and says at the end whether the file is whole.
-fn parse(input: ChannelReader, rows: &mpsc::Sender<Event>) -> Result<(), Rejected> {
+fn parse(input: ChannelReader, rows: &mpsc::Sender<Event>) -> Result<(), RefusedFile> {
     let mut parser = Parser::new(input)?;
     if rows
         .blocking_send(Event::Header(parser.header().clone()))
@@ -146,10 +146,10 @@ fn parse(input: ChannelReader, rows: &mpsc::Sender<Event>) -> Result<(), Rejecte
     parser.finish()
 }
 
-async fn parsed(parser: JoinHandle<Result<(), Rejected>>) -> Result<(), AirportError> {
+async fn parsed(parser: JoinHandle<Result<(), RefusedFile>>) -> Result<(), AirportError> {
     match parser.await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(rejected)) => Err(AirportError::Rejected(rejected)),
+        Ok(Err(rejected)) => Err(AirportError::Refused(rejected)),
         Err(panic) => Err(AirportError::Read(format!(
             "the CSV parser failed: {panic}"
         ))),
@@ -188,7 +188,7 @@ const AIRPORT_TYPES: [Type; 13] = [
 async fn store(
     client: &mut Client,
     mut rows: mpsc::Receiver<Event>,
-    parser: JoinHandle<Result<(), Rejected>>,
+    parser: JoinHandle<Result<(), RefusedFile>>,
     origin: &Origin,
 ) -> Result<UploadOutcome, AirportError> {
     let Some(Event::Header(header)) = rows.recv().await else {

@@ -143,7 +143,7 @@ pub async fn deployment_id(client: &Client) -> Result<uuid::Uuid, DbError> {
     let row = client
         .query_one("SELECT id::text FROM deployment", &[])
         .await?;
-    let id: &str = row.get(0);
+    let id: &str = row.try_get(0)?;
     uuid::Uuid::parse_str(id).map_err(|e| DbError::Corrupt(format!("deployment id {id:?}: {e}")))
 }
 

@@ -127,7 +127,7 @@ pub struct BadRecord {
 
 /// Statements and residents of one demand group.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
+pub struct GroupDemand {
     pub statements: i64,
     pub residents: i64,
 }
@@ -216,7 +216,7 @@ impl Sample {
     /// for this sample (default age bins, ages at the `today` it was made
     /// for): a statement's channel is its own, else its resident's, else
     /// `unknown`; each distinct statement counts once.
-    pub fn expected_demand(&self) -> BTreeMap<DemandKey, Counts> {
+    pub fn expected_demand(&self) -> BTreeMap<DemandKey, GroupDemand> {
         let bins = AgeBins::default();
         let by_id: BTreeMap<i32, &Resident> =
             self.residents.iter().map(|r| (r.citizen_id, r)).collect();
@@ -241,7 +241,7 @@ impl Sample {
                 let residents = residents.len() as i64;
                 (
                     key,
-                    Counts {
+                    GroupDemand {
                         statements,
                         residents,
                     },

@@ -51,7 +51,7 @@ impl From<ErasureError> for ApiError {
 /// letters and kept answers; stops and removes its job, deletes its topic
 /// and its archive objects. PostgreSQL's part is one transaction (audited in
 /// it); the topic and the archive go after it, and the answer says if they
-/// could not (see README, "Access", for what cannot be erased).
+/// could not (see docs/access.md, for what cannot be erased).
 #[utoipa::path(
     delete,
     path = "/imports/{id}",

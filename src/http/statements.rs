@@ -1,5 +1,5 @@
-//! Statement ingestion (validated, then produced to the import's stream) and
-//! the import's dead letters.
+//! Statement ingestion (the use case is `crate::ingestion`) and the import's
+//! dead letters.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -14,13 +14,8 @@ use super::routes::{route, PathParams};
 use super::schema::{Data, ErrorBody};
 use super::{auth, data, extract, with_state, State};
 use crate::audit::Origin;
-use crate::limits::Capped;
+use crate::ingestion::{self, IngestError};
 use crate::statements::{self, DeadLetter, Statement};
-use crate::telemetry;
-use tracing::Instrument;
-
-/// At most this many problems are named in one 400.
-const MAX_REPORTED: usize = 100;
 
 /// What a statements body may be.
 const KINDS: &[BodyKind] = &[BodyKind::Json, BodyKind::NdJson];
@@ -98,184 +93,54 @@ pub(super) async fn ingest(
     origin: Origin,
 ) -> Result<Response, ApiError> {
     let import_id: i64 = params.get("id")?;
-    let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
-    let exists = crate::citizens::import_exists(&client, import_id).await?;
-    drop(client);
-    // Parsing and checking millions of items is CPU work: off the threads
-    // that serve other requests, one item at a time (each becomes its
-    // record, or a problem while fewer than MAX_REPORTED are named).
-    let checked = tokio::task::spawn_blocking(move || {
-        check_items(&body, kind == BodyKind::NdJson, exists.then_some(import_id))
-    })
-    .await
-    .map_err(|e| ApiError::internal(&e))??;
-    if checked.items == 0 {
-        return Err(ApiError::validation("no statements in the body"));
-    }
-    if !exists {
-        return Err(ApiError::not_found(format!("no import {import_id}")));
-    }
-    let Checked {
-        problems, records, ..
-    } = checked;
-    let mut ids: Vec<i32> = records.iter().map(|r| r.citizen_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
-    let unknown = statements::unknown_citizens(&client, import_id, &ids).await?;
-    drop(client);
-    drop(ids);
-    let strangers = records
-        .iter()
-        .filter(|r| unknown.contains(&r.citizen_id))
-        .count();
-    let total = problems.total() + strangers;
-    if total > 0 {
-        // Both lists are in item order: the first problems of the body are
-        // the first of their union.
-        let mut named = problems.into_items();
-        named.extend(
-            records
-                .iter()
-                .filter(|r| unknown.contains(&r.citizen_id))
-                .take(MAX_REPORTED)
-                .map(|r| {
-                    (
-                        r.index,
-                        format!("[{}].citizen_id", r.index),
-                        format!("no citizen {} in import {import_id}", r.citizen_id),
-                    )
-                }),
-        );
-        named.sort_by_key(|(index, _, _)| *index);
-        let fields: Map<String, Value> = named
-            .into_iter()
-            .take(MAX_REPORTED)
-            .map(|(_, path, reason)| (path, Value::String(reason)))
-            .collect();
-        return Err(ApiError::validation(format!(
-            "{total} statement problem(s); nothing was accepted"
-        ))
-        .with_fields(fields));
-    }
-    let count = records.len();
-    // Through the supervisor only when the job has no topic yet.
-    let job = match state.supervisor.stream(import_id).await? {
-        Some(job) if job.topic_ready => job,
-        _ => state.supervisor.ensure(import_id).await?,
-    };
-    if job.expired {
-        return Err(ApiError::conflict(format!(
-            "the stream of import {import_id} has expired"
-        )));
-    }
-    if !job.topic_ready {
-        // No topic yet: Kafka was unreachable when the job was created.
-        return Err(ApiError::unavailable(
-            "kafka_unavailable",
-            "the import's stream is not available yet; retry later",
-        ));
-    }
-    let records: Vec<(String, Vec<u8>)> = records
-        .into_iter()
-        .map(|r| (r.citizen_id.to_string(), r.payload))
-        .collect();
-    // A producer span whose W3C context goes into every record's headers, so
-    // the job storing them continues this request's trace.
-    let span = tracing::info_span!(
-        "kafka.produce",
-        otel.name = %format_args!("{} publish", job.topic),
-        otel.kind = "producer",
-        messaging.system = "kafka",
-        messaging.destination.name = %job.topic,
-        messaging.batch.message_count = count as i64,
-        job = %job.job,
-        import = import_id,
-    );
-    let headers = telemetry::inject_context(&span);
-    let accepted = state
-        .supervisor
-        .publish(&job, records, &headers)
-        .instrument(span)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "produce failed");
-            if e.is_record_too_large() {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "statement_too_large",
-                    "a statement is larger than the largest Kafka record; nothing was accepted",
-                )
-            } else {
-                ApiError::unavailable(
-                    "kafka_unavailable",
-                    "Kafka did not commit the statements; none was accepted, retry later",
-                )
-            }
-        })?;
-    // The change is Kafka's transaction, not ours: the row follows its commit.
-    let entry = origin
-        .entry("accepted")
-        .import(import_id)
-        .job(&job.job)
-        .detail(serde_json::json!({ "statements": accepted }));
-    if let Err(error) = entry.record_alone(&state.pool).await {
-        tracing::error!(%error, import_id, "audit row not written");
-    }
+    let ndjson = kind == BodyKind::NdJson;
+    let ingested = ingestion::ingest(
+        &state.pool,
+        &state.supervisor,
+        import_id,
+        body,
+        ndjson,
+        &origin,
+    )
+    .await?;
     Ok(data(
         StatusCode::ACCEPTED,
         &Accepted {
-            accepted,
-            job: job.job,
+            accepted: ingested.accepted,
+            job: ingested.job,
         },
     ))
 }
 
-/// A statement that passed its own rules, as it goes to the topic.
-struct Record {
-    index: usize,
-    citizen_id: i32,
-    payload: Vec<u8>,
-}
-
-/// What reading a body found: how many items, their records, the first
-/// problems (with their item's index) and how many in all.
-struct Checked {
-    items: usize,
-    records: Vec<Record>,
-    problems: Capped<(usize, String, String)>,
-}
-
-/// Reads and checks every item of a body; `import_id` is `None` when the
-/// import does not exist (then items are only counted: the answer is a 404).
-fn check_items(body: &[u8], ndjson: bool, import_id: Option<i64>) -> Result<Checked, ApiError> {
-    let mut records = Vec::new();
-    let mut problems = Capped::new(MAX_REPORTED);
-    let items = statements::read_items(body, ndjson, |index, item| {
-        let Some(import_id) = import_id else {
-            return;
-        };
-        match Statement::from_value(&item, Some(import_id)) {
-            Ok(statement) => records.push(Record {
-                index,
-                citizen_id: statement.citizen_id,
-                payload: statement.to_payload(),
-            }),
-            Err(invalid) => problems.push_with(|| {
-                (
-                    index,
-                    format!("[{index}].{}", invalid.field),
-                    invalid.reason,
-                )
-            }),
+impl From<IngestError> for ApiError {
+    fn from(error: IngestError) -> Self {
+        let message = error.to_string();
+        match error {
+            IngestError::Malformed { line, message } => {
+                ApiError::bad_request(message).with_field("line", line)
+            }
+            IngestError::Empty => ApiError::validation(message),
+            IngestError::Invalid { named, .. } => ApiError::validation(message).with_fields(
+                named
+                    .into_iter()
+                    .map(|(path, reason)| (path, Value::String(reason)))
+                    .collect::<Map<String, Value>>(),
+            ),
+            IngestError::ImportNotFound(_) => ApiError::not_found(message),
+            IngestError::Expired(_) => ApiError::conflict(message),
+            IngestError::StreamNotReady | IngestError::KafkaUnavailable => {
+                ApiError::unavailable("kafka_unavailable", message)
+            }
+            IngestError::RecordTooLarge => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "statement_too_large",
+                message,
+            ),
+            IngestError::Interrupted(_) => ApiError::internal(&error),
+            IngestError::Db(error) => error.into(),
+            IngestError::Jobs(error) => error.into(),
         }
-    })
-    .map_err(|(line, message)| ApiError::bad_request(message).with_field("line", line))?;
-    Ok(Checked {
-        items,
-        records,
-        problems,
-    })
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

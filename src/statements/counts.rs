@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use futures_util::{pin_mut, TryStreamExt};
 
-use super::write::fenced;
+use super::fence::fenced;
 use super::Received;
 use crate::db::{Client, DbError};
 use crate::insights::{segment, segment::micros, store as segments};

@@ -33,16 +33,16 @@ pub async fn dead_letters(
             &[&import_id, &after, &limit],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| DeadLetter {
-            id: r.get(0),
-            job: r.get(1),
-            partition: r.get(2),
-            offset: r.get(3),
-            payload: String::from_utf8_lossy(r.get::<_, &[u8]>(4)).into_owned(),
-            reason: r.get(5),
-            created_at: r.get(6),
+    let letter = |r: &tokio_postgres::Row| -> Result<DeadLetter, tokio_postgres::Error> {
+        Ok(DeadLetter {
+            id: r.try_get(0)?,
+            job: r.try_get(1)?,
+            partition: r.try_get(2)?,
+            offset: r.try_get(3)?,
+            payload: String::from_utf8_lossy(r.try_get::<_, &[u8]>(4)?).into_owned(),
+            reason: r.try_get(5)?,
+            created_at: r.try_get(6)?,
         })
-        .collect())
+    };
+    Ok(rows.iter().map(letter).collect::<Result<_, _>>()?)
 }

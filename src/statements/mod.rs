@@ -11,7 +11,9 @@ use serde_json::Value;
 mod checks;
 mod counts;
 mod dead_letters;
+mod fence;
 mod parse;
+mod rows;
 mod write;
 
 pub use checks::{citizen_ids, unknown_citizens};

@@ -1,14 +1,17 @@
 //! The batch write a job performs: statements, dead letters and the job's
-//! next offsets in one transaction, fenced by the job's ownership; the
-//! binary COPY encoding of statements and the `INSERT` path it falls back to.
+//! next offsets in one transaction, fenced by the job's ownership
+//! ([`super::fence`]); the rows themselves go in through [`super::rows`].
 
 use std::collections::{HashMap, HashSet};
 
-use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, Utc};
-use futures_util::SinkExt;
 use tokio_postgres::error::SqlState;
 
+use super::fence::{not_owned, FENCE};
+use super::rows::{
+    copy_statements, encode_copy, insert_isolating, tied_to_a_record, Refusal, TooLarge,
+    STATEMENT_COLUMNS,
+};
 use super::{Counts, Statement};
 use crate::db::{Client, DbError, Transaction};
 
@@ -58,33 +61,6 @@ pub struct Written {
     pub stored: u64,
     pub duplicates: u64,
     pub dead_letters: u64,
-}
-
-/// The columns a job writes, in the order of `copy_statements` and of
-/// `insert_statements`' arrays.
-const STATEMENT_COLUMNS: &str = "import_id, statement_id, citizen_id, course, channel, \
-     score, text, ts, kafka_partition, kafka_offset";
-
-/// Locks the job's row while it names `owner`. Shared: two batches and a
-/// fold of the job hold it at once; an owner change waits for all of them.
-const FENCE: &str = "SELECT 1 FROM jobs WHERE name = $1 AND owner = $2 FOR SHARE";
-
-fn not_owned(job: &str, owner: &str) -> DbError {
-    DbError::Stale(format!("job {job} is no longer owned by {owner}"))
-}
-
-/// A transaction holding the job's [`FENCE`]; [`DbError::Stale`] when
-/// `owner` no longer owns the job.
-pub(super) async fn fenced<'a>(
-    client: &'a mut Client,
-    job: &str,
-    owner: &str,
-) -> Result<Transaction<'a>, DbError> {
-    let tx = client.transaction().await?;
-    match tx.query_opt(FENCE, &[&job, &owner]).await? {
-        Some(_) => Ok(tx),
-        None => Err(not_owned(job, owner)),
-    }
 }
 
 /// Writes a batch in ONE transaction: the statements (a statement id already
@@ -173,46 +149,7 @@ async fn write(
     earlier_committed: impl std::future::Future<Output = bool>,
 ) -> Result<(Written, Counts), DbError> {
     let tx = client.transaction().await?;
-    // The first copy of a statement id wins, as with ON CONFLICT DO NOTHING;
-    // the predecessor's ids are its own (committed by it, or by neither).
-    let earlier_ids = earlier.map_or(0, |b| b.accepted.len());
-    let mut seen = HashSet::with_capacity(earlier_ids + batch.accepted.len());
-    seen.extend(
-        earlier
-            .into_iter()
-            .flat_map(|b| &b.accepted)
-            .map(|r| r.statement.statement_id.as_str()),
-    );
-    let unique: Vec<&Received> = batch
-        .accepted
-        .iter()
-        .filter(|r| seen.insert(r.statement.statement_id.as_str()))
-        .collect();
-    // Moves each partition's stored offset from what the batch expects, or
-    // adds it where it expects none; counts the partitions it moved.
-    let offsets_advance = tx
-        .prepare_cached(
-            "WITH wanted AS ( \
-                 SELECT * FROM unnest($2::int4[], $3::int8[], $4::int8[]) AS w(partition, expected, next_offset) \
-             ), moved AS ( \
-                 UPDATE job_offsets o SET next_offset = w.next_offset FROM wanted w \
-                  WHERE o.job = $1 AND o.partition = w.partition AND o.next_offset = w.expected \
-                 RETURNING o.partition \
-             ), added AS ( \
-                 INSERT INTO job_offsets (job, partition, next_offset) \
-                 SELECT $1, w.partition, w.next_offset FROM wanted w WHERE w.expected IS NULL \
-                 ON CONFLICT (job, partition) DO NOTHING RETURNING partition \
-             ) \
-             SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM added)",
-        )
-        .await?;
-    let dead_letters_insert = tx
-        .prepare_cached(
-            "INSERT INTO dead_letters (import_id, job, kafka_partition, kafka_offset, payload, reason) \
-             SELECT $1, $2, * FROM unnest($3::int4[], $4::int8[], $5::bytea[], $6::text[]) \
-             ON CONFLICT (job, kafka_partition, kafka_offset) DO NOTHING",
-        )
-        .await?;
+    let unique = distinct(batch, earlier);
     let copy = tx
         .prepare_cached(&format!(
             "COPY statements ({STATEMENT_COLUMNS}) FROM STDIN (FORMAT binary)"
@@ -239,20 +176,7 @@ async fn write(
                 None => Ok(true),
             }
         };
-        let dead_letters = async {
-            if batch.rejected.is_empty() {
-                return Ok(0);
-            }
-            let partitions: Vec<i32> = batch.rejected.iter().map(|r| r.partition).collect();
-            let offsets: Vec<i64> = batch.rejected.iter().map(|r| r.offset).collect();
-            let payloads: Vec<&[u8]> = batch.rejected.iter().map(|r| &r.payload[..]).collect();
-            let reasons: Vec<&str> = batch.rejected.iter().map(|r| r.reason.as_str()).collect();
-            tx.execute(
-                &dead_letters_insert,
-                &[&import_id, &job, &partitions, &offsets, &payloads, &reasons],
-            )
-            .await
-        };
+        let dead_letters = insert_dead_letters(&tx, import_id, job, batch.rejected.iter().cloned());
         // Last: rolling back to it must keep the dead letters.
         let savepoint = async {
             if unique.is_empty() {
@@ -274,42 +198,20 @@ async fn write(
         // Dropping the transaction rolls back the dead letters.
         return Err(not_owned(job, owner.unwrap_or_default()));
     }
-    let copied = match encoded {
-        None => Ok(Some(0)),
-        Some(Ok(data)) => copy_statements(&tx, &copy, data).await.map(Some),
-        // A value that cannot be encoded (none is known) takes the INSERT
-        // path, whose error then names it.
-        Some(Err(TooLarge)) => Ok(None),
-    };
-    // The statements this batch stored: all of `unique`, unless the INSERT
-    // path found some stored before or refused some.
-    let (stored, refused): (Vec<&Received>, Vec<Refusal>) = match copied {
-        Ok(Some(_)) => (unique, Vec::new()),
-        Ok(None) => insert_isolating(&tx, import_id, unique).await?,
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) || tied_to_a_record(&e) => {
-            tx.batch_execute("ROLLBACK TO SAVEPOINT statements_copy")
-                .await?;
-            insert_isolating(&tx, import_id, unique).await?
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (stored, refused) = store_rows(&tx, &copy, import_id, unique, encoded).await?;
     let dead_letters = dead_letters
-        + if refused.is_empty() {
-            0
-        } else {
-            let partitions: Vec<i32> = refused.iter().map(|r| r.received.partition).collect();
-            let offsets: Vec<i64> = refused.iter().map(|r| r.received.offset).collect();
-            let payloads: Vec<Vec<u8>> = refused
-                .iter()
-                .map(|r| r.received.statement.to_payload())
-                .collect();
-            let reasons: Vec<&str> = refused.iter().map(|r| r.reason.as_str()).collect();
-            tx.execute(
-                &dead_letters_insert,
-                &[&import_id, &job, &partitions, &offsets, &payloads, &reasons],
-            )
-            .await?
-        };
+        + insert_dead_letters(
+            &tx,
+            import_id,
+            job,
+            refused.iter().map(|r| Rejected {
+                partition: r.received.partition,
+                offset: r.received.offset,
+                payload: r.received.statement.to_payload(),
+                reason: r.reason.clone(),
+            }),
+        )
+        .await?;
     // In stream order from here: the offsets row is the one both batches
     // write, so the later one takes it only once the earlier committed.
     if !earlier_committed.await {
@@ -317,24 +219,7 @@ async fn write(
             "job {job}: the batch before this one was not committed"
         )));
     }
-    if !batch.next_offsets.is_empty() {
-        let partitions: Vec<i32> = batch.next_offsets.iter().map(|(p, _)| *p).collect();
-        let expected: Vec<Option<i64>> = partitions
-            .iter()
-            .map(|p| batch.expected_offsets.get(p).copied())
-            .collect();
-        let offsets: Vec<i64> = batch.next_offsets.iter().map(|(_, o)| *o).collect();
-        let moved: i64 = tx
-            .query_one(&offsets_advance, &[&job, &partitions, &expected, &offsets])
-            .await?
-            .get(0);
-        if moved != partitions.len() as i64 {
-            // Rolled back with the transaction.
-            return Err(DbError::OffsetsMoved(format!(
-                "job {job}: the stored offsets are not the {expected:?} this batch continues from"
-            )));
-        }
-    }
+    advance_offsets(&tx, job, batch).await?;
     let mut counts = Counts::default();
     counts.add(stored.iter().copied());
     if owner.is_none() {
@@ -352,257 +237,122 @@ async fn write(
     Ok((written, counts))
 }
 
-/// A statement PostgreSQL refused to store, and its words for why.
-struct Refusal<'a> {
-    received: &'a Received,
-    reason: String,
-}
-
-/// Whether PostgreSQL refused a write because of what one of its rows holds
-/// (a value it cannot store, a constraint the row breaks, a value too big
-/// for an index), so that the row, found by [`insert_isolating`], is a dead
-/// letter and the rest is stored. Anything else (the connection, a broken
-/// schema, a trigger that raises) fails the batch and the job retries it.
-fn tied_to_a_record(error: &tokio_postgres::Error) -> bool {
-    let Some(code) = error.code() else {
-        return false;
-    };
-    match &code.code()[..2] {
-        // Data exceptions (e.g. a NUL byte) and program limits (an index row too large).
-        "22" | "54" => true,
-        // Integrity constraints: a check, not-null or foreign key the row breaks.
-        "23" => code != &SqlState::UNIQUE_VIOLATION,
-        _ => false,
-    }
-}
-
-/// Stores `rows` with `INSERT … ON CONFLICT DO NOTHING` (ids stored before
-/// are skipped): the statements it stored, and those PostgreSQL refused.
-/// All at once first, as before; when PostgreSQL refuses a row the rows are
-/// halved under savepoints until each refused row stands alone (about two
-/// inserts per refused row and halving), so one bad record costs a few
-/// statements and never the batch, nor the stream after it.
-async fn insert_isolating<'a>(
-    tx: &Transaction<'_>,
-    import_id: i64,
-    rows: Vec<&'a Received>,
-) -> Result<(Vec<&'a Received>, Vec<Refusal<'a>>), tokio_postgres::Error> {
-    let mut stored_ids = HashSet::new();
-    let mut refused = Vec::new();
-    let mut pending: Vec<&[&Received]> = vec![&rows];
-    while let Some(chunk) = pending.pop() {
-        if chunk.is_empty() {
-            continue;
-        }
-        tx.batch_execute("SAVEPOINT statements_insert").await?;
-        match insert_statements(tx, import_id, chunk).await {
-            Ok(ids) => {
-                tx.batch_execute("RELEASE SAVEPOINT statements_insert")
-                    .await?;
-                stored_ids.extend(ids);
-            }
-            Err(e) if tied_to_a_record(&e) => {
-                tx.batch_execute(
-                    "ROLLBACK TO SAVEPOINT statements_insert; RELEASE SAVEPOINT statements_insert",
-                )
-                .await?;
-                if let [received] = chunk {
-                    let reason = e
-                        .as_db_error()
-                        .map_or_else(|| e.to_string(), |db| db.message().to_owned());
-                    refused.push(Refusal {
-                        received,
-                        reason: format!("refused by the database: {reason}"),
-                    });
-                } else {
-                    let (first, second) = chunk.split_at(chunk.len() / 2);
-                    // Popped first half first: the dead letters keep stream order.
-                    pending.push(second);
-                    pending.push(first);
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    let stored = rows
-        .into_iter()
-        .filter(|r| stored_ids.contains(&r.statement.statement_id))
-        .collect();
-    Ok((stored, refused))
-}
-
-/// Binary COPY of statements whose ids are distinct; fails with a unique
-/// violation if one is already stored. The rows are encoded up front and sent
-/// as one message: `BinaryCopyInWriter` hands the connection 4 KB at a time
-/// through a one-slot channel, a task switch every ~25 rows.
-async fn copy_statements(
+/// Stores the batch's distinct statements: by COPY when they encoded and none
+/// is stored yet, else (rolled back to the savepoint) by the INSERT path.
+/// The statements stored, and those PostgreSQL refused.
+async fn store_rows<'a>(
     tx: &Transaction<'_>,
     copy: &tokio_postgres::Statement,
-    data: bytes::Bytes,
-) -> Result<u64, tokio_postgres::Error> {
-    let sink = tx.copy_in::<_, bytes::Bytes>(copy).await?;
-    let mut sink = std::pin::pin!(sink);
-    sink.send(data).await?;
-    sink.finish().await
-}
-
-/// Why a batch cannot be COPY-encoded (a value out of the wire format's range).
-#[derive(Debug)]
-struct TooLarge;
-
-/// The rows in PostgreSQL's binary COPY format: a header, per row the field
-/// count then each field's length and bytes (-1: null), a trailer. Encoded
-/// by hand (as postgres-types would) rather than through `ToSql` trait
-/// objects: this runs for every field of every statement.
-fn encode_copy(import_id: i64, rows: &[&Received]) -> Result<bytes::Bytes, TooLarge> {
-    const FIELDS: i16 = 10;
-    // Roughly the size: saves most re-allocations.
-    let estimate: usize = rows
-        .iter()
-        .map(|r| {
-            let s = &r.statement;
-            100 + s.statement_id.len()
-                + s.course.len()
-                + s.channel.as_ref().map_or(0, String::len)
-                + s.text.as_ref().map_or(0, String::len)
-        })
-        .sum();
-    let mut buf = BytesMut::with_capacity(19 + estimate + 2);
-    buf.put_slice(b"PGCOPY\n\xff\r\n\0");
-    buf.put_i32(0); // flags
-    buf.put_i32(0); // header extension length
-    let text = |buf: &mut BytesMut, s: &str| -> Result<(), TooLarge> {
-        buf.put_i32(i32::try_from(s.len()).map_err(|_| TooLarge)?);
-        buf.put_slice(s.as_bytes());
-        Ok(())
+    import_id: i64,
+    unique: Vec<&'a Received>,
+    encoded: Option<Result<bytes::Bytes, TooLarge>>,
+) -> Result<(Vec<&'a Received>, Vec<Refusal<'a>>), DbError> {
+    let copied = match encoded {
+        None => Ok(()),
+        Some(Ok(data)) => copy_statements(tx, copy, data).await.map(drop),
+        // A value that cannot be encoded (none is known) takes the INSERT
+        // path, whose error then names it.
+        Some(Err(TooLarge)) => return Ok(insert_isolating(tx, import_id, unique).await?),
     };
-    for r in rows {
-        let s = &r.statement;
-        buf.put_i16(FIELDS);
-        buf.put_i32(8);
-        buf.put_i64(import_id);
-        text(&mut buf, &s.statement_id)?;
-        buf.put_i32(4);
-        buf.put_i32(s.citizen_id);
-        text(&mut buf, &s.course)?;
-        match &s.channel {
-            Some(channel) => text(&mut buf, channel)?,
-            None => buf.put_i32(-1),
+    match copied {
+        Ok(()) => Ok((unique, Vec::new())),
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) || tied_to_a_record(&e) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT statements_copy")
+                .await?;
+            Ok(insert_isolating(tx, import_id, unique).await?)
         }
-        match s.score {
-            Some(score) => {
-                buf.put_i32(8);
-                buf.put_f64(score);
-            }
-            None => buf.put_i32(-1),
-        }
-        match &s.text {
-            Some(t) => text(&mut buf, t)?,
-            None => buf.put_i32(-1),
-        }
-        buf.put_i32(8);
-        buf.put_i64(pg_timestamp(r.ts).ok_or(TooLarge)?);
-        buf.put_i32(4);
-        buf.put_i32(r.partition);
-        buf.put_i32(8);
-        buf.put_i64(r.offset);
+        Err(e) => Err(e.into()),
     }
-    buf.put_i16(-1); // trailer
-    Ok(buf.freeze())
 }
 
-/// A timestamptz on the wire: microseconds since 2000-01-01 00:00 UTC.
-fn pg_timestamp(ts: DateTime<Utc>) -> Option<i64> {
-    let epoch = DateTime::from_timestamp(946_684_800, 0)?;
-    (ts - epoch).num_microseconds()
-}
-
-/// The slow path: one `INSERT … ON CONFLICT DO NOTHING` over arrays; the
-/// ids it stored (the others were stored before).
-async fn insert_statements(
+/// Adds `rejected` to the dead letters of `job` (an offset already there is
+/// skipped); how many it added.
+async fn insert_dead_letters(
     tx: &Transaction<'_>,
     import_id: i64,
-    rows: &[&Received],
-) -> Result<HashSet<String>, tokio_postgres::Error> {
-    let n = rows.len();
-    let (mut ids, mut citizens, mut courses, mut channels) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut scores, mut texts, mut tss, mut partitions, mut offsets) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for r in rows {
-        let s = &r.statement;
-        ids.push(s.statement_id.as_str());
-        citizens.push(s.citizen_id);
-        courses.push(s.course.as_str());
-        channels.push(s.channel.as_deref());
-        scores.push(s.score);
-        texts.push(s.text.as_deref());
-        tss.push(r.ts);
-        partitions.push(r.partition);
-        offsets.push(r.offset);
+    job: &str,
+    rejected: impl Iterator<Item = Rejected>,
+) -> Result<u64, tokio_postgres::Error> {
+    let rejected: Vec<Rejected> = rejected.collect();
+    if rejected.is_empty() {
+        return Ok(0);
     }
     let insert = tx
-        .prepare_cached(&format!(
-            "INSERT INTO statements ({STATEMENT_COLUMNS}) \
-             SELECT $1, * FROM unnest($2::text[], $3::int4[], $4::text[], $5::text[], \
-             $6::float8[], $7::text[], $8::timestamptz[], $9::int4[], $10::int8[]) \
-             ON CONFLICT (import_id, statement_id) DO NOTHING \
-             RETURNING statement_id"
-        ))
-        .await?;
-    let stored = tx
-        .query(
-            &insert,
-            &[
-                &import_id,
-                &ids,
-                &citizens,
-                &courses,
-                &channels,
-                &scores,
-                &texts,
-                &tss,
-                &partitions,
-                &offsets,
-            ],
+        .prepare_cached(
+            "INSERT INTO dead_letters (import_id, job, kafka_partition, kafka_offset, payload, reason) \
+             SELECT $1, $2, * FROM unnest($3::int4[], $4::int8[], $5::bytea[], $6::text[]) \
+             ON CONFLICT (job, kafka_partition, kafka_offset) DO NOTHING",
         )
         .await?;
-    Ok(stored.iter().map(|row| row.get(0)).collect())
+    let partitions: Vec<i32> = rejected.iter().map(|r| r.partition).collect();
+    let offsets: Vec<i64> = rejected.iter().map(|r| r.offset).collect();
+    let payloads: Vec<&[u8]> = rejected.iter().map(|r| &r.payload[..]).collect();
+    let reasons: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
+    tx.execute(
+        &insert,
+        &[&import_id, &job, &partitions, &offsets, &payloads, &reasons],
+    )
+    .await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_are_encoded_as_postgres_types_would() {
-        use tokio_postgres::types::{ToSql, Type};
-        for text in [
-            "2000-01-01T00:00:00Z",
-            "2026-11-28T12:00:00.123456789+03:00",
-            "1969-07-20T20:17:40.9999995Z",
-            "0001-01-01T00:00:00Z",
-            "9999-12-31T23:59:59.999999Z",
-        ] {
-            let ts = DateTime::parse_from_rfc3339(text)
-                .unwrap()
-                .with_timezone(&Utc);
-            let mut expected = bytes::BytesMut::new();
-            ts.to_sql(&Type::TIMESTAMPTZ, &mut expected).unwrap();
-            assert_eq!(
-                pg_timestamp(ts).unwrap().to_be_bytes(),
-                expected[..],
-                "{text}"
-            );
-        }
+/// Moves the job's stored offsets to the batch's next ones, only from the
+/// offsets the batch continues from ([`DbError::OffsetsMoved`] otherwise).
+async fn advance_offsets(tx: &Transaction<'_>, job: &str, batch: &Batch) -> Result<(), DbError> {
+    if batch.next_offsets.is_empty() {
+        return Ok(());
     }
+    // Moves each partition's stored offset from what the batch expects, or
+    // adds it where it expects none; counts the partitions it moved.
+    let advance = tx
+        .prepare_cached(
+            "WITH wanted AS ( \
+                 SELECT * FROM unnest($2::int4[], $3::int8[], $4::int8[]) AS w(partition, expected, next_offset) \
+             ), moved AS ( \
+                 UPDATE job_offsets o SET next_offset = w.next_offset FROM wanted w \
+                  WHERE o.job = $1 AND o.partition = w.partition AND o.next_offset = w.expected \
+                 RETURNING o.partition \
+             ), added AS ( \
+                 INSERT INTO job_offsets (job, partition, next_offset) \
+                 SELECT $1, w.partition, w.next_offset FROM wanted w WHERE w.expected IS NULL \
+                 ON CONFLICT (job, partition) DO NOTHING RETURNING partition \
+             ) \
+             SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM added)",
+        )
+        .await?;
+    let partitions: Vec<i32> = batch.next_offsets.iter().map(|(p, _)| *p).collect();
+    let expected: Vec<Option<i64>> = partitions
+        .iter()
+        .map(|p| batch.expected_offsets.get(p).copied())
+        .collect();
+    let offsets: Vec<i64> = batch.next_offsets.iter().map(|(_, o)| *o).collect();
+    let moved: i64 = tx
+        .query_one(&advance, &[&job, &partitions, &expected, &offsets])
+        .await?
+        .try_get(0)?;
+    if moved != partitions.len() as i64 {
+        // Rolled back with the transaction.
+        return Err(DbError::OffsetsMoved(format!(
+            "job {job}: the stored offsets are not the {expected:?} this batch continues from"
+        )));
+    }
+    Ok(())
+}
+
+/// The batch's statements whose ids are new to it: the first copy of an id
+/// wins, as with ON CONFLICT DO NOTHING; the predecessor's ids are its own
+/// (committed by it, or by neither).
+fn distinct<'a>(batch: &'a Batch, earlier: Option<&Batch>) -> Vec<&'a Received> {
+    let earlier_ids = earlier.map_or(0, |b| b.accepted.len());
+    let mut seen = HashSet::with_capacity(earlier_ids + batch.accepted.len());
+    seen.extend(
+        earlier
+            .into_iter()
+            .flat_map(|b| &b.accepted)
+            .map(|r| r.statement.statement_id.as_str()),
+    );
+    batch
+        .accepted
+        .iter()
+        .filter(|r| seen.insert(r.statement.statement_id.as_str()))
+        .collect()
 }

@@ -34,12 +34,12 @@ pub struct RowError {
 
 /// Why a file was refused: the first [`MAX_ERRORS`] problems and how many bad rows in all.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
+pub struct RefusedFile {
     pub errors: Vec<RowError>,
     pub total: usize,
 }
 
-impl Rejected {
+impl RefusedFile {
     fn one(line: u64, reason: impl Into<String>) -> Self {
         Self {
             errors: vec![RowError {
@@ -65,21 +65,21 @@ pub struct Parser<R> {
 
 impl<R: Read> Parser<R> {
     /// Reads and checks the header row.
-    pub fn new(input: R) -> Result<Self, Rejected> {
+    pub fn new(input: R) -> Result<Self, RefusedFile> {
         let mut reader = ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .from_reader(LineLimit::new(input, MAX_LINE_BYTES));
         let mut record = StringRecord::new();
         let header = match reader.read_record(&mut record) {
-            Ok(true) => Header::parse(&record).map_err(|reason| Rejected::one(1, reason))?,
+            Ok(true) => Header::parse(&record).map_err(|reason| RefusedFile::one(1, reason))?,
             Ok(false) => {
-                return Err(Rejected::one(
+                return Err(RefusedFile::one(
                     1,
                     "the file is empty; a header row is required",
                 ))
             }
-            Err(error) => return Err(Rejected::one(1, describe(&error))),
+            Err(error) => return Err(RefusedFile::one(1, describe(&error))),
         };
         Ok(Self {
             reader,
@@ -150,9 +150,9 @@ impl<R: Read> Parser<R> {
     }
 
     /// After the last row: whether the whole file was good, or why it is refused.
-    pub fn finish(self) -> Result<(), Rejected> {
+    pub fn finish(self) -> Result<(), RefusedFile> {
         if self.failed() {
-            Err(Rejected {
+            Err(RefusedFile {
                 errors: self.errors,
                 total: self.bad_rows,
             })
@@ -216,7 +216,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    pub(super) fn parse_all(input: &str) -> Result<Vec<Row>, Rejected> {
+    pub(super) fn parse_all(input: &str) -> Result<Vec<Row>, RefusedFile> {
         let mut parser = Parser::new(input.as_bytes())?;
         let mut rows = Vec::new();
         while let Some(row) = parser.next_row() {

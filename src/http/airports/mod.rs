@@ -217,7 +217,7 @@ impl From<AirportError> for ApiError {
     fn from(error: AirportError) -> Self {
         match error {
             AirportError::NotFound(id) => ApiError::not_found(format!("airport {id} not found")),
-            AirportError::Rejected(rejected) => {
+            AirportError::Refused(rejected) => {
                 let shown: Vec<String> = rejected
                     .errors
                     .iter()
