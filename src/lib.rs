@@ -21,6 +21,7 @@ pub mod insights;
 pub mod jobs;
 pub mod kafka;
 pub mod limits;
+pub mod places;
 pub mod privacy;
 pub mod startup;
 pub mod statements;

@@ -93,9 +93,10 @@ async fn the_city_join_uses_the_lower_city_index() {
     }
     db.batch_execute("ANALYZE airports").await.unwrap();
     // The service's own query, so a change to it is checked too.
-    let sql = format!("EXPLAIN {}", insikt::airports::town_airports_sql());
+    let sql = format!("EXPLAIN {}", insikt::places::rule::places_sql());
+    let names = vec!["City 7".to_owned(), "Toledo".to_owned()];
     let plan: String = db
-        .query(&sql, &[&1i64])
+        .query(&sql, &[&names])
         .await
         .unwrap()
         .iter()

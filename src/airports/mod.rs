@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use store::{
-    confirm, create, delete, get, list, near, patch, soft_delete, town_airports, town_airports_sql,
-    Confirmed, ListFilter, NearQuery, Page, TownAirports,
+    by_ids, confirm, create, delete, get, list, near, of_cities, patch, soft_delete, Confirmed,
+    ListFilter, NearQuery, Page,
 };
 pub use types::{Dst, Latitude, Longitude, Name, Timezone, NUL};
 pub use upload::{upload, UploadOutcome};

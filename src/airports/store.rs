@@ -415,57 +415,38 @@ pub async fn confirm(
     Ok(done)
 }
 
-/// A town of an import and the airports whose city has its name.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct TownAirports {
-    pub town: String,
-    pub airports: Vec<Airport>,
-}
-
-/// The query of [`town_airports`] (`$1`: the import), public so that its
-/// plan can be checked (`tests/towns.rs`).
-pub fn town_airports_sql() -> String {
+/// The live airports whose `city` is one of `names` (case-insensitive),
+/// each with the name it matched, by name and id. Probes
+/// `airports_city_idx` (`lower(city), id` over live rows).
+pub async fn of_cities(
+    client: &impl GenericClient,
+    names: &[String],
+) -> Result<Vec<(String, Airport)>, AirportError> {
     let qualified = COLUMNS
         .split(", ")
         .map(|c| format!("a.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    format!(
-        "WITH towns AS (SELECT DISTINCT town FROM citizens WHERE import_id = $1)
-         SELECT {qualified}, t.town FROM towns t
-         LEFT JOIN airports a ON lower(a.city) = lower(t.town) AND a.deleted_at IS NULL
-         ORDER BY t.town, a.id"
-    )
+    let sql = format!(
+        "SELECT {qualified}, n.town
+           FROM (SELECT DISTINCT t.town FROM unnest($1::text[]) AS t(town)) n
+           JOIN airports a ON lower(a.city) = lower(n.town) AND a.deleted_at IS NULL
+          ORDER BY n.town, a.id"
+    );
+    let rows = client.query(&sql, &[&names]).await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("town")?, from_row(row))))
+        .collect()
 }
 
-/// Every town of the import (by name, ascending) with the live airports whose
-/// `city` matches it case-insensitively; `None` when the import does not
-/// exist. The join probes `airports_city_idx` (`lower(city), id` over live
-/// rows) once per town, and the towns come from the citizens' primary key.
-pub async fn town_airports(
-    pool: &Pool,
-    import_id: i64,
-) -> Result<Option<Vec<TownAirports>>, AirportError> {
-    let client = pool.get().await?;
-    if !crate::citizens::import_exists(&client, import_id).await? {
-        return Ok(None);
-    }
-    let rows = client.query(&town_airports_sql(), &[&import_id]).await?;
-    let mut towns: Vec<TownAirports> = Vec::new();
-    for row in &rows {
-        let town: String = row.get(17);
-        if towns.last().is_none_or(|t| t.town != town) {
-            towns.push(TownAirports {
-                town,
-                airports: Vec::new(),
-            });
-        }
-        // A town without an airport comes back once, with NULL airport columns.
-        if row.get::<_, Option<i64>>(0).is_some() {
-            if let Some(last) = towns.last_mut() {
-                last.airports.push(from_row(row));
-            }
-        }
-    }
-    Ok(Some(towns))
+/// The live airports among `ids`, by id.
+pub async fn by_ids(
+    client: &impl GenericClient,
+    ids: &[i64],
+) -> Result<Vec<Airport>, AirportError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM airports WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id"
+    );
+    let rows = client.query(&sql, &[&ids]).await?;
+    Ok(rows.iter().map(from_row).collect())
 }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::{describe, CliError};
 use crate::config::Config;
-use crate::demo::{BadRecord, Plan, Resident, Sample};
+use crate::demo::{BadRecord, Plan, Resident, Sample, PLACE_FIXES};
 use crate::kafka::Producer;
 
 /// Statements per request, and requests in flight (the service commits
@@ -137,6 +137,8 @@ pub async fn demo<W: Write>(
         ),
     )?;
 
+    api.fix_places(out).await?;
+
     let bad = sample.bad_records(import_id);
     let progress = bar((sample.stream.len() + bad.len()) as u64);
     progress.set_message("statements");
@@ -205,6 +207,9 @@ pub async fn demo<W: Write>(
              \x20 demand        {base}/imports/{import_id}/demand?by={BY}\n\
              \x20 chart         {base}/imports/{import_id}/demand.svg?by=town,age_group\n\
              \x20 per airport   {base}/imports/{import_id}/towns/airports\n\
+             \x20 near MAD      {base}/imports/{import_id}/insights/near?airport=MAD&radius_km=600\n\
+             \x20 map           {base}/imports/{import_id}/insights/map.svg\n\
+             \x20 places        {base}/towns\n\
              \x20 job           {job}: {base}/jobs/{job}\n\
              \x20 dead letters  {base}/imports/{import_id}/dead-letters\n\
              \x20 API docs      {base}/docs/"
@@ -314,6 +319,41 @@ impl Api {
     /// The `data` of a GET's answer.
     async fn get(&self, path: &str) -> Result<Value, CliError> {
         Ok(self.send(reqwest::Method::GET, path, None).await?["data"].take())
+    }
+
+    /// Fixes the places of the sample's towns whose names are ambiguous
+    /// (`PUT /towns/{name}`), and says so. Without the airports loaded the
+    /// service refuses the fix: the demo says how to make it, and goes on.
+    async fn fix_places<W: Write>(&self, out: &mut W) -> Result<(), CliError> {
+        for (town, country) in PLACE_FIXES {
+            let path = format!("/towns/{town}");
+            let body = json!({ "country": country });
+            match self.send(reqwest::Method::PUT, &path, Some(&body)).await {
+                Ok(_) => say(
+                    out,
+                    &format!(
+                        "placed {town} in {country} (PUT {}{path} {body}): the airports \
+                         file has a {town} in more than one country",
+                        self.base
+                    ),
+                )?,
+                Err(CliError::Refused {
+                    status: 400,
+                    message,
+                    ..
+                }) => say(
+                    out,
+                    &format!(
+                        "could not place {town} in {country} ({message}); once the airports \
+                         are loaded (insikt upload-airports data/airports.csv): PUT \
+                         {}{path} {body}",
+                        self.base
+                    ),
+                )?,
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(())
     }
 
     /// The `data` of a POST's answer.

@@ -14,6 +14,7 @@ use chrono::{DateTime, Days, Months, NaiveDate, Utc};
 use serde_json::{json, Value};
 
 use crate::demand::AgeBins;
+pub use tables::PLACE_FIXES;
 use tables::{
     AGES, CHANNELS, COURSES, FEMALE_NAMES, MALE_NAMES, STATEMENT_CHANNELS, STREETS, SURNAMES,
     TEXTS, TOWNS,

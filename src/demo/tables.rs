@@ -17,6 +17,11 @@ pub(super) const TOWNS: &[(&str, u32, &str)] = &[
     ("Sochi", 4, "english"),
 ];
 
+/// The sample's towns whose name is ambiguous in `data/airports.csv`
+/// (one airport in each of two countries), with the country the sample
+/// means: `insikt demo` fixes them through `PUT /towns/{name}`.
+pub const PLACE_FIXES: &[(&str, &str)] = &[("Barcelona", "Spain")];
+
 /// Age groups of the default demand bins (`18,25,35,45,55,65`): the ages a
 /// resident of the group may have, how many residents fall in it, and how
 /// many statements one of them makes relative to the others.

@@ -19,6 +19,7 @@ mod jobs;
 mod observability;
 pub mod openapi;
 mod ops;
+mod places;
 pub mod routes;
 pub mod schema;
 pub mod server;
@@ -120,6 +121,8 @@ pub fn router(state: &State) -> BoxedFilter<(Response,)> {
         .or(citizens::routes(state))
         .unify()
         .or(towns::routes(state))
+        .unify()
+        .or(places::routes(state))
         .unify()
         .or(observability::routes(state))
         .unify()

@@ -21,7 +21,7 @@ use super::routes::{Access, ROUTES};
 use super::schema::ErrorBody;
 use super::{
     airports, archives, audit, citizens, console, courses, demand, docs, erasure, insights, jobs,
-    observability, ops, statements, towns,
+    observability, ops, places, statements, towns,
 };
 use crate::access::Scope;
 
@@ -89,6 +89,7 @@ impl Modify for Resources {
             erasure::Api::openapi(),
             insights::Api::openapi(),
             jobs::Api::openapi(),
+            places::Api::openapi(),
             statements::Api::openapi(),
             towns::Api::openapi(),
         ];

@@ -11,7 +11,7 @@ use super::scan::Label;
 use super::trend::Trend;
 
 /// One cell.
-enum Cell<'a> {
+pub enum Cell<'a> {
     Text(&'a str),
     Int(u64),
     Number(Option<f64>),
@@ -26,12 +26,14 @@ pub fn neutralise(value: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-struct Table {
+/// A CSV table in memory, as every insights route writes one (also used
+/// by `places` for `near`).
+pub struct Table {
     writer: csv::Writer<Vec<u8>>,
 }
 
 impl Table {
-    fn new(header: &[&str]) -> Self {
+    pub fn new(header: &[&str]) -> Self {
         let mut writer = csv::WriterBuilder::new()
             .terminator(csv::Terminator::CRLF)
             .from_writer(Vec::new());
@@ -40,7 +42,7 @@ impl Table {
         Self { writer }
     }
 
-    fn row(&mut self, cells: &[Cell]) {
+    pub fn row(&mut self, cells: &[Cell]) {
         let fields: Vec<String> = cells
             .iter()
             .map(|c| match c {
@@ -55,7 +57,7 @@ impl Table {
         let _ = self.writer.write_record(&fields);
     }
 
-    fn finish(self) -> Vec<u8> {
+    pub fn finish(self) -> Vec<u8> {
         self.writer.into_inner().unwrap_or_default()
     }
 }

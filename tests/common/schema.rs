@@ -63,11 +63,43 @@ fn type_allows(declared: &Value, actual: &str) -> bool {
     }
 }
 
+/// The parts of an `allOf` as one object schema, when each is a plain object
+/// schema (properties, required, nothing to combine further).
+fn merged_objects(document: &Value, parts: &[Value]) -> Option<Value> {
+    let mut properties = serde_json::Map::new();
+    let mut required = Vec::new();
+    for part in parts {
+        let part = resolve(document, part);
+        let simple = ["allOf", "oneOf", "anyOf", "additionalProperties"]
+            .iter()
+            .all(|k| part.get(k).is_none());
+        let own = part.get("properties").and_then(Value::as_object)?;
+        if !simple {
+            return None;
+        }
+        properties.extend(own.clone());
+        required.extend(
+            part.get("required")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    Some(serde_json::json!({"type": "object", "properties": properties, "required": required}))
+}
+
 fn check(document: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
     let schema = resolve(document, schema);
     if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
-        for part in all {
-            check(document, part, value, at)?;
+        match merged_objects(document, all) {
+            // What utoipa writes for `#[serde(flatten)]`: one object whose
+            // properties are its parts' together.
+            Some(merged) => check(document, &merged, value, at)?,
+            None => {
+                for part in all {
+                    check(document, part, value, at)?;
+                }
+            }
         }
     }
     for key in ["oneOf", "anyOf"] {
