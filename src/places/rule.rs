@@ -3,7 +3,7 @@
 //! A town is placed at the mean position of the live airports whose `city`
 //! is its name (case-insensitive) in the country with the most of them;
 //! on a tie it is `ambiguous`; without any such airport, `unplaced`. A fix
-//! (`town_places`, migration V14) overrides the rule: a country chooses
+//! (`town_places`, migration V19) overrides the rule: a country chooses
 //! among that country's airports of the name, coordinates are the place.
 //! Nothing is cached: a soft-deleted or edited airport moves its town at
 //! the next read.
