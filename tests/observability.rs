@@ -453,9 +453,15 @@ async fn one_trace_spans_the_request_its_kafka_records_and_the_job_batch() {
         ),
         1.0
     );
-    assert!(samples
-        .iter()
-        .any(|s| s.name == "insikt_job_lag_messages" && s.labels.get("job") == Some(&name)));
+    // The lag gauges are refreshed every 5 s, all jobs in one request.
+    streams::eventually("the job's lag gauge", Duration::from_secs(20), || async {
+        scrape(&app)
+            .await
+            .iter()
+            .any(|s| s.name == "insikt_job_lag_messages" && s.labels.get("job") == Some(&name))
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
