@@ -14,6 +14,8 @@
 //!
 //! Run through `scripts/bench.sh insights` (which builds the release binary).
 //! Usage: bench_insights [STATEMENTS] (default 1,000,000).
+// A test or a benchmark may panic on a row it reads: that is how it fails.
+#![allow(clippy::disallowed_methods)]
 
 #[allow(dead_code)]
 #[path = "../tests/common/citizens_data.rs"]

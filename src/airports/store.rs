@@ -9,32 +9,32 @@ use tokio_postgres::Row;
 use super::confirm::{Action, Verified};
 use super::{Airport, AirportError, AirportPatch, NearAirport, NewAirport};
 use crate::audit::Origin;
-use crate::db::Pool;
+use crate::db::{DbError, Pool};
 
 /// The columns every read returns, in [`from_row`]'s order.
 const COLUMNS: &str = "id, name, city, country, iata, icao, latitude, longitude, altitude, \
      timezone::float8, dst, tz, type, source, deleted_at, created_at, updated_at";
 
-fn from_row(row: &Row) -> Airport {
-    Airport {
-        id: row.get(0),
-        name: row.get(1),
-        city: row.get(2),
-        country: row.get(3),
-        iata: row.get(4),
-        icao: row.get(5),
-        latitude: row.get(6),
-        longitude: row.get(7),
-        altitude: row.get(8),
-        timezone: row.get(9),
-        dst: row.get(10),
-        tz: row.get(11),
-        kind: row.get(12),
-        source: row.get(13),
-        deleted_at: row.get(14),
-        created_at: row.get(15),
-        updated_at: row.get(16),
-    }
+fn from_row(row: &Row) -> Result<Airport, tokio_postgres::Error> {
+    Ok(Airport {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        city: row.try_get(2)?,
+        country: row.try_get(3)?,
+        iata: row.try_get(4)?,
+        icao: row.try_get(5)?,
+        latitude: row.try_get(6)?,
+        longitude: row.try_get(7)?,
+        altitude: row.try_get(8)?,
+        timezone: row.try_get(9)?,
+        dst: row.try_get(10)?,
+        tz: row.try_get(11)?,
+        kind: row.try_get(12)?,
+        source: row.try_get(13)?,
+        deleted_at: row.try_get(14)?,
+        created_at: row.try_get(15)?,
+        updated_at: row.try_get(16)?,
+    })
 }
 
 /// The largest page `list` and `near` return.
@@ -111,7 +111,11 @@ pub async fn list(pool: &Pool, filter: &ListFilter) -> Result<Page, AirportError
             ],
         )
         .await?;
-    let airports: Vec<Airport> = rows.iter().map(from_row).collect();
+    let airports = rows
+        .iter()
+        .map(from_row)
+        .collect::<Result<Vec<Airport>, _>>()
+        .map_err(DbError::from)?;
     let next_after = (airports.len() as i64 == limit)
         .then(|| airports.last().map(|a| a.id))
         .flatten();
@@ -128,6 +132,8 @@ pub async fn get(pool: &Pool, id: i64) -> Result<Airport, AirportError> {
         .query_opt(&sql, &[&id])
         .await?
         .map(|row| from_row(&row))
+        .transpose()
+        .map_err(DbError::from)?
         .ok_or(AirportError::NotFound(id))
 }
 
@@ -176,7 +182,7 @@ async fn insert(client: &impl GenericClient, a: &NewAirport) -> Result<Airport, 
             ],
         )
         .await?;
-    Ok(from_row(&row))
+    Ok(from_row(&row).map_err(DbError::from)?)
 }
 
 pub async fn patch(
@@ -268,6 +274,8 @@ async fn update(
         .query_opt(&sql, &params)
         .await?
         .map(|row| from_row(&row))
+        .transpose()
+        .map_err(DbError::from)?
         .ok_or(AirportError::NotFound(id))
 }
 
@@ -302,6 +310,8 @@ pub async fn soft_delete(pool: &Pool, id: i64, origin: &Origin) -> Result<Airpor
         .query_opt(&sql, &[&id])
         .await?
         .map(|row| from_row(&row))
+        .transpose()
+        .map_err(DbError::from)?
         .ok_or(AirportError::NotFound(id))?;
     origin.entry("soft_deleted").airport(id).record(&tx).await?;
     tx.commit().await?;
@@ -355,11 +365,14 @@ pub async fn near(pool: &Pool, query: &NearQuery) -> Result<Vec<NearAirport>, Ai
         .await?;
     Ok(rows
         .iter()
-        .map(|row| NearAirport {
-            airport: from_row(row),
-            distance_km: row.get("distance_km"),
+        .map(|row| {
+            Ok(NearAirport {
+                airport: from_row(row)?,
+                distance_km: row.try_get("distance_km")?,
+            })
         })
-        .collect())
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(DbError::from)?)
 }
 
 /// What a confirmation link did.
@@ -435,7 +448,7 @@ pub async fn of_cities(
     );
     let rows = client.query(&sql, &[&names]).await?;
     rows.iter()
-        .map(|row| Ok((row.try_get("town")?, from_row(row))))
+        .map(|row| Ok((row.try_get("town")?, from_row(row)?)))
         .collect()
 }
 
@@ -448,5 +461,9 @@ pub async fn by_ids(
         "SELECT {COLUMNS} FROM airports WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id"
     );
     let rows = client.query(&sql, &[&ids]).await?;
-    Ok(rows.iter().map(from_row).collect())
+    Ok(rows
+        .iter()
+        .map(from_row)
+        .collect::<Result<_, _>>()
+        .map_err(DbError::from)?)
 }

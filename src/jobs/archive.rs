@@ -115,18 +115,22 @@ pub async fn objects(client: &crate::db::Client, job: &str) -> Result<Vec<Object
             &[&job],
         )
         .await?;
+    let object = |r: &tokio_postgres::Row| -> Result<ObjectInfo, tokio_postgres::Error> {
+        Ok(ObjectInfo {
+            partition: r.try_get(0)?,
+            from_offset: r.try_get(1)?,
+            to_offset: r.try_get(2)?,
+            count: r.try_get(3)?,
+            bytes: r.try_get(4)?,
+            sha256: r.try_get(5)?,
+            url: r.try_get(6)?,
+        })
+    };
     Ok(rows
         .iter()
-        .map(|r| ObjectInfo {
-            partition: r.get(0),
-            from_offset: r.get(1),
-            to_offset: r.get(2),
-            count: r.get(3),
-            bytes: r.get(4),
-            sha256: r.get(5),
-            url: r.get(6),
-        })
-        .collect())
+        .map(object)
+        .collect::<Result<_, _>>()
+        .map_err(crate::db::DbError::from)?)
 }
 
 /// Archives `[from, high)` of one partition, an object per span of
