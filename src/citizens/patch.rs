@@ -11,10 +11,44 @@ use super::{Citizen, CitizenId, CitizenPatch, CitizensError, Invalid};
 use crate::audit::Origin;
 use crate::db::Pool;
 
+/// Bumping the version takes the import row's FOR NO KEY UPDATE lock:
+/// PATCHes of one import take turns (it does not conflict with the key-share
+/// locks foreign keys to `imports` take), and kept answers about the import
+/// stop matching once this commits. A failed PATCH rolls the bump back.
+const LOCK: &str =
+    "UPDATE imports SET version = version + 1 WHERE import_id = $1 RETURNING version";
+
+/// The citizen's relatives (NULL when there is no such citizen) and which of
+/// the relatives `$3` are not citizens of the import.
+const CURRENT: &str =
+    "SELECT (SELECT relatives FROM citizens WHERE import_id = $1 AND citizen_id = $2), \
+       ARRAY(SELECT t.id FROM unnest($3::int4[]) AS t(id) WHERE NOT EXISTS \
+         (SELECT 1 FROM citizens c WHERE c.import_id = $1 AND c.citizen_id = t.id))";
+
+/// One statement writes the citizen and the other side of every changed
+/// relation (`$12` the relatives removed, `$13` those added).
+const UPDATE: &str = concat!(
+    "WITH me AS (UPDATE citizens SET \
+       town = coalesce($3, town), street = coalesce($4, street), \
+       building = coalesce($5, building), apartment = coalesce($6, apartment), \
+       name = coalesce($7, name), birth_date = coalesce($8, birth_date), \
+       gender = coalesce($9, gender), relatives = coalesce($10, relatives), \
+       channel = coalesce($11, channel) \
+     WHERE import_id = $1 AND citizen_id = $2 \
+     RETURNING ",
+    columns!(),
+    "), others AS (UPDATE citizens SET relatives = CASE WHEN citizen_id = ANY($12) \
+       THEN array_remove(relatives, $2) ELSE array_append(relatives, $2) END \
+     WHERE import_id = $1 AND citizen_id = ANY($12::int4[] || $13::int4[]) \
+       AND EXISTS (SELECT 1 FROM me)) \
+     SELECT * FROM me"
+);
+
 /// Applies a PATCH and returns the citizen as stored. Relatives are edited on
 /// both sides; the import's row lock makes concurrent PATCHes of one import
 /// take turns, so the relation stays symmetric. Three round trips besides
-/// BEGIN: lock with the read of the relatives, write both sides, COMMIT.
+/// BEGIN, each carrying what does not wait on an answer: the lock with the
+/// read of the citizen, the write of both sides with the audit entry, COMMIT.
 pub async fn apply(
     pool: &Pool,
     import_id: i64,
@@ -35,49 +69,36 @@ pub async fn apply(
     };
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    // Bumping the version takes the import row's FOR NO KEY UPDATE lock:
-    // PATCHes of one import take turns (it does not conflict with the
-    // key-share locks foreign keys to `imports` take), and cached answers
-    // about the import stop matching once this commits. A failed PATCH rolls
-    // the bump back.
-    let lock = tx
-        .prepare_cached(
-            "UPDATE imports SET version = version + 1 WHERE import_id = $1 RETURNING version",
-        )
-        .await?;
-    // The citizen's relatives and which of the new ones are unknown.
-    let current = tx
-        .prepare_cached(
-            "SELECT (SELECT relatives FROM citizens WHERE import_id = $1 AND citizen_id = $2), \
-               ARRAY(SELECT t.id FROM unnest($3::int4[]) AS t(id) WHERE NOT EXISTS \
-                 (SELECT 1 FROM citizens c WHERE c.import_id = $1 AND c.citizen_id = t.id))",
-        )
-        .await?;
+    // Prepared once per connection, all three in one round trip.
+    let (lock, current, update) = futures_util::future::try_join3(
+        tx.prepare_cached(LOCK),
+        tx.prepare_cached(CURRENT),
+        tx.prepare_cached(UPDATE),
+    )
+    .await?;
+    // Sent together, saving a round trip: one session runs its statements in
+    // order, so the read starts (and takes its snapshot) only once the lock
+    // is granted, and no other PATCH (or erasure) of the import comes
+    // between it and the writes below.
+    let no_relatives: &[CitizenId] = &[];
+    let relatives = patch.relatives.as_deref().unwrap_or(no_relatives);
     let lock_params: [&(dyn ToSql + Sync); 1] = [&import_id];
-    let locked = tx.query_opt(&lock, &lock_params);
-    let (locked, current) = match &patch.relatives {
-        // Sent together, saving a round trip: one session runs its
-        // statements in order, so the read starts (and takes its snapshot)
-        // only once the lock is granted, and no other PATCH of the import
-        // comes between it and the writes below.
-        Some(relatives) => {
-            let read_params: [&(dyn ToSql + Sync); 3] = [&import_id, &id, relatives];
-            let read = tx.query_one(&current, &read_params);
-            let (locked, row) = futures_util::future::try_join(locked, read).await?;
-            (locked, Some((relatives, row)))
-        }
-        None => (locked.await?, None),
-    };
+    let read_params: [&(dyn ToSql + Sync); 3] = [&import_id, &id, &relatives];
+    let (locked, row) = futures_util::future::try_join(
+        tx.query_opt(&lock, &lock_params),
+        tx.query_one(&current, &read_params),
+    )
+    .await?;
     if locked.is_none() {
         return Err(CitizensError::ImportNotFound(import_id));
     }
+    let Some(old): Option<Vec<CitizenId>> = row.try_get(0)? else {
+        return Err(not_found);
+    };
 
     let mut removed: Vec<CitizenId> = Vec::new();
     let mut added: Vec<CitizenId> = Vec::new();
-    if let Some((relatives, row)) = current {
-        let Some(old): Option<Vec<CitizenId>> = row.try_get(0)? else {
-            return Err(not_found);
-        };
+    if let Some(relatives) = &patch.relatives {
         let missing: Vec<CitizenId> = row.try_get(1)?;
         if !missing.is_empty() {
             return Err(missing_relatives(relatives, &missing).into());
@@ -97,57 +118,35 @@ pub async fn apply(
             .collect();
     }
 
-    // One statement writes the citizen and the other side of every changed
-    // relation (the others only when the citizen exists).
-    let update = tx
-        .prepare_cached(concat!(
-            "WITH me AS (UPDATE citizens SET \
-               town = coalesce($3, town), street = coalesce($4, street), \
-               building = coalesce($5, building), apartment = coalesce($6, apartment), \
-               name = coalesce($7, name), birth_date = coalesce($8, birth_date), \
-               gender = coalesce($9, gender), relatives = coalesce($10, relatives), \
-               channel = coalesce($11, channel) \
-             WHERE import_id = $1 AND citizen_id = $2 \
-             RETURNING ",
-            columns!(),
-            "), others AS (UPDATE citizens SET relatives = CASE WHEN citizen_id = ANY($12) \
-               THEN array_remove(relatives, $2) ELSE array_append(relatives, $2) END \
-             WHERE import_id = $1 AND citizen_id = ANY($12::int4[] || $13::int4[]) \
-               AND EXISTS (SELECT 1 FROM me)) \
-             SELECT * FROM me"
-        ))
-        .await?;
-    let row = tx
-        .query_opt(
-            &update,
-            &[
-                &import_id,
-                &id,
-                &patch.town,
-                &patch.street,
-                &patch.building,
-                &patch.apartment,
-                &patch.name,
-                &patch.birth_date,
-                &patch.gender,
-                &patch.relatives,
-                &patch.channel,
-                &removed,
-                &added,
-            ],
-        )
-        .await?;
-    let Some(row) = row else {
-        return Err(not_found);
-    };
-    let updated = from_row!(Citizen, &row);
-    origin
+    // The citizen exists and stays (the lock keeps erasure out), so the
+    // audit entry goes with the write instead of after it.
+    let update_params: [&(dyn ToSql + Sync); 13] = [
+        &import_id,
+        &id,
+        &patch.town,
+        &patch.street,
+        &patch.building,
+        &patch.apartment,
+        &patch.name,
+        &patch.birth_date,
+        &patch.gender,
+        &patch.relatives,
+        &patch.channel,
+        &removed,
+        &added,
+    ];
+    let entry = origin
         .entry("updated")
         .import(import_id)
         .citizen(id.get())
-        .detail(serde_json::json!({ "fields": patch.field_names() }))
-        .record(&tx)
-        .await?;
+        .detail(serde_json::json!({ "fields": patch.field_names() }));
+    let (row, ()) =
+        futures_util::future::try_join(tx.query_opt(&update, &update_params), entry.record(&tx))
+            .await?;
+    let Some(row) = row else {
+        return Err(not_found); // rolled back, audit entry included
+    };
+    let updated = from_row!(Citizen, &row);
     tx.commit().await?;
     Ok(updated)
 }
