@@ -218,10 +218,17 @@ async fn phase(
         )
         .await;
         patches.push(elapsed);
-        // The same citizen patched again: what a PATCH costs once the
-        // import's first one has run (its median over the repetitions).
+        // The same citizen patched again, the same way (a new name, the
+        // relative taken away and given back: both sides written each time):
+        // what a PATCH costs once the import's first one has run.
         for later in 0..LATER_PATCHES {
-            let patch = json!({ "name": format!("Иванов Иван {run}.{later}") });
+            let relatives = if later % 2 == 0 {
+                related
+            } else {
+                &relatives[..]
+            };
+            let patch =
+                json!({ "name": format!("Иванов Иван {run}.{later}"), "relatives": relatives });
             let (elapsed, _) = timed(
                 client,
                 Method::PATCH,
@@ -274,7 +281,7 @@ async fn phase(
         ms(median(patches))
     );
     println!(
-        "  PATCH citizen, later (name only)   {}",
+        "  PATCH citizen, later (same kind)  {}",
         ms(median(later_patches))
     );
     for (path, elapsed) in again {
