@@ -16,7 +16,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use insikt::citizens::store;
+use insikt::citizens::{read, statistics};
 use reqwest::{Client, Method};
 use serde_json::{json, Value};
 
@@ -186,8 +186,9 @@ async fn phase(
     patch_target: (u64, &[u64], u64),
 ) -> Vec<i64> {
     let mut imports = Vec::new();
-    let (mut posts, mut citizens, mut birthdays, mut by_channel, mut percentile, mut patches) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut posts, mut citizens, mut birthdays, mut by_channel, mut percentile) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut patches, mut later_patches) = (vec![], vec![]);
     let mut size = 0;
     let (citizen, related, other) = patch_target;
     let get = |path: String| async move { timed(client, Method::GET, &path, None, 200).await };
@@ -219,6 +220,27 @@ async fn phase(
         )
         .await;
         patches.push(elapsed);
+        // The same citizen patched again, the same way (a new name, the
+        // relative taken away and given back: both sides written each time):
+        // what a PATCH costs once the import's first one has run.
+        for later in 0..LATER_PATCHES {
+            let relatives = if later % 2 == 0 {
+                related
+            } else {
+                &relatives[..]
+            };
+            let patch =
+                json!({ "name": format!("Иванов Иван {run}.{later}"), "relatives": relatives });
+            let (elapsed, _) = timed(
+                client,
+                Method::PATCH,
+                &format!("{base}/citizens/{citizen}"),
+                Some(&serde_json::to_vec(&patch).unwrap()),
+                200,
+            )
+            .await;
+            later_patches.push(elapsed);
+        }
     }
     // The last import asked again: kept answers after a PATCH's recompute.
     let base = format!("{}/imports/{}", args.url, imports[imports.len() - 1]);
@@ -257,8 +279,12 @@ async fn phase(
         ms(median(percentile))
     );
     println!(
-        "  PATCH citizen (name + relatives)   {}",
+        "  PATCH citizen, first after import  {}",
         ms(median(patches))
+    );
+    println!(
+        "  PATCH citizen, later (same kind)  {}",
+        ms(median(later_patches))
     );
     for (path, elapsed) in again {
         println!(
@@ -266,7 +292,20 @@ async fn phase(
             elapsed.as_secs_f64() * 1e3
         );
     }
+    println!("  load average at the end: {}", load());
     imports
+}
+
+/// PATCHes of the same citizen after each import's first one.
+const LATER_PATCHES: usize = 4;
+
+/// The machine's load average (1, 5, 15 minutes): the bench shares its cores.
+fn load() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// EXPLAIN ANALYZE of the read queries for `import_id`, condensed to the
@@ -278,16 +317,20 @@ async fn explain(database_url: &str, import_id: i64) {
     tokio::spawn(connection);
     let today = chrono::Utc::now().date_naive();
     let queries: [(&str, &str, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>); 4] = [
-        ("citizens", store::SELECT_CITIZENS, vec![&import_id]),
-        ("birthdays", store::BIRTHDAYS_BY_MONTH, vec![&import_id]),
+        ("citizens", read::SELECT_CITIZENS, vec![&import_id]),
+        (
+            "birthdays",
+            statistics::BIRTHDAYS_BY_MONTH,
+            vec![&import_id],
+        ),
         (
             "birthdays by channel",
-            store::BIRTHDAYS_BY_CHANNEL,
-            vec![&import_id, &store::UNKNOWN_CHANNEL],
+            statistics::BIRTHDAYS_BY_CHANNEL,
+            vec![&import_id, &statistics::UNKNOWN_CHANNEL],
         ),
         (
             "percentile",
-            store::AGE_PERCENTILES,
+            statistics::AGE_PERCENTILES,
             vec![&import_id, &today],
         ),
     ];
@@ -298,7 +341,7 @@ async fn explain(database_url: &str, import_id: i64) {
             .expect("EXPLAIN");
         println!("  -- {name}");
         for row in rows {
-            let line: String = row.get(0);
+            let line: String = row.try_get(0).expect("EXPLAIN gives text lines");
             if line.trim_start().starts_with("Buffers") || line.contains("Planning:") {
                 continue;
             }
@@ -353,7 +396,7 @@ async fn main() {
         .build()
         .unwrap();
 
-    println!("\nempty database:");
+    println!("\nempty database (load average {}):", load());
     let imports = phase(&client, &args, &body, (citizen_id, &related, other)).await;
     explain(&args.database_url, imports[0]).await;
     if args.pid != 0 {
@@ -364,7 +407,10 @@ async fn main() {
         post(&client, &args, &body).await;
     }
     let stored = imports.len() + args.preload;
-    println!("\nafter {stored} imports are stored:");
+    println!(
+        "\nafter {stored} imports are stored (load average {}):",
+        load()
+    );
     let imports = phase(&client, &args, &body, (citizen_id, &related, other)).await;
     explain(&args.database_url, imports[0]).await;
     if args.pid != 0 {

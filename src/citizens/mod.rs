@@ -3,22 +3,27 @@
 //!
 //! `fields` holds the types a valid citizen is made of, `parse` turns JSON
 //! bodies into them (`fast` first tries a valid import's quick path),
-//! `relatives` checks the rules spanning a whole import, `store` is the
-//! PostgreSQL side and `cache` keeps statistics per import version. No HTTP here: errors are [`CitizensError`].
+//! `relatives` checks the rules spanning a whole import. The PostgreSQL side
+//! is one file per use: `write` (an import), `read` (the whole import as
+//! JSON), `patch` (one citizen), with `rows` the columns they share;
+//! `statistics` answers the questions about an import and keeps the answers
+//! per import version. No HTTP here: errors are [`CitizensError`].
 
-mod cache;
 pub mod fast;
 pub mod fields;
 pub mod parse;
+pub mod patch;
+pub mod read;
 mod relatives;
-mod stats;
-pub mod store;
+mod rows;
+pub mod statistics;
+pub mod write;
 
 use serde::Serialize;
 
 pub use fields::{Apartment, BirthDate, CitizenId, FieldError, Gender, Place, Text};
 pub use relatives::check_import;
-pub use store::{AgePercentiles, Birthdays, GroupBy, Presents, Stats};
+pub use statistics::{AgePercentiles, Birthdays, GroupBy, KeptAnswers, Presents};
 
 use crate::db::DbError;
 

@@ -57,7 +57,7 @@ pub struct State {
     /// Who may call what (from the configuration, hashed at start).
     pub tokens: Arc<Tokens>,
     /// Answers kept about imports (citizens' reads); erasure drops them.
-    pub citizens: Arc<crate::citizens::Stats>,
+    pub citizens: Arc<crate::citizens::KeptAnswers>,
 }
 
 impl State {
@@ -76,12 +76,12 @@ impl State {
             supervisor,
             insights,
             tokens: Arc::new(tokens),
-            citizens: Arc::new(crate::citizens::Stats::new(KEPT_IMPORTS)),
+            citizens: Arc::new(crate::citizens::KeptAnswers::new(KEPT_IMPORTS)),
         }
     }
 }
 
-/// Imports whose citizens' answers are kept (see `citizens::Stats`).
+/// Imports whose citizens' answers are kept (see `citizens::KeptAnswers`).
 const KEPT_IMPORTS: usize = 64;
 
 /// Hands the shared state to a handler.

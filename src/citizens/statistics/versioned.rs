@@ -1,4 +1,5 @@
-//! Answers about an import, kept while the import does not change. Each entry
+//! One kind of answer about imports, kept per import version while the
+//! import does not change (see `kept` for the holder of every kind). Each entry
 //! is tagged with the import's `version` (bumped by every PATCH in its
 //! transaction, see migration V7), and a reader first asks PostgreSQL for the
 //! current version: an entry is used only when it matches, so every instance
@@ -21,12 +22,12 @@ pub struct Key {
 
 /// Entries of one kind of answer (birthdays, percentiles…).
 #[derive(Debug)]
-pub struct Cache<T> {
+pub struct PerVersion<T> {
     capacity: usize,
     entries: Mutex<VecDeque<(Key, Arc<T>)>>,
 }
 
-impl<T> Cache<T> {
+impl<T> PerVersion<T> {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
@@ -77,7 +78,7 @@ mod tests {
 
     #[test]
     fn an_entry_answers_only_its_version() {
-        let cache = Cache::new(4);
+        let cache = PerVersion::new(4);
         cache.put(key(1, 0), Arc::new("v0"));
         assert_eq!(cache.get(key(1, 0)).as_deref(), Some(&"v0"));
         assert_eq!(cache.get(key(1, 1)), None);
@@ -93,7 +94,7 @@ mod tests {
 
     #[test]
     fn days_are_part_of_the_key() {
-        let cache = Cache::new(4);
+        let cache = PerVersion::new(4);
         let today = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
         let on = |day| Key {
             day: Some(day),
@@ -106,7 +107,7 @@ mod tests {
 
     #[test]
     fn forgetting_an_import_drops_its_answers_only() {
-        let cache = Cache::new(4);
+        let cache = PerVersion::new(4);
         cache.put(key(1, 0), Arc::new(1));
         cache.put(key(2, 0), Arc::new(2));
         cache.forget(1);
@@ -116,7 +117,7 @@ mod tests {
 
     #[test]
     fn the_oldest_entries_go_beyond_capacity() {
-        let cache = Cache::new(2);
+        let cache = PerVersion::new(2);
         for id in 1..=3 {
             cache.put(key(id, 0), Arc::new(id));
         }

@@ -1,5 +1,5 @@
 //! The statistics computed from an import's typed citizens, exactly as the
-//! SQL in `store` computes them from the stored rows. `POST /imports` holds
+//! SQL in `queries` computes them from the stored rows. `POST /imports` holds
 //! the citizens it has just written, so it works the answers out while the
 //! COPY runs and keeps them for the import's first version: the first ask is
 //! then a version check, not a scan of 10,000 rows. Any later version (a
@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate};
 
-use super::store::{AgePercentiles, Birthdays, Presents, UNKNOWN_CHANNEL};
-use super::Citizen;
+use super::answers::{AgePercentiles, Birthdays, Presents, UNKNOWN_CHANNEL};
+use crate::citizens::{Citizen, CitizenId};
 
 /// `BIRTHDAYS_BY_MONTH`: in each month (keys `"1"`…`"12"`), every citizen
 /// with a relative born in it and how many such relatives, by citizen id.
@@ -92,8 +92,8 @@ pub fn age_percentiles(citizens: &[Citizen], today: NaiveDate) -> Vec<AgePercent
         .collect()
 }
 
-fn id_of(id: i32) -> super::CitizenId {
-    super::CitizenId::from_path(i64::from(id)).expect("relatives are valid citizen ids")
+fn id_of(id: i32) -> CitizenId {
+    CitizenId::from_path(i64::from(id)).expect("relatives are valid citizen ids")
 }
 
 /// PostgreSQL's `percentile_cont` over sorted, non-empty `values`: the rank
