@@ -22,9 +22,17 @@ use super::store::{self, Directory, Listed};
 use super::InsightsError;
 use crate::db::Pool;
 
-/// Segments from this size are read in slices, at most this many at once.
+/// Segments from this size may be read in slices.
 const SLICE: i64 = 1 << 20;
-const MAX_SLICES: i64 = 4;
+
+/// How many slices each of `reading` segments is read in: together no more
+/// reads at once than the machine has cores (PostgreSQL serves each on a
+/// core; more only contend with each other and with the decoding).
+fn slices(listed: &Listed, reading: usize) -> i64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let share = (cores / reading.max(1)).max(1) as i64;
+    (listed.bytes / SLICE).clamp(1, share)
+}
 
 /// The courses of an import's statements, numbered in the order first seen.
 #[derive(Debug, Clone, Default)]
@@ -84,23 +92,41 @@ impl Run {
     }
 
     /// The run of a decoded segment for residents with ids `ids` (sorted),
-    /// its courses numbered in `courses`. A statement of a citizen who is
-    /// not a resident (none is: the jobs check) is left out.
+    /// its courses numbered in `courses`. The segment's columns become the
+    /// run's in place (courses renumbered where they differ; no copy of a
+    /// column). A statement of a citizen who is not a resident (none is:
+    /// the jobs check) is left out.
     fn build(decoded: Decoded, ids: &[i32], courses: &mut Courses) -> Run {
-        let local: Vec<u32> = decoded.courses.iter().map(|c| courses.intern(c)).collect();
+        let Decoded {
+            courses: names,
+            citizens,
+            mut course,
+            mut ts,
+            mut score_bits,
+        } = decoded;
+        let local: Vec<u32> = names.iter().map(|c| courses.intern(c)).collect();
+        if local.iter().enumerate().any(|(i, c)| *c as usize != i) {
+            for c in course.iter_mut() {
+                *c = local[*c as usize];
+            }
+        }
         let mut offsets = vec![0u32; ids.len() + 1];
-        let mut keep: Vec<Range<usize>> = Vec::with_capacity(decoded.citizens.len());
+        // Statements of residents move down over those left out.
         let (mut at, mut kept) = (0usize, 0usize);
         let mut r = 0usize;
-        for &(id, n) in &decoded.citizens {
+        for &(id, n) in &citizens {
             let n = n as usize;
             while r < ids.len() && ids[r] < id {
                 offsets[r + 1] = kept as u32;
                 r += 1;
             }
             if r < ids.len() && ids[r] == id {
+                if kept != at {
+                    course.copy_within(at..at + n, kept);
+                    ts.copy_within(at..at + n, kept);
+                    score_bits.copy_within(at..at + n, kept);
+                }
                 kept += n;
-                keep.push(at..at + n);
                 offsets[r + 1] = kept as u32;
                 r += 1;
             }
@@ -110,28 +136,9 @@ impl Run {
             offsets[r + 1] = kept as u32;
             r += 1;
         }
-        let course = if kept == decoded.len() {
-            decoded.course.iter().map(|c| local[*c as usize]).collect()
-        } else {
-            keep.iter()
-                .flat_map(|range| decoded.course[range.clone()].iter())
-                .map(|c| local[*c as usize])
-                .collect()
-        };
-        let (ts, score_bits) = if kept == decoded.len() {
-            (decoded.ts, decoded.score_bits)
-        } else {
-            let pick = |column: &[u64]| -> Vec<u64> {
-                keep.iter()
-                    .flat_map(|r| column[r.clone()].iter().copied())
-                    .collect()
-            };
-            let ts: Vec<i64> = keep
-                .iter()
-                .flat_map(|r| decoded.ts[r.clone()].iter().copied())
-                .collect();
-            (ts, pick(&decoded.score_bits))
-        };
+        course.truncate(kept);
+        ts.truncate(kept);
+        score_bits.truncate(kept);
         Run {
             offsets,
             course,
@@ -324,10 +331,11 @@ impl Cache {
         for listed in &directory.segments {
             plan.push((*listed, reuse(&old.held, listed)));
         }
+        let reading = plan.iter().filter(|(_, held)| held.is_none()).count();
         let reads = try_join_all(
             plan.iter()
                 .filter(|(_, held)| held.is_none())
-                .map(|(listed, _)| self.read(import_id, *listed)),
+                .map(|(listed, _)| self.read(import_id, *listed, slices(listed, reading))),
         );
         let started = std::time::Instant::now();
         let residents = async {
@@ -420,10 +428,15 @@ impl Cache {
     }
 
     /// One listed segment, decoded; `None` when it was merged away. A large
-    /// one is read in slices over several connections at once (PostgreSQL
-    /// serves each on a core of its own), then decoded off the runtime.
-    async fn read(&self, import_id: i64, listed: Listed) -> Result<Option<Decoded>, InsightsError> {
-        let parts = (listed.bytes / SLICE).clamp(1, MAX_SLICES);
+    /// one may be read in `parts` slices over as many connections at once,
+    /// then it is decoded off the runtime.
+    async fn read(
+        &self,
+        import_id: i64,
+        listed: Listed,
+        parts: i64,
+    ) -> Result<Option<Decoded>, InsightsError> {
+        let started = std::time::Instant::now();
         let size = (listed.bytes + parts - 1) / parts;
         let slices = try_join_all((0..parts).map(|i| async move {
             let client = self.pool.get().await.map_err(crate::db::DbError::from)?;
@@ -432,13 +445,31 @@ impl Cache {
             Ok::<_, InsightsError>(store::read(&client, import_id, &listed, from, len).await?)
         }))
         .await?;
-        let Some(slices) = slices.into_iter().collect::<Option<Vec<Vec<u8>>>>() else {
+        let Some(mut slices) = slices.into_iter().collect::<Option<Vec<Vec<u8>>>>() else {
             return Ok(None);
         };
-        let decoded = tokio::task::spawn_blocking(move || segment::decode(&slices.concat()))
-            .await
-            .map_err(|e| InsightsError::Internal(e.to_string()))??;
-        Ok(Some(decoded))
+        let read = started.elapsed();
+        let decoded = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let decoded = match slices.len() {
+                1 => segment::decode(&slices.swap_remove(0)),
+                _ => segment::decode(&slices.concat()),
+            };
+            (decoded, started.elapsed())
+        })
+        .await
+        .map_err(|e| InsightsError::Internal(e.to_string()))?;
+        let (decoded, decode_took) = decoded;
+        tracing::debug!(
+            import = import_id,
+            first_seq = listed.first_seq,
+            bytes = listed.bytes,
+            slices = parts,
+            read_ms = read.as_secs_f64() * 1e3,
+            decode_ms = decode_took.as_secs_f64() * 1e3,
+            "insights segment read"
+        );
+        Ok(Some(decoded?))
     }
 
     /// Drops the least recently asked imports (not `keep`) while the
@@ -542,5 +573,25 @@ mod tests {
         assert_eq!(run.course, [1, 0, 0]);
         assert_eq!(run.ts, [1, 4, 2]);
         assert_eq!(run.range(3), 0..0);
+    }
+
+    #[test]
+    fn statements_of_non_residents_in_between_are_left_out() {
+        let mut b = segment::Builder::default();
+        b.push(10, "go", 1, Some(0.25));
+        b.push(20, "rust", 2, None); // not a resident
+        b.push(20, "go", 3, None); // not a resident
+        b.push(30, "rust", 4, Some(0.5));
+        b.push(30, "go", 5, None);
+        let decoded = segment::decode(&b.encode()).unwrap();
+        let run = Run::build(decoded, &[10, 30], &mut Courses::default());
+        assert_eq!(run.range(0), 0..1);
+        assert_eq!(run.range(1), 1..3);
+        assert_eq!(run.ts, [1, 5, 4]);
+        assert_eq!(run.course, [0, 0, 1]);
+        assert_eq!(
+            run.score_bits,
+            [0.25f64.to_bits(), segment::NO_SCORE, 0.5f64.to_bits()]
+        );
     }
 }

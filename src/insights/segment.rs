@@ -347,8 +347,12 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, SegmentError> {
     }
     let course_width = width_of(k.saturating_sub(1) as u64);
     let mut course = Vec::with_capacity(n);
-    r.unpack(n, course_width, |v| course.push(v as u32))?;
-    if course.iter().any(|c| *c as usize >= k.max(1)) || (k == 0 && n > 0) {
+    let mut widest = 0u64;
+    r.unpack(n, course_width, |v| {
+        widest = widest.max(v);
+        course.push(v as u32);
+    })?;
+    if widest as usize >= k.max(1) || (k == 0 && n > 0) {
         return Err(SegmentError("course index out of range"));
     }
     let base = i64::from_le_bytes(r.array()?);
@@ -358,8 +362,10 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, SegmentError> {
         return Err(SegmentError("time width"));
     }
     let mut ts = Vec::with_capacity(n);
+    // base + v × step taken mod 2^64 is what the encoder's exact offset
+    // gives back, without 128-bit arithmetic per statement.
     r.unpack(n, width, |v| {
-        ts.push((base as i128 + v as i128 * step as i128) as i64);
+        ts.push((base as u64).wrapping_add(v.wrapping_mul(step)) as i64);
     })?;
     let score_bits = match r.u8()? {
         0 => {
@@ -449,22 +455,33 @@ impl<'a> Reader<'a> {
         let width = u32::from(width);
         let words = (n * width as usize).div_ceil(64);
         let bytes = self.take(words * 8)?;
-        let word =
-            |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        // One pass over the words in order, carrying the bits a value did
+        // not use into the next (no per-value word lookup).
+        let mut next_words = bytes
+            .chunks_exact(8)
+            .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
         let mask = if width == 64 {
             u64::MAX
         } else {
             (1u64 << width) - 1
         };
-        let mut bit = 0usize;
+        // The low `avail` bits of `word` are the next value's; above them, zeros.
+        let (mut word, mut avail) = (0u64, 0u32);
         for _ in 0..n {
-            let (i, shift) = (bit / 64, (bit % 64) as u32);
-            let mut v = word(i) >> shift;
-            if shift + width > 64 {
-                v |= word(i + 1) << (64 - shift);
-            }
-            sink(v & mask);
-            bit += width as usize;
+            let v = if avail >= width {
+                let v = word & mask;
+                word = word.checked_shr(width).unwrap_or(0);
+                avail -= width;
+                v
+            } else {
+                let next = next_words.next().unwrap_or(0);
+                let v = (word | next << avail) & mask;
+                let used = width - avail;
+                word = next.checked_shr(used).unwrap_or(0);
+                avail = 64 - used;
+                v
+            };
+            sink(v);
         }
         Ok(())
     }
