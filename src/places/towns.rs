@@ -120,6 +120,17 @@ pub async fn list(pool: &Pool, query: &TownsQuery) -> Result<TownPage, PlacesErr
             "must not contain NUL characters",
         ));
     }
+    // As documented: a town name is at most 256 characters, so is a cursor.
+    if query
+        .after
+        .as_deref()
+        .is_some_and(|a| a.chars().count() > 256)
+    {
+        return Err(PlacesError::invalid(
+            "after",
+            "must be at most 256 characters",
+        ));
+    }
     let client = pool.get().await?;
     // Without a status filter a page needs only its own names.
     let rows = client
