@@ -150,6 +150,16 @@ async fn write(
 ) -> Result<(Written, Counts), DbError> {
     let tx = client.transaction().await?;
     let unique = distinct(batch, earlier);
+    // Prepared before the pipeline: a first prepare inside it would send the
+    // dead letters' INSERT after the savepoint, and a COPY that meets a
+    // stored statement id would then roll them back with it.
+    let dead_letters_insert = tx
+        .prepare_cached(
+            "INSERT INTO dead_letters (import_id, job, kafka_partition, kafka_offset, payload, reason) \
+             SELECT $1, $2, * FROM unnest($3::int4[], $4::int8[], $5::bytea[], $6::text[]) \
+             ON CONFLICT (job, kafka_partition, kafka_offset) DO NOTHING",
+        )
+        .await?;
     let copy = tx
         .prepare_cached(&format!(
             "COPY statements ({STATEMENT_COLUMNS}) FROM STDIN (FORMAT binary)"
@@ -176,7 +186,13 @@ async fn write(
                 None => Ok(true),
             }
         };
-        let dead_letters = insert_dead_letters(&tx, import_id, job, batch.rejected.iter().cloned());
+        let dead_letters = insert_dead_letters(
+            &tx,
+            &dead_letters_insert,
+            import_id,
+            job,
+            batch.rejected.iter().cloned(),
+        );
         // Last: rolling back to it must keep the dead letters.
         let savepoint = async {
             if unique.is_empty() {
@@ -202,6 +218,7 @@ async fn write(
     let dead_letters = dead_letters
         + insert_dead_letters(
             &tx,
+            &dead_letters_insert,
             import_id,
             job,
             refused.iter().map(|r| Rejected {
@@ -269,6 +286,7 @@ async fn store_rows<'a>(
 /// skipped); how many it added.
 async fn insert_dead_letters(
     tx: &Transaction<'_>,
+    insert: &tokio_postgres::Statement,
     import_id: i64,
     job: &str,
     rejected: impl Iterator<Item = Rejected>,
@@ -277,19 +295,12 @@ async fn insert_dead_letters(
     if rejected.is_empty() {
         return Ok(0);
     }
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO dead_letters (import_id, job, kafka_partition, kafka_offset, payload, reason) \
-             SELECT $1, $2, * FROM unnest($3::int4[], $4::int8[], $5::bytea[], $6::text[]) \
-             ON CONFLICT (job, kafka_partition, kafka_offset) DO NOTHING",
-        )
-        .await?;
     let partitions: Vec<i32> = rejected.iter().map(|r| r.partition).collect();
     let offsets: Vec<i64> = rejected.iter().map(|r| r.offset).collect();
     let payloads: Vec<&[u8]> = rejected.iter().map(|r| &r.payload[..]).collect();
     let reasons: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
     tx.execute(
-        &insert,
+        insert,
         &[&import_id, &job, &partitions, &offsets, &payloads, &reasons],
     )
     .await
