@@ -2,7 +2,6 @@
 
 use bytes::Bytes;
 use warp::filters::BoxedFilter;
-use warp::http::header::LOCATION;
 use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -101,14 +100,7 @@ async fn put(
     if !created {
         return Ok(data(StatusCode::OK, &course));
     }
-    let location = format!(
-        "/courses/{}",
-        percent_encoding::utf8_percent_encode(&course.course, percent_encoding::NON_ALPHANUMERIC)
-    );
-    Ok(
-        warp::reply::with_header(data(StatusCode::CREATED, &course), LOCATION, location)
-            .into_response(),
-    )
+    Ok(super::created("/courses", &course.course, &course))
 }
 
 /// Removes a course from the catalogue (it is then new wherever asked for).

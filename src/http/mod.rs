@@ -96,6 +96,19 @@ pub fn data<T: serde::Serialize>(status: warp::http::StatusCode, value: &T) -> R
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
+/// `201 Created` with `{"data": value}` and a `Location` of `collection`/`name`,
+/// the name percent-encoded as one path segment.
+pub fn created<T: serde::Serialize>(collection: &str, name: &str, value: &T) -> Response {
+    let segment = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+    let location = format!("{collection}/{segment}");
+    warp::reply::with_header(
+        data(warp::http::StatusCode::CREATED, value),
+        warp::http::header::LOCATION,
+        location,
+    )
+    .into_response()
+}
+
 const REQUEST_ID: &str = "x-request-id";
 
 /// The whole API: every resource's routes, then the table's OPTIONS/405/404

@@ -5,7 +5,6 @@
 
 use bytes::Bytes;
 use warp::filters::BoxedFilter;
-use warp::http::header::LOCATION;
 use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -157,14 +156,7 @@ async fn put(
     if !created {
         return Ok(data(StatusCode::OK, &view));
     }
-    let location = format!(
-        "/towns/{}",
-        percent_encoding::utf8_percent_encode(name.as_str(), percent_encoding::NON_ALPHANUMERIC)
-    );
-    Ok(
-        warp::reply::with_header(data(StatusCode::CREATED, &view), LOCATION, location)
-            .into_response(),
-    )
+    Ok(super::created("/towns", name.as_str(), &view))
 }
 
 /// Removes a town's fix: the rule places it again.

@@ -7,7 +7,6 @@
 use bytes::Bytes;
 use serde_json::{json, Value};
 use warp::filters::BoxedFilter;
-use warp::http::header::LOCATION;
 use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -306,8 +305,7 @@ async fn get(params: PathParams, state: State) -> Result<Response, ApiError> {
 }
 
 fn created(airport: &airports::Airport) -> Response {
-    let location = format!("/airports/{}", airport.id);
-    warp::reply::with_header(data(StatusCode::CREATED, airport), LOCATION, location).into_response()
+    super::created("/airports", &airport.id.to_string(), airport)
 }
 
 /// Creates an airport.
