@@ -186,13 +186,8 @@ async fn write(
                 None => Ok(true),
             }
         };
-        let dead_letters = insert_dead_letters(
-            &tx,
-            &dead_letters_insert,
-            import_id,
-            job,
-            batch.rejected.iter().cloned(),
-        );
+        let dead_letters =
+            insert_dead_letters(&tx, &dead_letters_insert, import_id, job, &batch.rejected);
         // Last: rolling back to it must keep the dead letters.
         let savepoint = async {
             if unique.is_empty() {
@@ -221,12 +216,15 @@ async fn write(
             &dead_letters_insert,
             import_id,
             job,
-            refused.iter().map(|r| Rejected {
-                partition: r.received.partition,
-                offset: r.received.offset,
-                payload: r.received.statement.to_payload(),
-                reason: r.reason.clone(),
-            }),
+            &refused
+                .iter()
+                .map(|r| Rejected {
+                    partition: r.received.partition,
+                    offset: r.received.offset,
+                    payload: r.received.statement.to_payload(),
+                    reason: r.reason.clone(),
+                })
+                .collect::<Vec<_>>(),
         )
         .await?;
     // In stream order from here: the offsets row is the one both batches
@@ -289,9 +287,8 @@ async fn insert_dead_letters(
     insert: &tokio_postgres::Statement,
     import_id: i64,
     job: &str,
-    rejected: impl Iterator<Item = Rejected>,
+    rejected: &[Rejected],
 ) -> Result<u64, tokio_postgres::Error> {
-    let rejected: Vec<Rejected> = rejected.collect();
     if rejected.is_empty() {
         return Ok(0);
     }
