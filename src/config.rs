@@ -373,6 +373,25 @@ pub struct Config {
     #[arg(long, env = "INSIKT_KAFKA_HEARTBEAT", default_value = "1s", value_parser = parse_duration, global = true)]
     pub kafka_heartbeat: Duration,
 
+    /// How often the instance's consumer asks for every topic of the cluster
+    /// to find new streams (`topic.metadata.refresh.interval.ms`). Topics
+    /// this instance creates are looked for at once; this finds those made
+    /// elsewhere. Each refresh costs in proportion to the cluster's topics.
+    #[arg(long, env = "INSIKT_KAFKA_METADATA_REFRESH", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub kafka_metadata_refresh: Duration,
+
+    /// Delete an expired stream's topic once its archive is recorded
+    /// (`true` or `false`). Topics of jobs named before deployment
+    /// identities are never deleted (another deployment may share them).
+    #[arg(
+        long,
+        env = "INSIKT_DELETE_EXPIRED_TOPICS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub delete_expired_topics: bool,
+
     /// PostgreSQL `work_mem` of a demand query grouped by course (tens of
     /// thousands of groups per import: with the default 4MB they sort on disk).
     #[arg(

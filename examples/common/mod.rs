@@ -93,13 +93,22 @@ pub async fn wait_for_offsets(
 /// One `insikt serve` process on `url` as instance `id`, on a free port,
 /// with `env` on top of the benchmarks' settings.
 pub fn serve(binary: &str, url: &str, id: &str, env: &[(&str, &str)]) -> Child {
-    Command::new(binary)
-        .arg("serve")
+    let mut command = Command::new(binary);
+    command.arg("serve").env("INSIKT_LISTEN", "127.0.0.1:0");
+    bench_settings(&mut command, url, id)
+        .env("INSIKT_RECONCILE_SECS", "1")
+        .envs(env.iter().copied())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"))
+}
+
+/// The settings every benchmark's service runs with: on `url` (migrated
+/// by the benchmark) as instance `id`, its log at `INSIKT_LOG` (warn).
+pub fn bench_settings<'a>(command: &'a mut Command, url: &str, id: &str) -> &'a mut Command {
+    command
         .env("INSIKT_DATABASE_URL", url)
-        .env("INSIKT_LISTEN", "127.0.0.1:0")
         .env("INSIKT_NO_MIGRATE", "true")
         .env("INSIKT_INSTANCE_ID", id)
-        .env("INSIKT_RECONCILE_SECS", "1")
         .env("INSIKT_SECRET", "bench")
         .env(
             "INSIKT_ARCHIVE_DIR",
@@ -109,13 +118,9 @@ pub fn serve(binary: &str, url: &str, id: &str, env: &[(&str, &str)]) -> Child {
             "INSIKT_LOG",
             std::env::var("INSIKT_LOG").unwrap_or("warn".into()),
         )
-        .envs(env.iter().copied())
         .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"))
 }
 
-/// The benchmark's size argument (its first), `default` without one.
 pub fn size_arg(default: i64) -> i64 {
     std::env::args()
         .nth(1)
@@ -352,4 +357,14 @@ pub async fn psql_copy(
         .get(0);
     assert_eq!(copied, total, "psql \\copy stored a wrong row count");
     elapsed
+}
+
+/// Deletes every topic whose name starts with `prefix` (what a benchmark
+/// run made on the shared broker); how many.
+pub async fn delete_topics(brokers: &str, prefix: &str) -> usize {
+    insikt::kafka::Cluster::connect(brokers, "insikt-bench-cleanup")
+        .unwrap()
+        .delete_topics_with_prefix(prefix)
+        .await
+        .unwrap()
 }

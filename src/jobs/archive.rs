@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::repo::JobRow;
 use super::{Context, JobsError};
 use crate::archive::{Line, Manifest, ObjectInfo, ObjectWriter};
-use crate::kafka::{self, Consumer, Message, Offset, TopicPartitionList};
+use crate::kafka::{self, Message, Offset, PartitionStream, Streams};
 
 /// How long the archive waits for the next message below the high watermark.
 const IDLE: Duration = Duration::from_secs(5);
@@ -38,14 +38,21 @@ pub fn is_store_outage(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Archives what the job had not consumed and marks it `expired`.
+/// Archives what the job had not consumed, read through the instance's
+/// consumer (`streams`, to which the job's partitions are assigned), and
+/// marks it `expired`.
 pub async fn expire(
     context: &Context,
+    streams: &Streams,
     row: &JobRow,
     offsets: &HashMap<i32, i64>,
 ) -> Result<Manifest, JobsError> {
+    let partitions = streams.partitions(&row.topic);
+    if partitions.is_empty() {
+        return Err(JobsError::NotAssigned(row.name.clone()));
+    }
     let mut ends = Vec::new();
-    for partition in context.cluster.partitions(&row.topic).await? {
+    for partition in partitions {
         let (low, high) = context
             .cluster
             .watermarks(&row.topic, partition, Duration::from_secs(10))
@@ -58,7 +65,7 @@ pub async fn expire(
         let from = stored.max(low);
         ends.push((partition, high.max(from)));
         if from < high {
-            archive_partition(context, row, partition, from, high).await?;
+            archive_partition(context, streams, row, partition, from, high).await?;
         }
     }
     let mut client = context.pool.get().await?;
@@ -127,39 +134,29 @@ pub async fn objects(client: &crate::db::Client, job: &str) -> Result<Vec<Object
 }
 
 /// Archives `[from, high)` of one partition, an object per span of
-/// `archive_object_offsets` offsets, each recorded once uploaded.
+/// `archive_object_offsets` offsets, each recorded once uploaded. The
+/// partition is read from `from` on and paused again after.
 async fn archive_partition(
     context: &Context,
+    streams: &Streams,
     row: &JobRow,
     partition: i32,
     from: i64,
     high: i64,
 ) -> Result<(), JobsError> {
-    let settings = &context.settings;
-    let consumer = kafka::consumer(
-        &settings.brokers,
-        &format!("insikt-{}-{}-archive", settings.instance, row.name),
-        &context.naming().await?.consumer_group(),
-    )?;
+    let topic = &row.topic;
+    streams.seek(topic, partition, Offset::Offset(from)).await?;
+    let stream = streams.open(topic, partition)?;
+    streams.resume(topic, partition)?;
     let result = async {
-        let mut assignment = TopicPartitionList::new();
-        assignment.add_partition_offset(&row.topic, partition, Offset::Offset(from))?;
-        consumer.assign(&assignment)?;
-        let span = settings.archive_object_offsets.max(1);
+        let span = context.settings.archive_object_offsets.max(1);
         let mut start = from;
         let mut pending = None;
         while start < high {
             let end = (start + span).min(high);
-            let (object, next) = archive_object(
-                context,
-                row,
-                &consumer,
-                partition,
-                start,
-                end,
-                pending.take(),
-            )
-            .await?;
+            let (object, next) =
+                archive_object(context, row, &stream, partition, start, end, pending.take())
+                    .await?;
             record(context, row, partition, start, end, object).await?;
             pending = next;
             start = end;
@@ -167,7 +164,10 @@ async fn archive_partition(
         Ok::<_, JobsError>(())
     }
     .await;
-    kafka::close(consumer);
+    drop(stream);
+    if let Err(error) = streams.pause(topic, partition) {
+        tracing::debug!(job = %row.name, partition, %error, "partition not paused");
+    }
     result
 }
 
@@ -180,7 +180,7 @@ type Carried = Option<Line>;
 async fn archive_object(
     context: &Context,
     row: &JobRow,
-    consumer: &kafka::StreamConsumer,
+    stream: &PartitionStream,
     partition: i32,
     start: i64,
     end: i64,
@@ -194,7 +194,7 @@ async fn archive_object(
             let line = match next.take() {
                 Some(line) => line,
                 None => {
-                    let message = match tokio::time::timeout(IDLE, consumer.recv()).await {
+                    let message = match tokio::time::timeout(IDLE, stream.recv()).await {
                         // Nothing more below the watermark (e.g. transaction markers at the end).
                         Err(_) => break,
                         Ok(Err(error)) => return Err(JobsError::from(error)),

@@ -96,7 +96,7 @@ pub async fn replay(
                         .timestamp
                         .and_then(DateTime::<Utc>::from_timestamp_millis);
                     let partition = replayed_partition(line.partition);
-                    match super::job::accept(line.payload.as_bytes(), row.import_id, &citizens) {
+                    match super::reader::accept(line.payload.as_bytes(), row.import_id, &citizens) {
                         Ok(mut statement) => {
                             statement.import_id = import_id;
                             batch.accepted.push(Received {

@@ -1,7 +1,4 @@
 //! The jobs' rows in PostgreSQL: the source of truth for job state.
-// Still read with Row::get: the engine rework (branch `engine`, issue 27)
-// reads every row here with try_get and lands with it.
-#![allow(clippy::disallowed_methods)]
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -32,52 +29,70 @@ pub struct JobRow {
     pub expires_at: DateTime<Utc>,
     /// The instance whose consumer-group member holds the job's topic.
     pub owner: Option<String>,
+    /// Named before deployments had identities (migration V9): its topic
+    /// may be shared with another deployment, so it is never deleted.
+    pub legacy_topic: bool,
 }
 
-const ROW_COLUMNS: &str = "name, import_id, topic, state, desired, topic_ready, expires_at, owner";
+const ROW_COLUMNS: &str =
+    "name, import_id, topic, state, desired, topic_ready, expires_at, owner, legacy_topic";
 
-fn row(r: &tokio_postgres::Row) -> JobRow {
-    JobRow {
-        name: r.get(0),
-        import_id: r.get(1),
-        topic: r.get(2),
-        state: r.get(3),
-        desired: r.get(4),
-        topic_ready: r.get(5),
-        expires_at: r.get(6),
-        owner: r.get(7),
-    }
+fn row(r: &tokio_postgres::Row) -> Result<JobRow, DbError> {
+    Ok(JobRow {
+        name: r.try_get(0)?,
+        import_id: r.try_get(1)?,
+        topic: r.try_get(2)?,
+        state: r.try_get(3)?,
+        desired: r.try_get(4)?,
+        topic_ready: r.try_get(5)?,
+        expires_at: r.try_get(6)?,
+        owner: r.try_get(7)?,
+        legacy_topic: r.try_get(8)?,
+    })
 }
 
-/// Gives every import without a job (or just `only`) its `pending` job row.
+fn rows(rows: &[tokio_postgres::Row]) -> Result<Vec<JobRow>, DbError> {
+    rows.iter().map(row).collect()
+}
+
+/// Gives every import without a job (or those of `only`) its `pending`
+/// job row, all in one statement.
 pub async fn create_missing(
     client: &Client,
     naming: &Naming,
     retention: Duration,
-    only: Option<i64>,
+    only: Option<&[i64]>,
 ) -> Result<(), DbError> {
     let imports = client
         .query(
             "SELECT i.import_id FROM imports i \
-             WHERE ($1::bigint IS NULL OR i.import_id = $1) \
+             WHERE ($1::bigint[] IS NULL OR i.import_id = ANY($1)) \
              AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.import_id = i.import_id)",
             &[&only],
         )
         .await?;
-    let seconds = retention.as_secs_f64();
-    for import in imports {
-        let import_id: i64 = import.get(0);
+    if imports.is_empty() {
+        return Ok(());
+    }
+    let (mut ids, mut names, mut topics) = (Vec::new(), Vec::new(), Vec::new());
+    for import in &imports {
+        let import_id: i64 = import.try_get(0)?;
         let name = naming.job_name(import_id);
-        let inserted = client
-            .execute(
-                "INSERT INTO jobs (name, import_id, topic, expires_at) \
-                 VALUES ($1, $2, $3, now() + make_interval(secs => $4)) ON CONFLICT DO NOTHING",
-                &[&name, &import_id, &naming.topic(&name), &seconds],
-            )
-            .await?;
-        if inserted > 0 {
-            metrics::set_job_state(&name, "pending");
-        }
+        topics.push(naming.topic(&name));
+        ids.push(import_id);
+        names.push(name);
+    }
+    let inserted = client
+        .query(
+            "INSERT INTO jobs (name, import_id, topic, expires_at) \
+             SELECT n, i, t, now() + make_interval(secs => $4) \
+               FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(n, i, t) \
+             ON CONFLICT DO NOTHING RETURNING name",
+            &[&names, &ids, &topics, &retention.as_secs_f64()],
+        )
+        .await?;
+    for name in &inserted {
+        metrics::set_job_state(name.try_get(0)?, "pending");
     }
     Ok(())
 }
@@ -91,21 +106,51 @@ pub async fn legacy_topics(client: &Client) -> Result<Vec<String>, DbError> {
             &[],
         )
         .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(DbError::from))
+        .collect()
 }
 
-/// Jobs that are not finished (not expired or failed), or just `only`'s.
-pub async fn live(client: &Client, only: Option<i64>) -> Result<Vec<JobRow>, DbError> {
-    let rows = client
+/// Which jobs a query is about.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    All,
+    Imports(Vec<i64>),
+    Names(Vec<String>),
+}
+
+/// Jobs that are not finished (not expired or failed), in `scope`.
+pub async fn live(client: &Client, scope: &Scope) -> Result<Vec<JobRow>, DbError> {
+    let (imports, names) = match scope {
+        Scope::All => (None, None),
+        Scope::Imports(ids) => (Some(ids.as_slice()), None),
+        Scope::Names(names) => (None, Some(names.as_slice())),
+    };
+    let found = client
         .query(
             &format!(
                 "SELECT {ROW_COLUMNS} FROM jobs WHERE state NOT IN ('expired', 'failed') \
-                 AND ($1::bigint IS NULL OR import_id = $1) ORDER BY import_id"
+                 AND ($1::bigint[] IS NULL OR import_id = ANY($1)) \
+                 AND ($2::text[] IS NULL OR name = ANY($2)) ORDER BY import_id"
             ),
-            &[&only],
+            &[&imports, &names],
         )
         .await?;
-    Ok(rows.iter().map(row).collect())
+    rows(&found)
+}
+
+/// The expired jobs among `names` whose topics are theirs alone (not legacy).
+pub async fn expired_topics(client: &Client, names: &[String]) -> Result<Vec<JobRow>, DbError> {
+    let found = client
+        .query(
+            &format!(
+                "SELECT {ROW_COLUMNS} FROM jobs \
+                 WHERE state = 'expired' AND NOT legacy_topic AND name = ANY($1)"
+            ),
+            &[&names],
+        )
+        .await?;
+    rows(&found)
 }
 
 /// The job of an import, whatever its state.
@@ -116,7 +161,7 @@ pub async fn of_import(client: &Client, import_id: i64) -> Result<Option<JobRow>
             &[&import_id],
         )
         .await?;
-    Ok(row_opt.as_ref().map(row))
+    row_opt.as_ref().map(row).transpose()
 }
 
 pub async fn by_name(client: &Client, name: &str) -> Result<Option<JobRow>, DbError> {
@@ -126,22 +171,22 @@ pub async fn by_name(client: &Client, name: &str) -> Result<Option<JobRow>, DbEr
             &[&name],
         )
         .await?;
-    Ok(row_opt.as_ref().map(row))
+    row_opt.as_ref().map(row).transpose()
 }
 
-/// The topic exists: a stopped job becomes `stopped`, others stay pending
+/// The topics exist: a stopped job becomes `stopped`, others stay pending
 /// until their actor reports `running`.
-pub async fn topic_created(client: &Client, name: &str) -> Result<(), DbError> {
+pub async fn topics_created(client: &Client, names: &[String]) -> Result<(), DbError> {
     let updated = client
-        .query_opt(
+        .query(
             "UPDATE jobs SET topic_ready = true, last_error = NULL, updated_at = now(), \
              state = CASE WHEN desired = 'stopped' AND state = 'pending' THEN 'stopped' ELSE state END \
-             WHERE name = $1 RETURNING state",
-            &[&name],
+             WHERE name = ANY($1) RETURNING name, state",
+            &[&names],
         )
         .await?;
-    if let Some(row) = updated {
-        metrics::set_job_state(name, row.get(0));
+    for row in updated {
+        metrics::set_job_state(row.try_get(0)?, row.try_get(1)?);
     }
     Ok(())
 }
@@ -233,7 +278,9 @@ pub async fn offsets(client: &Client, name: &str) -> Result<HashMap<i32, i64>, D
             &[&name],
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
 }
 
 pub async fn list(client: &Client, filter: &JobFilter) -> Result<Vec<JobView>, DbError> {
@@ -251,25 +298,26 @@ pub async fn list(client: &Client, filter: &JobFilter) -> Result<Vec<JobView>, D
             &[&filter.name, &filter.state, &filter.import],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| JobView {
-            name: r.get(0),
-            import: r.get(1),
-            topic: r.get(2),
-            state: r.get(3),
-            desired: r.get(4),
-            owner: r.get(5),
-            committed_offset: r.get(6),
-            high_watermark: None,
-            lag: None,
-            statements_stored: r.get(7),
-            dead_letters: r.get(8),
-            created_at: r.get(9),
-            started_at: r.get(10),
-            expires_at: r.get(11),
-            last_error: r.get(12),
-            topic_ready: r.get(13),
+    rows.iter()
+        .map(|r| {
+            Ok(JobView {
+                name: r.try_get(0)?,
+                import: r.try_get(1)?,
+                topic: r.try_get(2)?,
+                state: r.try_get(3)?,
+                desired: r.try_get(4)?,
+                owner: r.try_get(5)?,
+                committed_offset: r.try_get(6)?,
+                high_watermark: None,
+                lag: None,
+                statements_stored: r.try_get(7)?,
+                dead_letters: r.try_get(8)?,
+                created_at: r.try_get(9)?,
+                started_at: r.try_get(10)?,
+                expires_at: r.try_get(11)?,
+                last_error: r.try_get(12)?,
+                topic_ready: r.try_get(13)?,
+            })
         })
-        .collect())
+        .collect()
 }

@@ -1,29 +1,34 @@
 //! The supervisor actor: reconciles this instance's jobs with PostgreSQL (on
 //! start, periodically and when asked), spawns one job actor per import
 //! partition hash for the jobs this instance owns (the consumer group assigns
-//! their topics to it), and handles child failures itself instead of ractor's
-//! default of stopping with the child.
+//! their topics to it), deletes the topics of the streams that expired here,
+//! and handles child failures itself instead of ractor's default of stopping
+//! with the child. Its work per job stays small: thousands of jobs are
+//! reconciled with one query, their topics created with one request.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use tracing::Instrument;
 
-use super::job::{Job, JobArgs, JobMsg};
-use super::repo::{self, JobRow};
+use super::job::JobMsg;
+use super::reconcile::{reconcile, stop_local};
+use super::repo::{self, JobRow, Scope};
 use super::{Context, JobsError};
+use crate::telemetry::metrics;
 
 /// How long a stop waits for the job's current batch.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Supervisor;
 
 pub enum SupervisorMsg {
     Reconcile,
     Ensure(i64, RpcReplyPort<Result<(), JobsError>>),
-    /// Like `Ensure`, without anyone waiting for the outcome.
+    /// Like `Ensure`, without anyone waiting for the outcome: gathered, and
+    /// reconciled together at the next `Flush`.
     EnsureLater(i64),
+    Flush,
     /// Answers whether the job is known to be stopped (else its owner stops it).
     Stop(String, RpcReplyPort<Result<bool, JobsError>>),
     Start(String, RpcReplyPort<Result<(), JobsError>>),
@@ -36,51 +41,33 @@ pub enum SupervisorMsg {
     Revoked(Vec<String>, std::sync::mpsc::Sender<()>),
     /// Another instance (or this one) changed the job: reconcile it now.
     Changed(String),
+    /// An expired job's topic could not be deleted (job, topic): retried.
+    TopicKept(String, String),
+}
+
+/// A job actor running here.
+pub(super) struct Running {
+    pub(super) actor: ActorRef<JobMsg>,
+    pub(super) topic: String,
+    pub(super) legacy_topic: bool,
 }
 
 pub struct SupervisorState {
-    context: Context,
-    running: HashMap<String, ActorRef<JobMsg>>,
+    pub(super) context: Context,
+    pub(super) running: HashMap<String, Running>,
     /// Jobs whose topics the consumer group assigned to this instance.
-    owned: HashSet<String>,
-    failures: HashMap<String, VecDeque<Instant>>,
+    pub(super) owned: HashSet<String>,
+    pub(super) failures: HashMap<String, VecDeque<Instant>>,
     /// Failures in a row for lack of PostgreSQL or Kafka, since the job last started.
-    outages: HashMap<String, usize>,
+    pub(super) outages: HashMap<String, usize>,
     /// Failed jobs waiting out their backoff; reconciliation leaves them be.
-    retry_at: HashMap<String, Instant>,
-    shutting_down: bool,
-}
-
-/// When a failed job restarts, and when it is given up (`failed`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailurePolicy {
-    /// This many failures within `window` mark the job `failed`.
-    pub max_failures: usize,
-    pub window: Duration,
-    /// The first restart delay, doubled with each further failure up to `backoff_max`.
-    pub backoff: Duration,
-    pub backoff_max: Duration,
-}
-
-impl FailurePolicy {
-    /// The restart delay after `failures` recent failures.
-    pub fn backoff(&self, failures: usize) -> Duration {
-        let exponent = failures.saturating_sub(1).min(16) as u32;
-        (self.backoff * 2u32.pow(exponent)).min(self.backoff_max)
-    }
-
-    /// Records a failure at `now`, forgetting those older than the window;
-    /// true when the job has failed too often and must be marked `failed`.
-    pub fn record_failure(&self, history: &mut VecDeque<Instant>, now: Instant) -> bool {
-        history.push_back(now);
-        while history
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > self.window)
-        {
-            history.pop_front();
-        }
-        history.len() >= self.max_failures
-    }
+    pub(super) retry_at: HashMap<String, Instant>,
+    /// Imports asked for without a wait since the last flush.
+    pub(super) asked: Vec<i64>,
+    pub(super) flushing: bool,
+    /// Expired jobs whose topics are still to be deleted (job → topic).
+    pub(super) undeleted: HashMap<String, String>,
+    pub(super) shutting_down: bool,
 }
 
 impl Actor for Supervisor {
@@ -115,6 +102,9 @@ impl Actor for Supervisor {
             failures: HashMap::new(),
             outages: HashMap::new(),
             retry_at: HashMap::new(),
+            asked: Vec::new(),
+            flushing: false,
+            undeleted: HashMap::new(),
             shutting_down: false,
         })
     }
@@ -127,16 +117,30 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SupervisorMsg::Reconcile => {
-                if let Err(error) = reconcile(&myself, state, None).await {
+                if let Err(error) = reconcile(&myself, state, Scope::All).await {
                     tracing::warn!(%error, "job reconciliation failed; retrying later");
+                }
+                for (job, topic) in std::mem::take(&mut state.undeleted) {
+                    delete_topic(&myself, state, job, topic);
                 }
             }
             SupervisorMsg::Ensure(import_id, reply) => {
-                let _ = reply.send(reconcile(&myself, state, Some(import_id)).await);
+                let scope = Scope::Imports(vec![import_id]);
+                let _ = reply.send(reconcile(&myself, state, scope).await);
             }
             SupervisorMsg::EnsureLater(import_id) => {
-                if let Err(error) = reconcile(&myself, state, Some(import_id)).await {
-                    tracing::warn!(import_id, %error, "job not ready yet; retrying later");
+                state.asked.push(import_id);
+                if !state.flushing {
+                    state.flushing = true;
+                    myself.send_message(SupervisorMsg::Flush)?;
+                }
+            }
+            SupervisorMsg::Flush => {
+                state.flushing = false;
+                let imports = std::mem::take(&mut state.asked);
+                let count = imports.len();
+                if let Err(error) = reconcile(&myself, state, Scope::Imports(imports)).await {
+                    tracing::warn!(imports = count, %error, "jobs not ready yet; retrying later");
                 }
             }
             SupervisorMsg::Stop(name, reply) => {
@@ -154,8 +158,9 @@ impl Actor for Supervisor {
                 state.shutting_down = true;
                 let jobs: Vec<_> = state.running.drain().collect();
                 // All at once: each finishes its current batch.
-                futures_util::future::join_all(jobs.iter().map(|(_, actor)| {
-                    actor.stop_and_wait(Some("shutdown".into()), Some(STOP_TIMEOUT))
+                futures_util::future::join_all(jobs.iter().map(|(_, job)| {
+                    job.actor
+                        .stop_and_wait(Some("shutdown".into()), Some(STOP_TIMEOUT))
                 }))
                 .await;
                 // Another instance takes them over once this one left the group.
@@ -182,6 +187,9 @@ impl Actor for Supervisor {
                     tracing::warn!(job = %name, %error, "could not apply a job change; retrying later");
                 }
             }
+            SupervisorMsg::TopicKept(job, topic) => {
+                state.undeleted.insert(job, topic);
+            }
         }
         Ok(())
     }
@@ -195,16 +203,23 @@ impl Actor for Supervisor {
         // Never stop with a child: a stopped job is forgotten, a failed one restarted.
         match event {
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                if let Some(name) = forget(state, &cell) {
+                if let Some((name, job)) = forget(state, &cell) {
                     tracing::info!(job = %name, ?reason, "job actor stopped");
-                    if reason.as_deref() == Some("fenced") {
+                    match reason.as_deref() {
                         // Another instance claimed it: not ours until the group says so again.
-                        state.owned.remove(&name);
+                        Some("fenced") => {
+                            state.owned.remove(&name);
+                        }
+                        // Archived and recorded: its topic may go.
+                        Some("expired") if !job.legacy_topic => {
+                            delete_topic(&myself, state, name, job.topic);
+                        }
+                        _ => {}
                     }
                 }
             }
             SupervisionEvent::ActorFailed(cell, error) => {
-                if let Some(name) = forget(state, &cell) {
+                if let Some((name, _)) = forget(state, &cell) {
                     failed(&myself, state, name, error.as_ref()).await;
                 }
             }
@@ -214,14 +229,42 @@ impl Actor for Supervisor {
     }
 }
 
-fn forget(state: &mut SupervisorState, cell: &ActorCell) -> Option<String> {
+fn forget(state: &mut SupervisorState, cell: &ActorCell) -> Option<(String, Running)> {
     let name = state
         .running
         .iter()
-        .find(|(_, actor)| actor.get_id() == cell.get_id())
+        .find(|(_, job)| job.actor.get_id() == cell.get_id())
         .map(|(name, _)| name.clone())?;
-    state.running.remove(&name);
-    Some(name)
+    let job = state.running.remove(&name)?;
+    Some((name, job))
+}
+
+/// Deletes an expired stream's topic (when `INSIKT_DELETE_EXPIRED_TOPICS`),
+/// off the supervisor's loop; a failure is retried at the next periodic
+/// reconciliation. Legacy topics are never given here: another deployment
+/// may still read them.
+fn delete_topic(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &SupervisorState,
+    job: String,
+    topic: String,
+) {
+    if !state.context.settings.delete_expired_topics || state.shutting_down {
+        return;
+    }
+    let (cluster, myself) = (state.context.cluster.clone(), myself.clone());
+    tokio::spawn(async move {
+        match cluster.delete_topic(&topic).await {
+            Ok(()) => {
+                metrics::expired_topic_deleted();
+                tracing::info!(%job, %topic, "expired stream's topic deleted");
+            }
+            Err(error) => {
+                tracing::warn!(%job, %topic, %error, "expired stream's topic not deleted yet; retrying");
+                let _ = myself.send_message(SupervisorMsg::TopicKept(job, topic));
+            }
+        }
+    });
 }
 
 /// A job actor failed (or could not start): it is restarted after a
@@ -229,7 +272,7 @@ fn forget(state: &mut SupervisorState, cell: &ActorCell) -> Option<String> {
 /// PostgreSQL, Kafka or the archive store could not be reached is an outage, not the job's
 /// fault: it is retried with the same backoff for as long as the outage
 /// lasts, and never counts towards giving up.
-async fn failed(
+pub(super) async fn failed(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
     name: String,
@@ -259,132 +302,6 @@ async fn failed(
     if !give_up && !state.shutting_down {
         state.retry_at.insert(name.clone(), Instant::now() + delay);
         myself.send_after(delay, move || SupervisorMsg::Restart(name));
-    }
-}
-
-/// Creates missing job rows and topics, then runs every job that should run
-/// here (or just `only`'s) and stops those asked to stop elsewhere.
-async fn reconcile(
-    myself: &ActorRef<SupervisorMsg>,
-    state: &mut SupervisorState,
-    only: Option<i64>,
-) -> Result<(), JobsError> {
-    if state.shutting_down {
-        return Ok(());
-    }
-    let settings = state.context.settings.clone();
-    let client = state.context.pool.get().await?;
-    let naming = state.context.naming().await?.clone();
-    repo::create_missing(&client, &naming, settings.retention, only).await?;
-    if only.is_some() && repo::live(&client, only).await?.is_empty() {
-        // Expired or failed: nothing to start; an unknown import has no row.
-        let exists = crate::citizens::import_exists(&client, only.unwrap_or_default()).await?;
-        return if exists {
-            Ok(())
-        } else {
-            Err(JobsError::NoImport(only.unwrap_or_default()))
-        };
-    }
-    for mut row in repo::live(&client, only).await? {
-        if !row.topic_ready {
-            match state
-                .context
-                .cluster
-                .create_topic(&row.topic, settings.topic_retention())
-                .await
-            {
-                Ok(()) => {
-                    repo::topic_created(&client, &row.name).await?;
-                    row.topic_ready = true;
-                }
-                Err(error) => {
-                    tracing::warn!(job = %row.name, %error, "topic not created yet; job stays pending");
-                    continue;
-                }
-            }
-        }
-        if state
-            .retry_at
-            .get(&row.name)
-            .is_some_and(|at| Instant::now() < *at)
-        {
-            continue;
-        }
-        if !state.owned.contains(&row.name) {
-            // Another instance's (or nobody's, until the group assigns it).
-            stop_local(state, &row.name).await;
-            continue;
-        }
-        let expired = chrono::Utc::now() >= row.expires_at;
-        let wanted = row.desired == "running" || expired;
-        match (wanted, state.running.get(&row.name)) {
-            (true, None) => {
-                if row.owner.as_deref() != Some(settings.instance.as_str()) {
-                    // The group gave it to us before its row existed (a topic
-                    // left on the broker), so that assignment claimed nothing.
-                    repo::claim(&client, std::slice::from_ref(&row.name), &settings.instance)
-                        .await?;
-                }
-                spawn(myself, state, row).await?
-            }
-            (false, Some(_)) => {
-                // Stopped through another instance (or by hand in the table).
-                stop_local(state, &row.name).await;
-                repo::set_state(&client, &row.name, "stopped", None, None).await?;
-            }
-            (false, None) if row.state == "running" || row.state == "pending" => {
-                // A previous owner left it marked as running.
-                repo::set_state(&client, &row.name, "stopped", None, None).await?;
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-async fn spawn(
-    myself: &ActorRef<SupervisorMsg>,
-    state: &mut SupervisorState,
-    row: JobRow,
-) -> Result<(), JobsError> {
-    let name = row.name.clone();
-    // Registered under its topic, which carries the instance's prefix, and
-    // the instance, so apps sharing a process (tests) never collide in
-    // ractor's registry, not even while a job moves between them.
-    let registered = format!("{}@{}", row.topic, state.context.settings.instance);
-    let args = JobArgs {
-        context: state.context.clone(),
-        row,
-    };
-    // ractor nests an actor's spans (and those of the messages it sends
-    // itself) under the span current at spawn: give the job a root span of
-    // its own, or the request that started it would stay open for as long as
-    // the job runs, and never be exported.
-    let span = tracing::info_span!(parent: None, "job actor", job = %name);
-    match Actor::spawn_linked(Some(registered), Job, args, myself.get_cell())
-        .instrument(span)
-        .await
-    {
-        Ok((actor, _)) => {
-            tracing::info!(job = %name, "job actor started");
-            state.outages.remove(&name);
-            state.running.insert(name, actor);
-        }
-        // pre_start failed (e.g. Kafka or PostgreSQL unreachable): treat as a failure.
-        Err(error) => failed(myself, state, name, &error).await,
-    }
-    Ok(())
-}
-
-async fn stop_local(state: &mut SupervisorState, name: &str) {
-    if let Some(actor) = state.running.remove(name) {
-        // A stop is handled between messages, i.e. after the current batch.
-        if let Err(error) = actor
-            .stop_and_wait(Some("stopped".into()), Some(STOP_TIMEOUT))
-            .await
-        {
-            tracing::warn!(job = %name, %error, "job did not stop in time");
-        }
     }
 }
 
@@ -432,10 +349,12 @@ async fn start(
     }
     repo::notify(&client, name).await?;
     drop(client);
-    reconcile(myself, state, Some(row.import_id)).await
+    reconcile(myself, state, Scope::Imports(vec![row.import_id])).await
 }
 
-/// The group gave this instance these jobs: record it, then run them.
+/// The group gave this instance these jobs: record it, then run them; the
+/// topics of those that expired (elsewhere, or before a deletion failed)
+/// are deleted.
 async fn assigned(
     myself: &ActorRef<SupervisorMsg>,
     state: &mut SupervisorState,
@@ -447,25 +366,28 @@ async fn assigned(
     state.owned.extend(names.iter().cloned());
     let client = state.context.pool.get().await?;
     repo::claim(&client, &names, &state.context.settings.instance).await?;
+    let expired = repo::expired_topics(&client, &names).await?;
     drop(client);
-    reconcile(myself, state, None).await
+    for row in expired {
+        delete_topic(myself, state, row.name, row.topic);
+    }
+    reconcile(myself, state, Scope::Names(names)).await
 }
 
 /// The group took these jobs away: stop them (each after its current
 /// batch, all at once) and give up their ownership.
 async fn revoked(state: &mut SupervisorState, names: &[String]) {
-    let mut actors = Vec::new();
+    let mut jobs = Vec::new();
     for name in names {
         state.owned.remove(name);
-        if let Some(actor) = state.running.remove(name) {
-            actors.push(actor);
+        if let Some(job) = state.running.remove(name) {
+            jobs.push(job);
         }
     }
-    futures_util::future::join_all(
-        actors
-            .iter()
-            .map(|actor| actor.stop_and_wait(Some("revoked".into()), Some(STOP_TIMEOUT))),
-    )
+    futures_util::future::join_all(jobs.iter().map(|job| {
+        job.actor
+            .stop_and_wait(Some("revoked".into()), Some(STOP_TIMEOUT))
+    }))
     .await;
     match state.context.pool.get().await {
         Ok(client) => {
@@ -493,7 +415,7 @@ async fn changed(
         state.failures.remove(name);
         state.retry_at.remove(name);
     }
-    reconcile(myself, state, Some(row.import_id)).await
+    reconcile(myself, state, Scope::Imports(vec![row.import_id])).await
 }
 
 async fn restart(
@@ -513,48 +435,5 @@ async fn restart(
         return Ok(());
     }
     drop(client);
-    reconcile(myself, state, Some(row.import_id)).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Today's defaults (see `Config`).
-    const POLICY: FailurePolicy = FailurePolicy {
-        max_failures: 5,
-        window: Duration::from_secs(600),
-        backoff: Duration::from_millis(500),
-        backoff_max: Duration::from_secs(60),
-    };
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        assert_eq!(POLICY.backoff(1), Duration::from_millis(500));
-        assert_eq!(POLICY.backoff(2), Duration::from_secs(1));
-        assert_eq!(POLICY.backoff(4), Duration::from_secs(4));
-        assert_eq!(POLICY.backoff(100), Duration::from_secs(60));
-    }
-
-    #[test]
-    fn five_failures_within_ten_minutes_give_up() {
-        let start = Instant::now();
-        let mut history = VecDeque::new();
-        for i in 0..4 {
-            assert!(!POLICY.record_failure(&mut history, start + Duration::from_secs(i * 60)));
-        }
-        assert!(POLICY.record_failure(&mut history, start + Duration::from_secs(300)));
-
-        // Spread over more than the window, they never add up to five.
-        let mut history = VecDeque::new();
-        for i in 0..20 {
-            assert!(!POLICY.record_failure(&mut history, start + Duration::from_secs(i * 200)));
-        }
-    }
-
-    #[test]
-    fn the_defaults_are_the_policy_above() {
-        let settings = super::super::Settings::from_config(&crate::config::Config::from_env());
-        assert_eq!(settings.failures, POLICY);
-    }
+    reconcile(myself, state, Scope::Imports(vec![row.import_id])).await
 }

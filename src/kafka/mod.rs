@@ -1,31 +1,34 @@
 //! Kafka through rdkafka: client configuration and cluster checks. Only the
 //! Kafka protocol is used, so any compatible broker works.
 
-mod membership;
+mod cluster;
+mod group;
+mod partition;
+mod streams;
 mod transactions;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
-pub use membership::{topic_pattern, GroupTiming, Membership, Ownership};
+pub use cluster::Cluster;
+pub use group::{topic_pattern, GroupTiming, Ownership};
+pub use partition::PartitionStream;
 pub use rdkafka::consumer::{Consumer, StreamConsumer};
 pub use rdkafka::error::KafkaError;
 pub use rdkafka::message::{BorrowedMessage, Message};
 pub use rdkafka::{Offset, TopicPartitionList};
+pub use streams::{Streams, StreamsConfig};
 pub use transactions::TransactionalProducer;
 
 /// How long a produce may wait for the broker before it is reported failed.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long admin and metadata requests wait.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaClientError {
@@ -94,119 +97,20 @@ pub fn client_config(brokers: &str, client_id: &str) -> ClientConfig {
         .set("bootstrap.servers", brokers)
         .set("client.id", client_id)
         // Fail metadata requests quickly instead of retrying for minutes.
-        .set("socket.timeout.ms", "10000");
+        .set("socket.timeout.ms", "10000")
+        // The service creates its topics itself. With a broker that has
+        // `auto.create.topics.enable`, a metadata request naming a topic
+        // would create it again after its deletion: the producer's periodic
+        // refresh of every topic it ever wrote to does exactly that
+        // (librdkafka's default is on for producers and admin clients).
+        .set("allow.auto.create.topics", "false");
     config
 }
 
-/// A handle on the cluster for administrative requests; cheap to clone.
-#[derive(Clone)]
-pub struct Cluster {
-    admin: Arc<AdminClient<DefaultClientContext>>,
-}
-
-impl Cluster {
-    /// Creates the client; it connects lazily, so this works while Kafka is down.
-    pub fn connect(brokers: &str, client_id: &str) -> Result<Self, KafkaClientError> {
-        let admin = client_config(brokers, client_id).create()?;
-        Ok(Self {
-            admin: Arc::new(admin),
-        })
-    }
-
-    /// Asks the cluster for its metadata; Ok when at least one broker answers.
-    pub async fn ping(&self, timeout: Duration) -> Result<(), KafkaClientError> {
-        let admin = Arc::clone(&self.admin);
-        tokio::task::spawn_blocking(move || {
-            admin
-                .inner()
-                .fetch_metadata(None, timeout)
-                .map(|_| ())
-                .map_err(KafkaClientError::from)
-        })
-        .await
-        .map_err(|_| KafkaClientError::Interrupted)?
-    }
-}
-
-impl Cluster {
-    /// Creates `topic` with one partition, the broker's default replication and
-    /// `retention`; an existing topic is fine (creation is retried after failures).
-    pub async fn create_topic(
-        &self,
-        topic: &str,
-        retention: Duration,
-    ) -> Result<(), KafkaClientError> {
-        let retention_ms = retention.as_millis().to_string();
-        let new =
-            NewTopic::new(topic, 1, TopicReplication::Fixed(-1)).set("retention.ms", &retention_ms);
-        let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
-        let results = self.admin.create_topics([&new], &options).await?;
-        for result in results {
-            match result {
-                Ok(_) => {}
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => return Err(KafkaClientError::Topic { topic, code }),
-            }
-        }
-        Ok(())
-    }
-
-    /// Deletes `topic` with its records (erasure); a topic that is not
-    /// there is fine.
-    pub async fn delete_topic(&self, topic: &str) -> Result<(), KafkaClientError> {
-        let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
-        for result in self.admin.delete_topics(&[topic], &options).await? {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
-                Err((topic, code)) => return Err(KafkaClientError::Topic { topic, code }),
-            }
-        }
-        Ok(())
-    }
-
-    /// The partition ids of `topic`.
-    pub async fn partitions(&self, topic: &str) -> Result<Vec<i32>, KafkaClientError> {
-        let admin = Arc::clone(&self.admin);
-        let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let metadata = admin.inner().fetch_metadata(Some(&topic), ADMIN_TIMEOUT)?;
-            let partitions: Vec<i32> = metadata
-                .topics()
-                .iter()
-                .filter(|t| t.name() == topic && t.error().is_none())
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                .collect();
-            if partitions.is_empty() {
-                return Err(KafkaClientError::NoSuchTopic(topic));
-            }
-            Ok(partitions)
-        })
-        .await
-        .map_err(|_| KafkaClientError::Interrupted)?
-    }
-
-    /// Low and high watermarks of one partition.
-    pub async fn watermarks(
-        &self,
-        topic: &str,
-        partition: i32,
-        timeout: Duration,
-    ) -> Result<(i64, i64), KafkaClientError> {
-        let admin = Arc::clone(&self.admin);
-        let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || {
-            admin
-                .inner()
-                .fetch_watermarks(&topic, partition, timeout)
-                .map_err(KafkaClientError::from)
-        })
-        .await
-        .map_err(|_| KafkaClientError::Interrupted)?
-    }
-}
-
-/// The configuration of consumers whose offsets live elsewhere (PostgreSQL):
-/// only committed transactional data, never an automatic commit.
+/// A consumer of its own, outside the consumer group's assignment (the
+/// instance reads its streams through [`Streams`]): what the stream
+/// benchmark reads with to measure librdkafka's own rate. Its offsets live
+/// elsewhere: only committed transactional data, never an automatic commit.
 pub fn consumer(
     brokers: &str,
     client_id: &str,
@@ -218,36 +122,15 @@ pub fn consumer(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
-        // Once its prefetch queue is full librdkafka pauses fetching for this
-        // long (1 s by default): a job that drains the queue faster than that
-        // would sit idle until the next fetch. 10 ms keeps it fed.
         .set("fetch.queue.backoff.ms", "10")
-        // librdkafka prefetches up to 64 MiB per consumer by default and
-        // there is a consumer per job (and per archiving job), so a service
-        // with a backlog in many streams could hold 64 MiB for each. 16 MiB is
-        // still about half a second of a job's write rate ahead: the stream
-        // benchmark's rate did not change (0.81 / 0.75 of `psql \copy`
-        // with it, 0.75 / 0.83 without).
         .set("queued.max.messages.kbytes", "16384")
-        // Spread single-partition topics across instances once groups are used.
-        .set("partition.assignment.strategy", "cooperative-sticky")
         .create()?;
     Ok(consumer)
 }
 
-/// Closes `consumer` on a blocking thread. Dropping a consumer closes it,
-/// and the close waits for librdkafka's fetchers to stop: for seconds when
-/// the broker is away. On a runtime worker that stalls every task of the
-/// worker (with two workers, the HTTP server answered a request 25 s late
-/// during a broker outage while revoked jobs dropped theirs).
-pub fn close(consumer: StreamConsumer) {
-    tokio::task::spawn_blocking(move || drop(consumer));
-}
-
 /// Assigns `topic`'s partitions at `offsets` once the consumer knows the
 /// topic's leader. Assigned before that, librdkafka finds no leader for the
-/// offset lookup and retries it only after a fixed 500 ms, so every start
-/// of a consumer would wait half a second before its first message.
+/// offset lookup and retries it only after a fixed 500 ms.
 pub async fn assign(
     consumer: StreamConsumer,
     topic: &str,
@@ -259,32 +142,13 @@ pub async fn assign(
     }
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        consumer.fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
+        consumer.fetch_metadata(Some(&topic), ADMIN_TIMEOUT)?;
         consumer.assign(&assignment)?;
         Ok(consumer)
     })
     .await
     .map_err(|_| KafkaClientError::Interrupted)?
 }
-
-/// The consumer's position per assigned partition: the offset after the
-/// last record it delivered, or past the transaction markers and aborted
-/// records after it (which it skips without delivering). Partitions without
-/// a position yet are left out.
-pub fn positions(consumer: &StreamConsumer) -> Result<Vec<(i32, i64)>, KafkaClientError> {
-    Ok(consumer
-        .position()?
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(offset) => Some((e.partition(), offset)),
-            _ => None,
-        })
-        .collect())
-}
-
-/// How long a consumer waits for a topic's metadata before it is assigned.
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The service's one producer: idempotent, acknowledged by all in-sync replicas.
 #[derive(Clone)]
@@ -399,11 +263,5 @@ pub fn headers<'a>(message: &'a BorrowedMessage<'_>) -> impl Iterator<Item = (&'
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer").finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for Cluster {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").finish_non_exhaustive()
     }
 }

@@ -44,6 +44,8 @@ struct Metrics {
     job_state: IntGaugeVec,
     job_batch_duration: HistogramVec,
     job_fenced: IntCounterVec,
+    job_paused: IntCounterVec,
+    expired_topics_deleted: prometheus::IntCounter,
     producer_errors: IntCounterVec,
     resident_memory: IntGauge,
     /// The state each job's `insikt_job_state` series currently shows.
@@ -126,6 +128,19 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "insikt_job_fenced_total",
             "Times a job let go of its stream because another instance owns it now.",
             &["job"],
+        ),
+        job_paused: counter(
+            "insikt_job_paused_total",
+            "Times a job's partition was paused because the job fell behind its stream.",
+            &["job"],
+        ),
+        expired_topics_deleted: register(
+            &r,
+            prometheus::IntCounter::new(
+                "insikt_expired_topics_deleted_total",
+                "Topics of expired streams deleted from the broker once archived.",
+            )
+            .unwrap(),
         ),
         producer_errors: counter(
             "insikt_kafka_produce_errors_total",
@@ -224,6 +239,16 @@ pub fn job_fenced(job: &str) {
     METRICS.job_fenced.with_label_values(&[job]).inc();
 }
 
+/// `job` fell behind its stream: its partition was paused until it caught up.
+pub fn job_paused(job: &str) {
+    METRICS.job_paused.with_label_values(&[job]).inc();
+}
+
+/// An expired stream's topic was deleted from the broker.
+pub fn expired_topic_deleted() {
+    METRICS.expired_topics_deleted.inc();
+}
+
 /// `job`'s consumer is `lag` messages behind the end of its topic.
 pub fn set_job_lag(job: &str, lag: i64) {
     METRICS.job_lag.with_label_values(&[job]).set(lag);
@@ -262,6 +287,7 @@ pub fn forget_job(job: &str) {
     let _ = m.job_lag.remove_label_values(&[job]);
     let _ = m.job_batch_duration.remove_label_values(&[job]);
     let _ = m.job_fenced.remove_label_values(&[job]);
+    let _ = m.job_paused.remove_label_values(&[job]);
 }
 
 /// The Kafka producer failed to deliver a message; `kind` is a short fixed

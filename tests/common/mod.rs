@@ -408,3 +408,14 @@ pub async fn insert_import(db: &tokio_postgres::Client) -> i64 {
     .unwrap()
     .get(0)
 }
+
+/// Deletes every topic whose name starts with `prefix` from the shared
+/// broker (what a test made in bulk).
+pub async fn delete_topics(prefix: &str) {
+    let brokers = Config::from_env().kafka_brokers;
+    insikt::kafka::Cluster::connect(&brokers, "insikt-test-cleanup")
+        .unwrap()
+        .delete_topics_with_prefix(prefix)
+        .await
+        .unwrap();
+}

@@ -1,0 +1,340 @@
+//! The instance's one Kafka consumer. It is the instance's member of the
+//! deployment's consumer group, whose cooperative-sticky assignment decides
+//! which instance owns which stream, and it reads every stream the instance
+//! owns: each assigned partition gets a queue of its own, split off the
+//! consumer (`rd_kafka_queue_get_partition`) and read by that partition's
+//! job, while a thread of its own polls the consumer's main queue, which
+//! serves the group's rebalance callbacks. One client however many streams:
+//! its threads, sockets and prefetch do not grow with the jobs (with a
+//! client per job, 500 jobs took 2,145 threads and 1,006 sockets).
+//!
+//! A partition is assigned paused at the beginning: its job seeks it to the
+//! offsets stored in PostgreSQL and resumes it. Pausing drops what was
+//! prefetched for the partition (librdkafka purges its queue), so a stopped
+//! job, or one that fell behind, holds no prefetch and never holds back the
+//! other partitions, each of which has a queue and a prefetch of its own.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset};
+use tokio::sync::{Notify, Semaphore};
+
+use super::group::{is_quiet, list_of, Assigned, GroupTiming, Member, Ownership};
+use super::partition::PartitionStream;
+use super::{client_config, KafkaClientError};
+
+/// How the consumer is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamsConfig {
+    pub timing: GroupTiming,
+    /// How often the pattern subscription looks for new topics (a topic this
+    /// instance creates is looked for at once, see [`Streams::refresh`]).
+    pub metadata_refresh: Duration,
+}
+
+/// How long the main queue is polled at a time (the stop flag and the
+/// metadata refresh are looked at in between).
+const POLL: Duration = Duration::from_millis(100);
+/// How long seeks and the topic refresh wait.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a refresh asks again for topics that are not there yet.
+const REFRESH_FOR: Duration = Duration::from_secs(5);
+/// How long a leaving consumer waits for the last partition queue to go, so
+/// that the client is destroyed on its own thread, not a runtime worker.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// Blocking calls (seeks, positions) at once: bounded, so that
+/// thousands of jobs starting together do not fill tokio's blocking pool
+/// with threads.
+const BLOCKING_CALLS: usize = 4;
+/// Prefetch per partition, in KiB: librdkafka applies
+/// `queued.max.messages.kbytes` to each split partition queue (not to the
+/// whole consumer). A job that keeps up drains its queue; one that falls
+/// behind has its partition paused, which drops this prefetch. 2 MiB is
+/// some 20 ms of the fastest job's reading (`scripts/bench.sh stream`).
+const PREFETCH_KIB: u32 = 2048;
+
+type Client = BaseConsumer<Member>;
+
+/// Topics awaited in the consumer's metadata, and until when.
+#[derive(Default)]
+struct Refresh {
+    awaited: HashSet<String>,
+    until: Option<Instant>,
+}
+
+/// The instance's consumer; cheap to clone. Leaves the group on
+/// [`Streams::leave`] (or when the last handle is dropped).
+#[derive(Clone)]
+pub struct Streams {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    consumer: Arc<Client>,
+    assigned: Assigned,
+    stop: Arc<AtomicBool>,
+    refresh: Arc<Mutex<Refresh>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    calls: Semaphore,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Without `leave` (e.g. a dropped test app): the thread leaves on its own.
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Streams {
+    /// Joins `group` subscribed to `subscription` (topic names, and patterns
+    /// starting with `^`); `ownership` hears about every assignment change
+    /// until the member leaves. Works while Kafka is down (the member joins
+    /// once it answers).
+    pub fn join(
+        brokers: &str,
+        client_id: &str,
+        group: &str,
+        subscription: &[String],
+        config: StreamsConfig,
+        ownership: impl Ownership,
+    ) -> Result<Self, KafkaClientError> {
+        let assigned = Assigned::default();
+        let context = Member {
+            ownership: Box::new(ownership),
+            assigned: Arc::clone(&assigned),
+        };
+        let consumer: Client = client_config(brokers, client_id)
+            .set("group.id", group)
+            // Spreads single-partition topics across members; moves only what must move.
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set(
+                "topic.metadata.refresh.interval.ms",
+                config.metadata_refresh.as_millis().to_string(),
+            )
+            .set(
+                "session.timeout.ms",
+                config.timing.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                config.timing.heartbeat.as_millis().to_string(),
+            )
+            // Offsets live in PostgreSQL; only committed transactional data.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "false")
+            // A stored offset the broker no longer has (retention deleted
+            // it): go on from the oldest record left, not from the newest.
+            .set("auto.offset.reset", "earliest")
+            .set("queued.max.messages.kbytes", PREFETCH_KIB.to_string())
+            // Once a partition's prefetch is full librdkafka waits this long
+            // (1 s by default) before fetching it again: a job that drains
+            // its queue faster than that would sit idle. 10 ms keeps it fed.
+            .set("fetch.queue.backoff.ms", "10")
+            .create_with_context(context)?;
+        let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        let consumer = Arc::new(consumer);
+        let stop = Arc::new(AtomicBool::new(false));
+        let refresh = Arc::new(Mutex::new(Refresh::default()));
+        let thread = {
+            let (consumer, stop, refresh) = (Arc::clone(&consumer), stop.clone(), refresh.clone());
+            std::thread::Builder::new()
+                .name("kafka-streams".into())
+                .spawn(move || serve(consumer, &stop, &refresh))
+                .map_err(|_| KafkaClientError::Interrupted)?
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                consumer,
+                assigned,
+                stop,
+                refresh,
+                thread: Mutex::new(Some(thread)),
+                calls: Semaphore::new(BLOCKING_CALLS),
+            }),
+        })
+    }
+
+    /// Leaves the group (after the owner let go of every partition, through
+    /// the revoke callback) and destroys the client.
+    pub async fn leave(self) {
+        self.inner.stop.store(true, Ordering::Relaxed);
+        let thread = self.inner.thread.lock().ok().and_then(|mut t| t.take());
+        drop(self);
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    /// Asks for the cluster's topics now (on the consumer's thread, at most
+    /// once per poll), and again until `topics` show up in the answer (a
+    /// topic just created may reach the broker's metadata a moment later)
+    /// or [`REFRESH_FOR`] passed: topics this instance just created join the
+    /// subscription, and the group assigns them, without waiting for the
+    /// periodic refresh.
+    pub fn refresh(&self, topics: Vec<String>) {
+        if let Ok(mut refresh) = self.inner.refresh.lock() {
+            refresh.until = Some(Instant::now() + REFRESH_FOR);
+            refresh.awaited.extend(topics);
+        }
+    }
+
+    /// The partitions of `topic` assigned to this instance.
+    pub fn partitions(&self, topic: &str) -> Vec<i32> {
+        self.inner
+            .assigned
+            .lock()
+            .map(|a| a.get(topic).map(|p| p.iter().copied().collect()))
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// A queue of its own for one partition's records (new handles on the
+    /// same queue after a stop or a revoke are fine).
+    pub fn open(&self, topic: &str, partition: i32) -> Result<PartitionStream, KafkaClientError> {
+        let mut queue = self
+            .inner
+            .consumer
+            .split_partition_queue(topic, partition)
+            .ok_or_else(|| KafkaClientError::NoSuchTopic(topic.to_owned()))?;
+        let ready = Arc::new(Notify::new());
+        let waker = Arc::clone(&ready);
+        // Called by librdkafka when the queue goes from empty to not empty;
+        // a stored permit covers an item that arrives before the reader waits.
+        queue.set_nonempty_callback(move || waker.notify_one());
+        Ok(PartitionStream { queue, ready })
+    }
+
+    /// Positions a partition: its next fetch starts at `offset`.
+    pub async fn seek(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+    ) -> Result<(), KafkaClientError> {
+        let topic = topic.to_owned();
+        self.blocking(move |c| Ok(c.seek(&topic, partition, offset, REQUEST_TIMEOUT)?))
+            .await
+    }
+
+    /// Stops fetching a partition and drops what was prefetched for it; the
+    /// next fetch after [`Streams::resume`] starts after the last record
+    /// read from its queue (or where a seek put it).
+    pub fn pause(&self, topic: &str, partition: i32) -> Result<(), KafkaClientError> {
+        let list = list_of(&[(topic.to_owned(), partition)], Offset::Invalid);
+        Ok(self.inner.consumer.pause(&list)?)
+    }
+
+    pub fn resume(&self, topic: &str, partition: i32) -> Result<(), KafkaClientError> {
+        let list = list_of(&[(topic.to_owned(), partition)], Offset::Invalid);
+        Ok(self.inner.consumer.resume(&list)?)
+    }
+
+    /// Every assigned partition's position: the offset after the last record
+    /// read from its queue, or past the transaction markers and aborted
+    /// records after it (which `read_committed` skips without delivering).
+    /// Partitions without a position (nothing read since a seek) are left out.
+    pub async fn positions(&self) -> Result<HashMap<(String, i32), i64>, KafkaClientError> {
+        self.blocking(|c| {
+            Ok(c.position()?
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(offset) => Some(((e.topic().to_owned(), e.partition()), offset)),
+                    _ => None,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Runs `call` on a blocking thread, at most [`BLOCKING_CALLS`] at once.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Client) -> Result<T, KafkaClientError> + Send + 'static,
+    ) -> Result<T, KafkaClientError> {
+        let _permit = self
+            .inner
+            .calls
+            .acquire()
+            .await
+            .map_err(|_| KafkaClientError::Interrupted)?;
+        let consumer = Arc::clone(&self.inner.consumer);
+        tokio::task::spawn_blocking(move || call(&consumer))
+            .await
+            .map_err(|_| KafkaClientError::Interrupted)?
+    }
+}
+
+/// The consumer's thread: polls the main queue (rebalance callbacks,
+/// errors) until stopped, then leaves the group and destroys the client.
+fn serve(consumer: Arc<Client>, stop: &AtomicBool, refresh: &Mutex<Refresh>) {
+    while !stop.load(Ordering::Relaxed) {
+        let due = refresh.lock().is_ok_and(|mut r| {
+            let due = r.until.is_some_and(|until| Instant::now() < until);
+            if !due {
+                // Given up on (the periodic refresh finds them), or nothing asked.
+                r.until = None;
+                r.awaited.clear();
+            }
+            due
+        });
+        if due {
+            // All topics: only that lets librdkafka update the subscription.
+            match consumer.fetch_metadata(None, REQUEST_TIMEOUT) {
+                Ok(metadata) => {
+                    if let Ok(mut refresh) = refresh.lock() {
+                        for topic in metadata.topics() {
+                            refresh.awaited.remove(topic.name());
+                        }
+                        if refresh.awaited.is_empty() {
+                            refresh.until = None;
+                        }
+                    }
+                }
+                Err(error) => tracing::debug!(%error, "topic refresh failed; retrying"),
+            }
+        }
+        match consumer.poll(POLL) {
+            // Fetched for a partition before its queue was split: its job
+            // seeks to its stored offsets, so it is read again there.
+            Some(Ok(message)) => tracing::debug!(
+                topic = message.topic(),
+                partition = message.partition(),
+                offset = message.offset(),
+                "record outside a partition queue ignored"
+            ),
+            Some(Err(error)) if is_quiet(&error) => tracing::debug!(%error, "kafka consumer"),
+            Some(Err(error)) => tracing::warn!(%error, "kafka consumer"),
+            None => {}
+        }
+    }
+    // Closing revokes every partition through the callback (the jobs stop
+    // first) and leaves the group.
+    if let Err(error) = consumer.close_queue() {
+        tracing::warn!(%error, "could not leave the consumer group cleanly");
+    } else {
+        while !consumer.closed() {
+            consumer.poll(POLL);
+        }
+    }
+    let deadline = Instant::now() + CLOSE_WAIT;
+    while Arc::strong_count(&consumer) > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(consumer);
+}
+
+impl std::fmt::Debug for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streams").finish_non_exhaustive()
+    }
+}
