@@ -791,3 +791,40 @@ async fn statements_counted_by_sql_are_rebuilt_from_statements() {
         .get(0);
     assert!(!rebuilt);
 }
+
+/// A restarted instance answers ready only once the imports asked lately
+/// are loaded, so the first ask a load balancer sends it is not a cold one.
+#[tokio::test]
+async fn a_restarted_instance_is_ready_with_the_imports_asked_lately_loaded() {
+    let app = TestApp::spawn_with(streams::configure).await;
+    let import = pinned(&app, monday_of(Utc::now())).await;
+    // Asking marks the import as asked lately.
+    get(&app, &format!("/imports/{import}/insights/rates?by=town")).await;
+
+    let mut template = common::test_config(&app.database);
+    streams::configure(&mut template);
+    let mut config = streams::served_config(&app.database, &template);
+    config.instance_id = Some("insights-restarted".into());
+    let restarted = common::Served::start(config).await;
+    let client = reqwest::Client::new();
+    let ready = eventually(
+        "the restarted instance to be ready",
+        Duration::from_secs(60),
+        || async {
+            let reply = client.get(restarted.url("/readyz")).send().await.ok()?;
+            let status = reply.status();
+            let body: Value = reply.json().await.ok()?;
+            if status != 200 {
+                // Not ready only while loading (the broker and PostgreSQL are up).
+                assert_eq!(body["error"]["fields"]["postgres"], "ok", "{body}");
+                return None;
+            }
+            Some(body)
+        },
+    )
+    .await;
+    assert_eq!(ready["data"]["checks"]["insights"], "ok", "{ready}");
+    assert_eq!(ready["data"]["insights"]["planned"], 1, "{ready}");
+    assert_eq!(ready["data"]["insights"]["loaded"], 1, "{ready}");
+    restarted.stop().await;
+}

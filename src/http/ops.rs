@@ -41,7 +41,9 @@ pub struct Readiness {
     /// Always `ready`.
     #[schema(example = "ready")]
     pub status: &'static str,
-    /// `ok` per dependency (`postgres`, `kafka`).
+    /// `ok` per dependency (`postgres`, `kafka`) and for `insights` (the
+    /// imports asked lately, loaded at start; `loading` until then, at most
+    /// 30 s).
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub checks: Map<String, Value>,
     /// `open` when no read or write token is configured (anyone who reaches
@@ -49,6 +51,19 @@ pub struct Readiness {
     /// otherwise.
     #[schema(example = "tokens", pattern = "^(open|tokens)$")]
     pub access: &'static str,
+    /// The imports asked lately that this instance loaded at start, of
+    /// those it set out to load (readiness waits for them, 30 s at most).
+    pub insights: WarmUp,
+}
+
+/// The insights' loads at start.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WarmUp {
+    /// Imports loaded.
+    pub loaded: usize,
+    /// Imports to load: asked within 7 days, at most 8, within half of
+    /// `INSIKT_INSIGHTS_MEMORY`.
+    pub planned: usize,
 }
 
 /// Liveness: the process is up.
@@ -62,16 +77,18 @@ pub(super) fn healthz() -> Response {
     data(StatusCode::OK, &Health { status: "up" })
 }
 
-/// Readiness: PostgreSQL answers a query and Kafka a metadata request;
-/// otherwise 503 naming the failing part in `fields`.
+/// Readiness: PostgreSQL answers a query, Kafka a metadata request, and the
+/// imports asked lately are loaded (so the first ask after a restart is not
+/// a cold one); otherwise 503 naming the failing part in `fields`.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "ops",
     responses(
         (status = 200, description = "Ready to serve", body = Data<Readiness>),
-        (status = 503, description = "A dependency is unavailable; `fields` names it \
-            (`{\"postgres\": \"unavailable\", \"kafka\": \"ok\"}`)", body = ErrorBody),
+        (status = 503, description = "A dependency is unavailable or the start's loads \
+            are running; `fields` names it (`{\"postgres\": \"unavailable\", \"kafka\": \"ok\", \
+            \"insights\": \"ok\"}`)", body = ErrorBody),
     )
 )]
 #[tracing::instrument(name = "readyz", skip_all)]
@@ -105,6 +122,13 @@ pub(super) async fn readyz(state: State) -> Result<Response, ApiError> {
         };
         checks.insert(name.to_owned(), Value::String(status));
     }
+    let insights = if state.insights.warming() {
+        failing.push("insights");
+        "loading"
+    } else {
+        "ok"
+    };
+    checks.insert("insights".to_owned(), Value::String(insights.to_owned()));
     if failing.is_empty() {
         Ok(data(
             StatusCode::OK,
@@ -115,6 +139,10 @@ pub(super) async fn readyz(state: State) -> Result<Response, ApiError> {
                     "open"
                 } else {
                     "tokens"
+                },
+                insights: {
+                    let (loaded, planned) = state.insights.warm_up();
+                    WarmUp { loaded, planned }
                 },
             },
         ))

@@ -276,9 +276,11 @@ impl Cache {
             };
             let fresh = Arc::new(fresh);
             let bytes = fresh.bytes();
-            slot.bytes.store(bytes, Ordering::Relaxed);
             // One import over the whole budget is answered, not kept.
-            *held = (bytes <= self.budget).then(|| fresh.clone());
+            let kept = bytes <= self.budget;
+            slot.bytes
+                .store(if kept { bytes } else { 0 }, Ordering::Relaxed);
+            *held = kept.then(|| fresh.clone());
             drop(held);
             self.evict(import_id);
             return Ok(Some(fresh));
@@ -481,6 +483,7 @@ impl Cache {
             .map(|s| s.bytes.load(Ordering::Relaxed))
             .sum();
         if total <= self.budget {
+            report(&slots, total);
             return;
         }
         let mut order: Vec<(u64, i64, Arc<Slot>)> = slots
@@ -499,7 +502,17 @@ impl Cache {
                 tracing::debug!(import = id, "insights working set evicted");
             }
         }
+        report(&slots, total);
     }
+}
+
+/// What the working sets hold, for `/metrics`.
+fn report(slots: &HashMap<i64, Arc<Slot>>, bytes: usize) {
+    let imports = slots
+        .values()
+        .filter(|s| s.bytes.load(Ordering::Relaxed) > 0)
+        .count();
+    crate::telemetry::metrics::set_insights_memory(imports, bytes);
 }
 
 /// The runs held for `listed`: its own, or those of the segments it merged

@@ -26,6 +26,7 @@ pub mod stats;
 pub mod store;
 pub mod trend;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 pub use cache::Snapshot;
@@ -62,6 +63,10 @@ const WARM_IMPORTS: i64 = 8;
 /// Memory a loaded statement takes, roughly (see `cache::Run`), for the
 /// estimate that keeps warming within the budget before anything is read.
 const BYTES_PER_STATEMENT: usize = 20;
+/// A starting instance says it is ready once those loads are done, or after
+/// this long at most: so the first ask a load balancer sends after a restart
+/// finds its import loaded, and a slow database cannot keep it out for long.
+const WARM_READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The insights of every import, with their working sets.
 #[derive(Debug)]
@@ -71,6 +76,9 @@ pub struct Insights {
     /// each is a pass over up to millions of statements on a blocking
     /// thread, and more at once would only queue for the cores.
     computing: tokio::sync::Semaphore,
+    /// The loads at start: how far they are, and whether they are done.
+    warm_up: Arc<WarmUp>,
+    started: std::time::Instant,
 }
 
 impl Insights {
@@ -78,11 +86,13 @@ impl Insights {
     pub fn new(pool: Pool, memory: usize) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let cache = Arc::new(cache::Cache::new(pool.clone(), memory));
+        let warm_up = Arc::new(WarmUp::default());
         // The first load reads residents and segment slices on several
         // connections at once: open them now, not in the first request;
         // then load the imports asked lately, as a restart found them.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let cache = cache.clone();
+            let progress = warm_up.clone();
             runtime.spawn(async move {
                 let warmed = futures_util::future::join_all((0..WARM_CONNECTIONS).map(|_| async {
                     let client = pool.get().await.map_err(DbError::from)?;
@@ -94,15 +104,34 @@ impl Insights {
                 if failed > 0 {
                     tracing::debug!(failed, "insights: connections not warmed at start");
                 }
-                if let Err(e) = warm(&pool, &cache, memory / 2).await {
+                if let Err(e) = warm(&pool, &cache, memory / 2, &progress).await {
                     tracing::warn!(error = %e, "insights: recently asked imports not loaded at start");
                 }
+                progress.done.store(true, Ordering::Release);
             });
+        } else {
+            warm_up.done.store(true, Ordering::Release);
         }
         Self {
             cache,
             computing: tokio::sync::Semaphore::new(cores),
+            warm_up,
+            started: std::time::Instant::now(),
         }
+    }
+
+    /// Whether the loads at start are still running (and within their
+    /// allowance): readiness waits for them.
+    pub fn warming(&self) -> bool {
+        !self.warm_up.done.load(Ordering::Acquire) && self.started.elapsed() < WARM_READY_WITHIN
+    }
+
+    /// The loads at start: (imports loaded, imports to load).
+    pub fn warm_up(&self) -> (usize, usize) {
+        (
+            self.warm_up.loaded.load(Ordering::Relaxed),
+            self.warm_up.planned.load(Ordering::Relaxed),
+        )
     }
 
     /// The import as the database holds it now: its residents and counted
@@ -166,15 +195,29 @@ impl Insights {
     }
 }
 
+/// How far the loads at start are.
+#[derive(Debug, Default)]
+struct WarmUp {
+    planned: AtomicUsize,
+    loaded: AtomicUsize,
+    done: AtomicBool,
+}
+
 /// Loads the imports asked lately (by any instance), most recent first,
 /// while their estimated size stays within `budget`: one at a time, so a
 /// request that comes meanwhile waits at most for the import it asks.
-async fn warm(pool: &Pool, cache: &cache::Cache, budget: usize) -> Result<(), InsightsError> {
+async fn warm(
+    pool: &Pool,
+    cache: &cache::Cache,
+    budget: usize,
+    progress: &WarmUp,
+) -> Result<(), InsightsError> {
     let recent = {
         let client = pool.get().await.map_err(DbError::from)?;
         residents::recently_asked(&client, WARM_WITHIN, WARM_IMPORTS).await?
     };
     let mut planned = 0usize;
+    let mut plan = Vec::new();
     for (import_id, statements) in recent {
         let estimate = usize::try_from(statements)
             .unwrap_or(usize::MAX)
@@ -183,8 +226,13 @@ async fn warm(pool: &Pool, cache: &cache::Cache, budget: usize) -> Result<(), In
             continue;
         }
         planned += estimate;
+        plan.push((import_id, statements));
+    }
+    progress.planned.store(plan.len(), Ordering::Relaxed);
+    for (import_id, statements) in plan {
         let started = std::time::Instant::now();
         cache.warm(import_id).await?;
+        progress.loaded.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             import = import_id,
             statements,

@@ -48,6 +48,8 @@ struct Metrics {
     expired_topics_deleted: prometheus::IntCounter,
     producer_errors: IntCounterVec,
     resident_memory: IntGauge,
+    insights_memory: IntGauge,
+    insights_imports: IntGauge,
     /// The state each job's `insikt_job_state` series currently shows.
     job_states: Mutex<HashMap<String, String>>,
 }
@@ -146,6 +148,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "insikt_kafka_produce_errors_total",
             "Messages the Kafka producer failed to deliver, by kind of error.",
             &["kind"],
+        ),
+        insights_memory: gauge(
+            "insikt_insights_memory_bytes",
+            "Memory the insights' working sets hold (INSIKT_INSIGHTS_MEMORY is its budget).",
+        ),
+        insights_imports: gauge(
+            "insikt_insights_imports_loaded",
+            "Imports whose insights working set is held in memory.",
         ),
         resident_memory: gauge(
             "insikt_process_resident_memory_bytes",
@@ -247,6 +257,12 @@ pub fn job_paused(job: &str) {
 /// An expired stream's topic was deleted from the broker.
 pub fn expired_topic_deleted() {
     METRICS.expired_topics_deleted.inc();
+}
+
+/// The insights' working sets: `imports` held, `bytes` in all.
+pub fn set_insights_memory(imports: usize, bytes: usize) {
+    METRICS.insights_imports.set(gauge_value(imports));
+    METRICS.insights_memory.set(gauge_value(bytes));
 }
 
 /// `job`'s consumer is `lag` messages behind the end of its topic.
