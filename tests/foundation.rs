@@ -31,10 +31,23 @@ async fn healthz_says_up() {
 #[tokio::test]
 async fn readyz_is_ready_with_postgres_and_kafka() {
     let app = TestApp::spawn().await;
-    let (status, body) = json(app.get("/readyz").await).await;
-    assert_eq!(status, 200, "{body}");
+    // Ready once the start's insights plan is made (nothing to load here);
+    // until then 503 says so, with both dependencies up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let body = loop {
+        let (status, body) = json(app.get("/readyz").await).await;
+        if status == 200 {
+            break body;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["fields"]["insights"], "loading", "{body}");
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(body["data"]["checks"]["postgres"], "ok");
     assert_eq!(body["data"]["checks"]["kafka"], "ok");
+    assert_eq!(body["data"]["checks"]["insights"], "ok");
+    assert_eq!(body["data"]["insights"]["planned"], 0, "{body}");
 }
 
 #[tokio::test]

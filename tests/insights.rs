@@ -801,25 +801,41 @@ async fn a_restarted_instance_is_ready_with_the_imports_asked_lately_loaded() {
     // Asking marks the import as asked lately.
     get(&app, &format!("/imports/{import}/insights/rates?by=town")).await;
 
+    // Hold the load back: it reads the course catalogue, which a
+    // transaction here keeps locked (the plan of what to load does not).
+    let mut blocker = app.db().await;
+    let lock = blocker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE courses IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
     let mut template = common::test_config(&app.database);
     streams::configure(&mut template);
     let mut config = streams::served_config(&app.database, &template);
     config.instance_id = Some("insights-restarted".into());
     let restarted = common::Served::start(config).await;
     let client = reqwest::Client::new();
+    let readyz = || async {
+        let reply = client.get(restarted.url("/readyz")).send().await.unwrap();
+        let status = reply.status().as_u16();
+        (status, reply.json::<Value>().await.unwrap())
+    };
+    // Not ready while its import is loading; PostgreSQL and the broker are up.
+    for _ in 0..10 {
+        let (status, body) = readyz().await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["fields"]["insights"], "loading", "{body}");
+        assert_eq!(body["error"]["fields"]["postgres"], "ok", "{body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    lock.rollback().await.unwrap();
+
     let ready = eventually(
         "the restarted instance to be ready",
-        Duration::from_secs(60),
+        Duration::from_secs(30),
         || async {
-            let reply = client.get(restarted.url("/readyz")).send().await.ok()?;
-            let status = reply.status();
-            let body: Value = reply.json().await.ok()?;
-            if status != 200 {
-                // Not ready only while loading (the broker and PostgreSQL are up).
-                assert_eq!(body["error"]["fields"]["postgres"], "ok", "{body}");
-                return None;
-            }
-            Some(body)
+            let (status, body) = readyz().await;
+            (status == 200).then_some(body)
         },
     )
     .await;

@@ -122,14 +122,12 @@ pub(super) async fn readyz(state: State) -> Result<Response, ApiError> {
         };
         checks.insert(name.to_owned(), Value::String(status));
     }
-    let insights = if state.insights.warming() {
-        failing.push("insights");
-        "loading"
-    } else {
-        "ok"
-    };
-    checks.insert("insights".to_owned(), Value::String(insights.to_owned()));
-    if failing.is_empty() {
+    let loading = state.insights.warming();
+    checks.insert(
+        "insights".to_owned(),
+        Value::String(if loading { "loading" } else { "ok" }.to_owned()),
+    );
+    if failing.is_empty() && !loading {
         Ok(data(
             StatusCode::OK,
             &Readiness {
@@ -149,7 +147,11 @@ pub(super) async fn readyz(state: State) -> Result<Response, ApiError> {
     } else {
         Err(ApiError::unavailable(
             "not_ready",
-            format!("not ready: {} unavailable", failing.join(" and ")),
+            if failing.is_empty() {
+                "not ready: loading the imports asked lately (at most 30 s)".to_owned()
+            } else {
+                format!("not ready: {} unavailable", failing.join(" and "))
+            },
         )
         .with_fields(checks))
     }

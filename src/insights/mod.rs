@@ -94,6 +94,15 @@ impl Insights {
             let cache = cache.clone();
             let progress = warm_up.clone();
             runtime.spawn(async move {
+                // Ready at once when there is nothing to load.
+                let plan = plan(&pool, memory / 2).await.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "insights: recently asked imports not loaded at start");
+                    Vec::new()
+                });
+                progress.planned.store(plan.len(), Ordering::Relaxed);
+                if plan.is_empty() {
+                    progress.done.store(true, Ordering::Release);
+                }
                 let warmed = futures_util::future::join_all((0..WARM_CONNECTIONS).map(|_| async {
                     let client = pool.get().await.map_err(DbError::from)?;
                     store::prepare(&client).await?;
@@ -104,7 +113,7 @@ impl Insights {
                 if failed > 0 {
                     tracing::debug!(failed, "insights: connections not warmed at start");
                 }
-                if let Err(e) = warm(&pool, &cache, memory / 2, &progress).await {
+                if let Err(e) = warm(&cache, plan, &progress).await {
                     tracing::warn!(error = %e, "insights: recently asked imports not loaded at start");
                 }
                 progress.done.store(true, Ordering::Release);
@@ -203,15 +212,9 @@ struct WarmUp {
     done: AtomicBool,
 }
 
-/// Loads the imports asked lately (by any instance), most recent first,
-/// while their estimated size stays within `budget`: one at a time, so a
-/// request that comes meanwhile waits at most for the import it asks.
-async fn warm(
-    pool: &Pool,
-    cache: &cache::Cache,
-    budget: usize,
-    progress: &WarmUp,
-) -> Result<(), InsightsError> {
+/// The imports asked lately (by any instance), most recent first, while
+/// their estimated size stays within `budget`: (import, statements).
+async fn plan(pool: &Pool, budget: usize) -> Result<Vec<(i64, i64)>, InsightsError> {
     let recent = {
         let client = pool.get().await.map_err(DbError::from)?;
         residents::recently_asked(&client, WARM_WITHIN, WARM_IMPORTS).await?
@@ -228,7 +231,16 @@ async fn warm(
         planned += estimate;
         plan.push((import_id, statements));
     }
-    progress.planned.store(plan.len(), Ordering::Relaxed);
+    Ok(plan)
+}
+
+/// Loads the `plan`ned imports one at a time, so a request that comes
+/// meanwhile waits at most for the import it asks.
+async fn warm(
+    cache: &cache::Cache,
+    plan: Vec<(i64, i64)>,
+    progress: &WarmUp,
+) -> Result<(), InsightsError> {
     for (import_id, statements) in plan {
         let started = std::time::Instant::now();
         cache.warm(import_id).await?;
