@@ -245,8 +245,8 @@ async fn main() {
     // Cold: the import's "asked lately" mark cleared, so the start loads
     // nothing and the ask reads everything (the kept residents included).
     // As users see it: the import was asked lately (by the cold ask), so
-    // the start loads it in the background and the ask finds it loaded
-    // or being loaded.
+    // the start loads it, and /readyz (which `start` waits for) answers
+    // 200 once it is loaded.
     let mark =
         "SELECT count(*) FROM insight_residents WHERE import_id = $1 AND asked_at IS NOT NULL";
     let mut cold = Vec::new();
@@ -358,7 +358,7 @@ async fn main() {
         "first: the first ask on the service that stored the statements (it loads the import, residents aggregated)"
     );
     println!(
-        "restart cold: first ask after a restart with nothing loaded at start; restart as users see it: the import asked lately, loaded at start"
+        "restart cold: first ask after a restart with nothing loaded at start; restart as users see it: the import asked lately, loaded at start before /readyz answers 200"
     );
     println!(
         "{:<40} {:>9} {:>6} {:>12} {:>6} {:>13} {:>6} {:>9}",
