@@ -289,11 +289,13 @@ async fn stored_past(app: &TestApp, import: i64, count: i64) {
     .await;
 }
 
-fn report(test: &str, posted: &Posted, caught_up: Duration) {
+/// One test's figures; `caught_up` counts from `since` (the brokers'
+/// restart command, or the end of the load).
+fn report(test: &str, posted: &Posted, caught_up: Duration, since: &str) {
     eprintln!(
         "[cluster] {test}: {} statements accepted; {} requests answered 503 and retried; \
          slowest answer {:.1} s; longest pause between accepted requests {:.1} s; \
-         every statement stored {:.1} s after the brokers were restarted",
+         every statement stored {:.1} s after {since}",
         posted.accepted,
         posted.refused,
         posted.slowest.as_secs_f64(),
@@ -384,7 +386,12 @@ async fn two_brokers_down_refuse_writes_and_show_nothing_half_done() {
         back.duration_since(down).as_secs_f64(),
         slowest.as_secs_f64()
     );
-    report("two brokers down", &posted, caught_up);
+    report(
+        "two brokers down",
+        &posted,
+        caught_up,
+        "the restart command",
+    );
     assert!(posted.slowest < LONGEST_ANSWER, "{:?}", posted.slowest);
     let (status, body) = json(app.get("/readyz").await).await;
     assert_eq!(status, 200, "{body}");
@@ -420,6 +427,7 @@ async fn the_partition_leader_killed_mid_stream_loses_and_doubles_nothing() {
         &format!("leader (broker {killed}) killed"),
         &posted,
         caught_up,
+        "the restart command",
     );
     all_in_sync().await;
     assert!(posted.slowest < LONGEST_ANSWER, "{:?}", posted.slowest);
@@ -457,6 +465,7 @@ async fn the_transaction_coordinator_killed_mid_stream_loses_and_doubles_nothing
         &format!("transaction coordinator (broker {coordinator}) killed"),
         &posted,
         caught_up,
+        "the restart command",
     );
     all_in_sync().await;
     assert!(posted.slowest < LONGEST_ANSWER, "{:?}", posted.slowest);
@@ -500,7 +509,7 @@ async fn a_rolling_restart_of_the_brokers_loses_and_doubles_nothing() {
         "[cluster] rolling restart of three brokers took {:.1} s",
         rolled.as_secs_f64()
     );
-    report("rolling restart", &posted, caught_up);
+    report("rolling restart", &posted, caught_up, "the load stopped");
     assert!(posted.slowest < LONGEST_ANSWER, "{:?}", posted.slowest);
 }
 
