@@ -3,7 +3,8 @@
 //! processes (one database, the default consumer group): the time from the
 //! signal to every job `running` on the survivor, for SIGTERM (a graceful
 //! stop: it leaves the group) and SIGKILL (the group waits out the member's
-//! session timeout), three times each. Run through `scripts/bench.sh handover`.
+//! session timeout), `INSIKT_BENCH_ROUNDS` times each (3 unless set). Run
+//! through `scripts/bench.sh handover [--brokers 3]`.
 // A test or a benchmark may panic on a row it reads: that is how it fails.
 #![allow(clippy::disallowed_methods)]
 
@@ -15,11 +16,14 @@ use insikt::config::Config;
 mod common;
 
 const IMPORTS: i64 = 6;
-const ROUNDS: usize = 3;
 
 #[tokio::main]
 async fn main() {
     let binary = std::env::var("INSIKT_BENCH_BIN").unwrap_or("target/release/insikt".into());
+    let rounds: usize = std::env::var("INSIKT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
     let config = Config::from_env();
     let bench = common::BenchDatabase::create(&config.database_url, "handover").await;
     let (url, db) = (bench.url.clone(), &bench.client);
@@ -31,7 +35,7 @@ async fn main() {
 
     let mut stayer = common::serve(&binary, &url, "stayer", &[]);
     let mut figures: Vec<(&str, f64)> = Vec::new();
-    for round in 0..ROUNDS * 2 {
+    for round in 0..rounds * 2 {
         let leaver_id = format!("leaver-{round}");
         let mut leaver = common::serve(&binary, &url, &leaver_id, &[]);
         // Both own jobs, all running.

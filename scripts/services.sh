@@ -8,9 +8,17 @@
 #     127.0.0.1:9000 with the bucket `insikt`, for the archive tests and
 #     scripts/run.sh's S3 mode. It keeps objects in memory: a restart empties it.
 #
-# Usage: scripts/services.sh up|down|status [postgres|kafka|s3]
+# Usage: scripts/services.sh up|down|status [postgres|kafka|s3] [--brokers 1|3]
 #        scripts/services.sh crash postgres   (immediate stop, as a crash:
 #                                              for the fault tests)
+#        scripts/services.sh down|crash kafka --node N
+#                                             (broker N of the cluster, for
+#                                              tests/cluster.rs)
+#   --brokers 3: a three-broker KRaft cluster on ports 9092-9094 with three
+#   dedicated controllers on 9192-9194 (replication factor 3,
+#   min.insync.replicas=2) instead of the one broker; it takes the
+#   one broker's ports, so either `up` stops the other. KAFKA_PORT_BASE and
+#   KAFKA_CONTROLLER_PORT_BASE move the ports, INSIKT_SERVICES_DIR the state.
 #
 # Runs as root on Debian 12 without systemd (pg_ctlcluster and a plain
 # background JVM instead of service units). Safe to run repeatedly: `up` when
@@ -46,8 +54,18 @@ KAFKA_TOOLS_LOG4J="${KAFKA_DIR}/tools-log4j2.properties"
 KAFKA_PID="${KAFKA_DIR}/kafka.pid"
 KAFKA_POM="${REPO_DIR}/scripts/kafka/pom.xml"
 KAFKA_HOST=127.0.0.1
-KAFKA_PORT=9092
-KAFKA_CONTROLLER_PORT=9093
+# The one broker listens on KAFKA_PORT_BASE (controller on the next port);
+# the three-broker cluster's brokers on KAFKA_PORT_BASE..+2 and its
+# controllers on KAFKA_CONTROLLER_PORT_BASE..+2. Both overridable, so a
+# cluster under development can run beside the shared broker.
+KAFKA_PORT_BASE="${KAFKA_PORT_BASE:-9092}"
+KAFKA_PORT=$KAFKA_PORT_BASE
+KAFKA_CONTROLLER_PORT=$((KAFKA_PORT_BASE + 1))
+KAFKA_CONTROLLER_PORT_BASE="${KAFKA_CONTROLLER_PORT_BASE:-$((KAFKA_PORT_BASE + 100))}"
+CLUSTER_DIR="${STATE_DIR}/kafka-cluster"
+# Another fixed id ("InsiktDevCluster"): a node's data dir cannot be mistaken
+# for the one broker's.
+CLUSTER_ID=SW5zaWt0RGV2Q2x1c3Rlcg
 # Fixed cluster id (base64 of the 16 bytes "InsiktDevKafkaID"): formatting is
 # reproducible and the id tells at a glance which data dir this is.
 KAFKA_CLUSTER_ID=SW5zaWt0RGV2S2Fma2FJRA
@@ -377,6 +395,10 @@ kafka_up() {
   mkdir -p "$KAFKA_DIR" "$KAFKA_DATA" "$KAFKA_LOGS"
 
   kafka_write_config
+  if [[ -n "$(cluster_running_nodes)" ]]; then
+    log "the three-broker cluster holds the broker's ports: stopping it"
+    cluster_down
+  fi
   local pid
   if pid="$(kafka_pid)"; then
     if ! kafka_jars_current || ((KAFKA_CONFIG_CHANGED)); then
@@ -448,6 +470,231 @@ kafka_down() {
 
 kafka_status() {
   kafka_pid >/dev/null && tcp_open "$KAFKA_HOST" "$KAFKA_PORT"
+}
+
+# ============================================================================
+# Kafka, three brokers (`--brokers 3`): what production runs, for tests/cluster.rs
+# ============================================================================
+# Three brokers (node ids 1-3) and a quorum of three dedicated KRaft
+# controllers (ids 11-13), replication factor 3, min.insync.replicas=2: any
+# one broker may die and every write still reaches two replicas. Dedicated
+# controllers, as production clusters run them: with two brokers down the
+# quorum still shrinks the in-sync replicas, so the last broker refuses
+# writes (NOT_ENOUGH_REPLICAS) instead of holding them against brokers it
+# cannot know are gone. The brokers take the one broker's ports, so
+# `up --brokers 3` stops the one broker of this state dir and `up` stops the
+# cluster: both orders work, and each `up` again is a no-op.
+#
+# Nodes are named b1..b3 (brokers) and c1..c3 (controllers).
+CLUSTER_NODES=3
+CLUSTER_ALL=(c1 c2 c3 b1 b2 b3)
+
+node_dir() { echo "${CLUSTER_DIR}/$1"; }
+node_conf() { echo "$(node_dir "$1")/server.properties"; }
+node_index() { echo "${1:1}"; }
+node_id() { if [[ $1 == b* ]]; then node_index "$1"; else echo $((10 + $(node_index "$1"))); fi; }
+node_port() {
+  if [[ $1 == b* ]]; then echo $((KAFKA_PORT_BASE + $(node_index "$1") - 1)); else
+    echo $((KAFKA_CONTROLLER_PORT_BASE + $(node_index "$1") - 1)); fi
+}
+
+# node_pid NODE: the PID of the node's running JVM, or fail (as kafka_pid).
+node_pid() {
+  local conf pid_file pid
+  conf="$(node_conf "$1")"
+  pid_file="$(node_dir "$1")/kafka.pid"
+  if [[ -f "$pid_file" ]]; then
+    pid="$(cat "$pid_file" 2>/dev/null || true)"
+    if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null &&
+      tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -qF "kafka.Kafka ${conf}"; then
+      echo "$pid"
+      return 0
+    fi
+  fi
+  pid="$(pgrep -f -o "kafka\.Kafka ${conf}\$" || true)"
+  [[ -n "$pid" ]] || return 1
+  echo "$pid" >"$pid_file"
+  echo "$pid"
+}
+
+cluster_bootstrap() {
+  local n out=()
+  for ((n = 1; n <= CLUSTER_NODES; n++)); do out+=("${KAFKA_HOST}:$(node_port "b$n")"); done
+  (IFS=,; echo "${out[*]}")
+}
+
+cluster_running_nodes() {
+  local node
+  for node in "${CLUSTER_ALL[@]}"; do node_pid "$node" >/dev/null && echo "$node"; done
+  true
+}
+
+# Sets CLUSTER_CONFIG_CHANGED to the nodes whose config changed.
+CLUSTER_CONFIG_CHANGED=()
+cluster_write_config() {
+  local n node voters="" dir roles listeners
+  for ((n = 1; n <= CLUSTER_NODES; n++)); do
+    voters+="${voters:+,}$(node_id "c$n")@${KAFKA_HOST}:$(node_port "c$n")"
+  done
+  for node in "${CLUSTER_ALL[@]}"; do
+    dir="$(node_dir "$node")"
+    mkdir -p "${dir}/data" "${dir}/logs"
+    if [[ $node == b* ]]; then
+      roles=broker
+      listeners="listeners=PLAINTEXT://${KAFKA_HOST}:$(node_port "$node")
+advertised.listeners=PLAINTEXT://${KAFKA_HOST}:$(node_port "$node")
+inter.broker.listener.name=PLAINTEXT"
+    else
+      roles=controller
+      listeners="listeners=CONTROLLER://${KAFKA_HOST}:$(node_port "$node")"
+    fi
+    write_if_changed "$(node_conf "$node")" <<EOC && CLUSTER_CONFIG_CHANGED+=("$node")
+# Managed by insikt scripts/services.sh: ${roles} ${node} (node.id $(node_id "$node"))
+# of a three-broker KRaft cluster with three dedicated controllers, for the
+# fault tests. Not for production, but replicated as production is.
+process.roles=${roles}
+node.id=$(node_id "$node")
+${listeners}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+controller.quorum.voters=${voters}
+log.dirs=${dir}/data
+
+# Replicated as production clusters are: a write is acknowledged by at
+# least two replicas, so one broker may die without losing it.
+num.partitions=1
+default.replication.factor=3
+min.insync.replicas=2
+offsets.topic.replication.factor=3
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+unclean.leader.election.enable=false
+# Fewer internal partitions than the default 50 each: three replicas of 100
+# partitions on a 2-core machine slow every leader election after a kill.
+offsets.topic.num.partitions=10
+transaction.state.log.num.partitions=10
+# Threads for 2 cores and six JVMs, not for a 32-core server.
+num.network.threads=2
+num.io.threads=4
+num.replica.fetchers=1
+background.threads=4
+
+auto.create.topics.enable=true
+delete.topic.enable=true
+group.initial.rebalance.delay.ms=0
+log.retention.check.interval.ms=5000
+EOC
+    write_if_changed "${dir}/log4j2.properties" < <(sed "s#${KAFKA_LOGS}#${dir}/logs#g" "$KAFKA_LOG4J") &&
+      CLUSTER_CONFIG_CHANGED+=("$node")
+  done
+  true
+}
+
+# A metadata round trip: all three brokers registered and answering.
+cluster_answers() {
+  local brokers
+  brokers="$(timeout 60 java -Xmx256m -XX:TieredStopAtLevel=1 \
+    -Dlog4j2.configurationFile="$KAFKA_TOOLS_LOG4J" -cp "${KAFKA_LIBS}/*" \
+    org.apache.kafka.tools.BrokerApiVersionsCommand \
+    --bootstrap-server "$(cluster_bootstrap)" 2>/dev/null | grep -c ') -> ($' || true)"
+  [[ "$brokers" == "$CLUSTER_NODES" ]]
+}
+
+node_fail() {
+  local dir
+  dir="$(node_dir "$1")"
+  log "$2; last lines of ${dir}/logs/server.log and kafka.out:"
+  tail -n 40 "${dir}/logs/server.log" >&2 2>/dev/null || true
+  tail -n 20 "${dir}/logs/kafka.out" >&2 2>/dev/null || true
+  exit 1
+}
+
+node_start() {
+  local node=$1 dir conf pid heap=512m
+  dir="$(node_dir "$node")"
+  conf="$(node_conf "$node")"
+  tcp_open "$KAFKA_HOST" "$(node_port "$node")" &&
+    die "something else listens on ${KAFKA_HOST}:$(node_port "$node"); stop it first"
+  if [[ ! -f "${dir}/data/meta.properties" ]]; then
+    log "formatting ${node}'s storage (KRaft, cluster id ${CLUSTER_ID})"
+    kafka_java kafka.tools.StorageTool format --cluster-id "$CLUSTER_ID" --config "$conf" \
+      >"${dir}/logs/format.log" 2>&1 ||
+      { cat "${dir}/logs/format.log" >&2; die "${node}: kafka storage format failed"; }
+  fi
+  # Six JVMs on 24 GiB: a broker's heap is the one broker's (the page cache,
+  # not the heap, holds the logs); a controller keeps only the metadata.
+  [[ $node == b* ]] || heap=256m
+  log "starting Kafka ${node} on ${KAFKA_HOST}:$(node_port "$node")"
+  setsid nohup java "-Xms${heap}" "-Xmx${heap}" -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="${dir}/log4j2.properties" -Dkafka.logs.dir="${dir}/logs" \
+    -cp "${KAFKA_LIBS}/*" kafka.Kafka "$conf" \
+    >>"${dir}/logs/kafka.out" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"${dir}/kafka.pid"
+}
+
+node_stop() {
+  local node=$1 signal=${2:-TERM} pid i
+  pid="$(node_pid "$node")" || { rm -f "$(node_dir "$node")/kafka.pid"; return 0; }
+  log "stopping Kafka ${node} (pid ${pid}, SIG${signal})"
+  kill "-${signal}" "$pid" 2>/dev/null || true
+  for ((i = 0; i < KAFKA_STOP_TIMEOUT * 5; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "${node} did not stop within ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+  fi
+  rm -f "$(node_dir "$node")/kafka.pid"
+}
+
+cluster_up() {
+  command -v java >/dev/null || apt_install openjdk-17-jre-headless
+  mkdir -p "$KAFKA_DIR" "$KAFKA_LOGS" "$CLUSTER_DIR"
+  # The jars and the log settings are the one broker's.
+  kafka_write_config
+  kafka_fetch_jars
+  if kafka_pid >/dev/null; then
+    log "the one broker holds the cluster's ports: stopping it"
+    kafka_down
+  fi
+  cluster_write_config
+  local node started=()
+  for node in "${CLUSTER_CONFIG_CHANGED[@]}"; do
+    if node_pid "$node" >/dev/null; then
+      log "${node}'s config changed: restarting it"
+      node_stop "$node"
+    fi
+  done
+  for node in "${CLUSTER_ALL[@]}"; do
+    node_pid "$node" >/dev/null || { node_start "$node"; started+=("$node"); }
+  done
+  if ((${#started[@]} == 0)) && cluster_answers; then
+    return 0 # already up: the fast path
+  fi
+
+  local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    for node in "${started[@]}"; do
+      node_pid "$node" >/dev/null || node_fail "$node" "Kafka ${node} exited during startup"
+    done
+    cluster_answers && return 0
+    sleep 1
+  done
+  node_fail "${started[0]:-b1}" "the cluster did not list its ${CLUSTER_NODES} brokers within ${KAFKA_START_TIMEOUT}s"
+}
+
+cluster_down() {
+  local node
+  for node in b3 b2 b1 c3 c2 c1; do node_stop "$node"; done
+}
+
+cluster_status() {
+  [[ "$(cluster_running_nodes | wc -l)" == "${#CLUSTER_ALL[@]}" ]] && tcp_open "$KAFKA_HOST" "$KAFKA_PORT"
 }
 
 # ============================================================================
@@ -529,22 +776,55 @@ s3_status() {
 # Commands
 # ============================================================================
 summary() {
-  local pg="down" kafka="down" s3="down" pid
+  local pg="down" kafka="down" s3="down" pid n nodes=()
   pg_status && pg="up   postgres://postgres@${PG_HOST}:${PG_PORT}/${PG_DB} (PostgreSQL ${PG_VERSION}/${PG_CLUSTER})"
   if kafka_status; then
     pid="$(kafka_pid)"
     kafka="up   ${KAFKA_HOST}:${KAFKA_PORT} (pid ${pid}, logs ${KAFKA_LOGS})"
+  elif [[ -n "$(cluster_running_nodes)" ]]; then
+    for n in "${CLUSTER_ALL[@]}"; do
+      if pid="$(node_pid "$n")"; then nodes+=("${n}:${pid}"); else nodes+=("${n}:down"); fi
+    done
+    kafka="$(cluster_status && echo "up  " || echo degraded) $(cluster_bootstrap) (pids ${nodes[*]}; logs ${CLUSTER_DIR}/*/logs)"
   fi
   s3_status && s3="up   http://${S3_HOST}:${S3_PORT} bucket ${S3_BUCKET} (moto ${MOTO_VERSION}, log ${S3_LOG})"
   printf 'postgresql: %s\nkafka:      %s\ns3:         %s\n' "$pg" "$kafka" "$s3"
 }
 
 usage() {
-  echo "usage: $0 up|down|status [postgres|kafka|s3] | crash postgres" >&2
+  cat >&2 <<EOU
+usage: $0 up|down|status [postgres|kafka|s3] [--brokers 1|3]
+       $0 down|crash kafka --node N   (broker N of the three-broker cluster:
+                                       SIGTERM, or SIGKILL as a crash)
+       $0 crash postgres              (immediate stop, as a crash)
+EOU
   exit 2
 }
 
+# A caller's open files (e.g. `flock /work/locks/services scripts/services.sh
+# up`, whose lock fd a started PostgreSQL or broker would inherit and hold for
+# its whole life, locking everyone else out) are closed before any daemon starts.
+close_inherited_fds() {
+  local fd
+  for fd in $(ls /proc/$$/fd); do
+    ((fd > 2)) && eval "exec ${fd}>&-" 2>/dev/null
+  done
+  return 0
+}
+
 main() {
+  local args=() brokers=1 node=""
+  close_inherited_fds
+  while (($#)); do
+    case "$1" in
+    --brokers) brokers="${2:-}"; shift 2 || usage ;;
+    --node) node="${2:-}"; shift 2 || usage ;;
+    *) args+=("$1"); shift ;;
+    esac
+  done
+  [[ "$brokers" == 1 || "$brokers" == 3 ]] || usage
+  [[ -z "$node" || "$node" =~ ^[1-3]$ ]] || usage
+  set -- "${args[@]}"
   (($# == 1 || $# == 2)) || usage
   local only="${2:-}"
   [[ -z "$only" || "$only" == postgres || "$only" == kafka || "$only" == s3 ]] || usage
@@ -557,20 +837,33 @@ main() {
   if [[ -z "${INSIKT_SERVICES_LOCKED:-}" ]]; then
     mkdir -p "$STATE_DIR"
     INSIKT_SERVICES_LOCKED=1 exec flock -o "${STATE_DIR}/services.lock" \
-      bash "${BASH_SOURCE[0]}" "$@"
+      bash "${BASH_SOURCE[0]}" "${args[@]}" --brokers "$brokers" ${node:+--node "$node"}
+  fi
+
+  if [[ -n "$node" ]]; then
+    [[ "$only" == kafka && ("$1" == down || "$1" == crash) ]] || usage
+    if [[ "$1" == crash ]]; then node_stop "b$node" KILL; else node_stop "b$node"; fi
+    summary
+    return 0
   fi
 
   case "$1" in
   up)
     [[ -n "$only" && "$only" != postgres ]] || pg_up
-    [[ -n "$only" && "$only" != kafka ]] || kafka_up
+    if [[ -z "$only" || "$only" == kafka ]]; then
+      if ((brokers == 3)); then cluster_up; else kafka_up; fi
+    fi
     [[ -n "$only" && "$only" != s3 ]] || s3_up
     [[ -n "$only" ]] || browser_up
     summary
     ;;
   down)
     [[ -n "$only" && "$only" != s3 ]] || s3_down
-    [[ -n "$only" && "$only" != kafka ]] || kafka_down
+    # Whichever runs, the one broker or the cluster.
+    if [[ -z "$only" || "$only" == kafka ]]; then
+      cluster_down
+      kafka_down
+    fi
     [[ -n "$only" && "$only" != postgres ]] || pg_down
     summary
     ;;
@@ -583,7 +876,10 @@ main() {
     ;;
   status)
     summary
-    if pg_status && kafka_status && s3_status; then exit 0; else exit 1; fi
+    local kafka_ok=1
+    if ((brokers == 3)); then cluster_status || kafka_ok=0; else kafka_status || kafka_ok=0; fi
+    if [[ "$only" == kafka ]]; then ((kafka_ok)) && exit 0 || exit 1; fi
+    if pg_status && ((kafka_ok)) && s3_status; then exit 0; else exit 1; fi
     ;;
   *) usage ;;
   esac

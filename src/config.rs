@@ -288,6 +288,18 @@ pub struct Config {
     )]
     pub topic_prefix: String,
 
+    /// Replication factor of the statement topics this service creates;
+    /// unset: the broker's `default.replication.factor` (3 on a production
+    /// cluster, so one broker may fail without losing an acknowledged write).
+    #[arg(long, env = "INSIKT_TOPIC_REPLICATION", value_parser = clap::value_parser!(i32).range(1..), global = true)]
+    pub topic_replication: Option<i32>,
+
+    /// `min.insync.replicas` of the statement topics this service creates:
+    /// how many replicas must have a write before it is acknowledged
+    /// (`acks=all`); unset: the broker's. Below it, writes are refused.
+    #[arg(long, env = "INSIKT_TOPIC_MIN_INSYNC", value_parser = clap::value_parser!(i32).range(1..), global = true)]
+    pub topic_min_insync: Option<i32>,
+
     /// Retention window of a stream (topic `retention.ms` and job expiry):
     /// seconds, or a number with `s`, `m`, `h` or `d` (e.g. `14d`).
     #[arg(long, env = "INSIKT_RETENTION", default_value = "14d", value_parser = parse_duration, global = true)]

@@ -13,7 +13,7 @@ use crate::config::{ArchiveCommand, Cli, Command, Config, TokenCommand};
 use crate::db::{self, DbError, MigrationReport};
 use crate::http;
 use crate::jobs::{self, JobsError, SupervisorHandle};
-use crate::kafka::{Cluster, KafkaClientError};
+use crate::kafka::{Cluster, KafkaClientError, TopicSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -185,7 +185,11 @@ impl Application {
         }
         let instance_id = config.instance_id();
         let pool = db::pool(&config.database_url, config.db_pool_size)?;
-        let kafka = Cluster::connect(&config.kafka_brokers, &format!("insikt-{instance_id}"))?;
+        let kafka = Cluster::connect(&config.kafka_brokers, &format!("insikt-{instance_id}"))?
+            .with_topic_settings(TopicSettings {
+                replication: config.topic_replication,
+                min_insync: config.topic_min_insync,
+            });
         let supervisor = SupervisorHandle::start(
             jobs::Settings::from_config(&config),
             pool.clone(),

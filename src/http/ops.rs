@@ -14,6 +14,7 @@ use super::routes::route;
 use super::schema::{Data, ErrorBody};
 use super::{data, with_state, State};
 use crate::db;
+use crate::kafka::Replication;
 
 /// How long readiness waits for each dependency.
 const READY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -51,6 +52,11 @@ pub struct Readiness {
     /// otherwise.
     #[schema(example = "tokens", pattern = "^(open|tokens)$")]
     pub access: &'static str,
+    /// The partitions of this service's statement topics and of Kafka's
+    /// transaction log that lack replicas: `under_replicated` ones still
+    /// take writes (one more broker lost may stop them); a `not_writable`
+    /// one makes readiness fail.
+    pub kafka_replication: Replication,
     /// The imports asked lately that this instance loaded at start, of
     /// those it set out to load (readiness waits for them, 30 s at most).
     pub insights: WarmUp,
@@ -77,9 +83,12 @@ pub(super) fn healthz() -> Response {
     data(StatusCode::OK, &Health { status: "up" })
 }
 
-/// Readiness: PostgreSQL answers a query, Kafka a metadata request, and the
-/// imports asked lately are loaded (so the first ask after a restart is not
-/// a cold one); otherwise 503 naming the failing part in `fields`.
+/// Readiness: PostgreSQL answers a query, Kafka a metadata request, every
+/// partition the service writes to has its `min.insync.replicas` in sync,
+/// and the imports asked lately are loaded (so the first ask after a
+/// restart is not a cold one); otherwise 503 naming the failing part in
+/// `fields`. Partitions short of replicas but still writable are reported,
+/// ready.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -88,7 +97,9 @@ pub(super) fn healthz() -> Response {
         (status = 200, description = "Ready to serve", body = Data<Readiness>),
         (status = 503, description = "A dependency is unavailable or the start's loads \
             are running; `fields` names it (`{\"postgres\": \"unavailable\", \"kafka\": \"ok\", \
-            \"insights\": \"ok\"}`)", body = ErrorBody),
+            \"insights\": \"ok\"}`), `kafka` is `not_writable` when a partition has fewer \
+            in-sync replicas than its `min.insync.replicas`, and `kafka_replication` lists \
+            them; `insights` is `loading` while the start's loads run", body = ErrorBody),
     )
 )]
 #[tracing::instrument(name = "readyz", skip_all)]
@@ -102,25 +113,48 @@ pub(super) async fn readyz(state: State) -> Result<Response, ApiError> {
             }
         },
         async {
-            state
-                .kafka
-                .ping(READY_TIMEOUT)
-                .await
-                .map_err(|e| e.to_string())
+            let prefix = &state.config.topic_prefix;
+            match tokio::time::timeout(
+                READY_TIMEOUT,
+                state.kafka.replication(prefix, READY_TIMEOUT),
+            )
+            .await
+            {
+                Ok(Ok(replication)) => Ok(replication),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err("timed out".to_owned()),
+            }
         }
     );
+    let kafka_replication = kafka.as_ref().ok().cloned().unwrap_or_default();
+    let kafka = match kafka {
+        Ok(replication) if !replication.writable() => Err("not_writable"),
+        Ok(_) => Ok(()),
+        Err(reason) => {
+            tracing::warn!(dependency = "kafka", %reason, "not ready");
+            Err("unavailable")
+        }
+    };
+    let postgres = postgres.map_err(|reason| {
+        tracing::warn!(dependency = "postgres", %reason, "not ready");
+        "unavailable"
+    });
     let mut checks = Map::new();
     let mut failing = Vec::new();
     for (name, result) in [("postgres", postgres), ("kafka", kafka)] {
         let status = match result {
-            Ok(()) => "ok".to_owned(),
-            Err(reason) => {
-                tracing::warn!(dependency = name, %reason, "not ready");
+            Ok(()) => "ok",
+            Err(status) => {
                 failing.push(name);
-                "unavailable".to_owned()
+                status
             }
         };
-        checks.insert(name.to_owned(), Value::String(status));
+        checks.insert(name.to_owned(), Value::String(status.to_owned()));
+    }
+    if !kafka_replication.writable() {
+        tracing::warn!(partitions = ?kafka_replication.not_writable, "not ready: too few in-sync replicas");
+    } else if !kafka_replication.under_replicated.is_empty() {
+        tracing::info!(partitions = ?kafka_replication.under_replicated, "under-replicated partitions");
     }
     let loading = state.insights.warming();
     checks.insert(
@@ -138,6 +172,7 @@ pub(super) async fn readyz(state: State) -> Result<Response, ApiError> {
                 } else {
                     "tokens"
                 },
+                kafka_replication,
                 insights: {
                     let (loaded, planned) = state.insights.warm_up();
                     WarmUp { loaded, planned }
@@ -145,6 +180,12 @@ pub(super) async fn readyz(state: State) -> Result<Response, ApiError> {
             },
         ))
     } else {
+        if !kafka_replication.writable() {
+            checks.insert(
+                "kafka_replication".to_owned(),
+                serde_json::to_value(&kafka_replication).unwrap_or_default(),
+            );
+        }
         Err(ApiError::unavailable(
             "not_ready",
             if failing.is_empty() {

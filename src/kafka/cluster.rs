@@ -18,12 +18,21 @@ use super::{client_config, KafkaClientError, ADMIN_TIMEOUT};
 /// to clone.
 #[derive(Clone)]
 pub struct Cluster {
-    admin: Arc<AdminClient<DefaultClientContext>>,
+    pub(super) admin: Arc<AdminClient<DefaultClientContext>>,
     /// A consumer outside any group, for metadata and offsets: requests on
     /// the instance's reading consumer would queue on its broker connection
     /// behind a fetch the broker holds for up to `fetch.wait.max.ms` (about
     /// half a second per request, measured).
     lookup: Arc<BaseConsumer>,
+    topics: TopicSettings,
+}
+
+/// How the topics this service creates are replicated; `None`: the broker's
+/// default (`default.replication.factor`, `min.insync.replicas`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TopicSettings {
+    pub replication: Option<i32>,
+    pub min_insync: Option<i32>,
 }
 
 impl Cluster {
@@ -37,27 +46,20 @@ impl Cluster {
         Ok(Self {
             admin: Arc::new(admin),
             lookup: Arc::new(lookup),
+            topics: TopicSettings::default(),
         })
     }
 
-    /// Asks the cluster for its metadata; Ok when at least one broker answers.
-    pub async fn ping(&self, timeout: Duration) -> Result<(), KafkaClientError> {
-        let admin = Arc::clone(&self.admin);
-        tokio::task::spawn_blocking(move || {
-            admin
-                .inner()
-                .fetch_metadata(None, timeout)
-                .map(|_| ())
-                .map_err(KafkaClientError::from)
-        })
-        .await
-        .map_err(|_| KafkaClientError::Interrupted)?
+    /// The same clients, creating topics with `topics`' replication.
+    pub fn with_topic_settings(mut self, topics: TopicSettings) -> Self {
+        self.topics = topics;
+        self
     }
 }
 
 impl Cluster {
-    /// Creates `topic` with one partition, the broker's default replication and
-    /// `retention`; an existing topic is fine (creation is retried after failures).
+    /// Creates `topic` with one partition, the configured (or else the
+    /// broker's) replication and `retention`; an existing topic is fine (creation is retried after failures).
     pub async fn create_topic(
         &self,
         topic: &str,
@@ -78,11 +80,17 @@ impl Cluster {
         retention: Duration,
     ) -> Result<Vec<(String, Result<(), KafkaClientError>)>, KafkaClientError> {
         let retention_ms = retention.as_millis().to_string();
+        let min_insync = self.topics.min_insync.map(|m| m.to_string());
+        let replication = self.topics.replication.unwrap_or(-1);
         let new: Vec<NewTopic<'_>> = topics
             .iter()
             .map(|topic| {
-                NewTopic::new(topic, 1, TopicReplication::Fixed(-1))
-                    .set("retention.ms", &retention_ms)
+                let new = NewTopic::new(topic, 1, TopicReplication::Fixed(replication))
+                    .set("retention.ms", &retention_ms);
+                match &min_insync {
+                    Some(min) => new.set("min.insync.replicas", min),
+                    None => new,
+                }
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));

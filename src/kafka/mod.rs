@@ -4,6 +4,7 @@
 mod cluster;
 mod group;
 mod partition;
+mod replication;
 mod streams;
 mod transactions;
 
@@ -15,13 +16,14 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
-pub use cluster::Cluster;
+pub use cluster::{Cluster, TopicSettings};
 pub use group::{topic_pattern, GroupTiming, Ownership};
 pub use partition::PartitionStream;
 pub use rdkafka::consumer::{Consumer, StreamConsumer};
 pub use rdkafka::error::KafkaError;
 pub use rdkafka::message::{BorrowedMessage, Message};
 pub use rdkafka::{Offset, TopicPartitionList};
+pub use replication::Replication;
 pub use streams::{Streams, StreamsConfig};
 pub use transactions::TransactionalProducer;
 
