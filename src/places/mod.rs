@@ -10,6 +10,7 @@
 //! - `map`, `layout`, `draw`, `legend`: the map as SVG (plotters);
 //! - `csv`: `near` as CSV.
 
+mod annotate;
 pub mod csv;
 mod draw;
 pub mod fixes;

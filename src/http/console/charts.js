@@ -64,7 +64,8 @@ function trendChart(buckets, series, caption) {
   const every = Math.max(1, Math.ceil(buckets.length / 8));
   buckets.forEach((b, i) => {
     if (i % every && i !== buckets.length - 1) return;
-    svg.append(svgEl("text", { x: x(i), y: bottom + 18, class: "tick", "text-anchor": "middle", text: b.slice(0, 10) }));
+    const anchor = buckets.length > 1 && i === 0 ? "start" : i === buckets.length - 1 && i > 0 ? "end" : "middle";
+    svg.append(svgEl("text", { x: x(i), y: bottom + 18, class: "tick", "text-anchor": anchor, text: b.slice(0, 10) }));
   });
   svg.append(svgEl("line", { x1: left, x2: right, y1: bottom, y2: bottom, class: "axis" }));
   for (const s of series) {
@@ -151,13 +152,24 @@ function funnelPlot(points, overall, caption) {
     for (const side of [0, 1]) svg.append(svgEl("polyline", { points: curve(z, side), class: `limit ${cls}` }));
   }
   svg.append(svgEl("line", { x1: left, x2: right, y1: y(overall), y2: y(overall), class: "overall" }, tip(`overall: ${percent(overall)}`)));
+  // Outliers are named on the plot where a name fits without covering
+  // another; every dot has its tooltip.
+  const placed = [];
+  const fits = (box) => box[0] >= 0 && box[2] <= width && !placed.some((b) => box[0] < b[2] && b[0] < box[2] && box[1] < b[3] && b[1] < box[3]);
   for (const d of points) {
     const cls = funnelClass(overall, d.population, d.rate);
     svg.append(svgEl("circle", { cx: x(d.population), cy: y(d.rate), r: 4.5, class: `dot ${cls}` },
       tip(`${d.name}: ${d.askers.toLocaleString()} of ${d.population.toLocaleString()} ask, ${percent(d.rate)} (95 % ${percent(d.rate_low)}–${percent(d.rate_high)})`)));
-    // Outliers are named on the plot; the others in their tooltips.
     if (cls !== "inside") {
-      svg.append(svgEl("text", { x: x(d.population) + 7, y: y(d.rate) - 6, class: `value ${cls}`, text: `${d.name} ${percent(d.rate, 0)}` }));
+      const text = `${d.name} ${percent(d.rate, 0)}`;
+      const w = text.length * 6.6;
+      const cx = x(d.population); const cy = y(d.rate) - 6;
+      // Right of the dot, else left of it.
+      const box = [[cx + 7, cy - 11, cx + 7 + w, cy + 2, "start", cx + 7], [cx - 7 - w, cy - 11, cx - 7, cy + 2, "end", cx - 7]].find(fits);
+      if (box) {
+        placed.push(box);
+        svg.append(svgEl("text", { x: box[5], y: cy, class: `value ${cls}`, "text-anchor": box[4], text }));
+      }
     }
   }
   const row1 = 18; const row2 = 40;

@@ -97,6 +97,7 @@ function insightsView(main, id, params) {
     section("Trend of the chosen cell", "trend-title", trend),
     section("Emerging demand", "emerging-title", emerging),
     section("Rates against population (funnel plot)", "funnel-title",
+      el("p", { class: "hint" }, "For the Course filter, else for the best opportunity's course."),
       el("div", { class: "controls" }, el("label", { for: "funnel-by" }, "Breakdown", funnelBy)),
       el("p", { class: "hint" }, "Each dot is a group: its share of residents who ask against its size. The curves are the 95 % and 99.8 % binomial limits around the overall rate: a group outside them differs by more than chance; a small group far from the line may be luck."),
       funnel),
@@ -156,7 +157,7 @@ function insightsView(main, id, params) {
         { name: "askers", values: series.askers, cls: "askers" },
         { name: "statements", values: series.statements, cls: "statements" },
       ], caption),
-      el("figcaption", {}, `${caption}: ${series.askers.reduce((a, b) => a + b, 0).toLocaleString()} asker-weeks over ${answer.buckets.length} weeks. `,
+      el("figcaption", {}, `${caption}: ${series.askers[series.askers.length - 1].toLocaleString()} askers in the last week, ${series.statements.reduce((a, b) => a + b, 0).toLocaleString()} statements over ${answer.buckets.length} weeks. `,
         csvLink(`${path}&format=csv`, "Download the trend as CSV")));
   }
 
@@ -220,8 +221,10 @@ function insightsView(main, id, params) {
     ]), summary);
   }
 
-  async function loadFunnel() {
-    const path = `${base}/rates?${queryOf([["by", by], ...common, ["limit", "10000"]])}`;
+  // The rates of one course: the filter's, else the best opportunity's
+  // (across all courses nearly every resident of a sample asks something).
+  async function loadFunnel(course) {
+    const path = `${base}/rates?${queryOf([["by", by], ["as_of", filters.as_of], ["min_score", filters.min_score], ["course", course], ["limit", "10000"]])}`;
     const result = await read(path);
     if (!result.ok) { funnel.replaceChildren(el("p", { class: "status error" }, `rates: ${result.message}`)); return; }
     const answer = dataOf(result.body);
@@ -229,7 +232,7 @@ function insightsView(main, id, params) {
       .map((r) => ({ ...r, name: r[by] }));
     const overall = answer.totals.rate;
     if (!points.length || overall === null) { funnel.replaceChildren(el("p", { class: "empty" }, "No group to plot."), csvLink(`${path}&format=csv`)); return; }
-    const caption = `Share of residents who ask, by ${by.replace("_", " ")}, against the group's size (overall ${percent(overall)})`;
+    const caption = `Share of residents who ask${course ? ` for ${course}` : ""}, by ${by.replace("_", " ")}, against the group's size (overall ${percent(overall)})`;
     funnel.replaceChildren(funnelPlot(points, overall, caption),
       el("figcaption", {}, `${caption}; ${points.length} groups. `, csvLink(`${path}&format=csv`, "Download the rates as CSV")));
   }
@@ -246,7 +249,8 @@ function insightsView(main, id, params) {
   }
 
   current.refresh = async () => {
-    await Promise.all([loadOpportunities(), loadEmerging(), loadFunnel(), loadMap()]);
+    const [top] = await Promise.all([loadOpportunities(), loadEmerging(), loadMap()]);
+    await loadFunnel(filters.course || (top && top.course) || "");
     // The shared cell, else the best opportunity: its trend is drawn.
     if (!selected) return;
     const chosen = cellsByKey.get(selected);
