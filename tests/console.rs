@@ -303,16 +303,7 @@ async fn token_scenario(app: &TestApp, browser: &Browser) -> Result<(), String> 
 /// The demo's sample in a fresh service, as `scripts/run.sh` loads it
 /// (the airports first, so towns are placed); its import.
 async fn demo_import(app: &TestApp) -> i64 {
-    let airports =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/airports.csv")).unwrap();
-    let response = app
-        .request(Method::POST, "/airports/upload")
-        .header("content-type", "text/csv")
-        .body(airports)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    common::upload_real_airports(app).await;
     let options = DemoOptions {
         url: Some(app.url("")),
         timeout: Duration::from_secs(180),
