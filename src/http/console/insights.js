@@ -198,7 +198,7 @@ function insightsView(main, id, params) {
         r.airport ? `${r.airport.iata} ${Math.round(r.airport.distance_km)} km` : "—",
         r.why,
       ]),
-      el("p", {}, `${formatNumber(answer.cells)} cells considered (at least ${formatNumber(answer.min_population)} residents), ${formatNumber(answer.suppressed)} too small to show. `,
+      el("p", {}, `${formatNumber(answer.cells)} cells considered (at least ${formatNumber(answer.min_population)} residents), ${formatNumber(answer.suppressed ?? result.body.suppressed)} too small to show. `,
         csvLink(`${path}&format=csv`)));
     return rows[0];
   }
