@@ -472,6 +472,35 @@ async fn analyst_scenario(
     ensure(groups > 0 && dots.as_u64() == Some(groups as u64), || {
         format!("{dots} dots for {groups} towns")
     })?;
+    // The limits are the binomial ones around the overall rate, with z the
+    // normal quantiles of 97.5 % and 99.9 % (scipy: norm.ppf(0.975) = 1.95996,
+    // norm.ppf(0.999) = 3.09023); for p = 0.3, n = 100:
+    // python3 -c "import math; print([0.3 + s*z*math.sqrt(0.21/100) for z in (1.96, 3.09) for s in (-1, 1)])"
+    let limits: Value = browser
+        .execute(
+            "return [funnelLimits(0.3, 100, Z95), funnelLimits(0.3, 100, Z998), funnelLimits(0.001, 4, Z998)]",
+            json!([]),
+        )
+        .await?;
+    let expected = [
+        0.210_181_516_378_865_5,
+        0.389_818_483_621_134_5,
+        0.158_398_411_025_864_5,
+        0.441_601_588_974_135_4,
+    ];
+    let got: Vec<f64> = limits[0]
+        .as_array()
+        .into_iter()
+        .chain(limits[1].as_array())
+        .flatten()
+        .filter_map(Value::as_f64)
+        .collect();
+    ensure(
+        got.len() == 4 && got.iter().zip(expected).all(|(g, e)| (g - e).abs() < 1e-12),
+        || format!("funnel limits {limits}"),
+    )?;
+    // Clipped to [0, 1].
+    ensure(limits[2][0] == 0.0, || format!("funnel limits {limits}"))?;
     browser.wait_for("#map img", WAIT).await?;
     browser
         .wait_text("#emerging", WAIT, |t| t.contains("tested"))
