@@ -27,7 +27,7 @@ use serde::Serialize;
 pub use fixes::{FixBody, TownName};
 pub use map::MapQuery;
 pub use near::{Center, Near, NearQuery};
-pub use nearest::{nearest_airports, NearestAirport};
+pub use nearest::{nearest_airports, NearestAirport, PlacedAirports};
 pub use towns::{TownAirport, TownAirports, TownEntry, TownPage, TownsQuery};
 
 use crate::db::DbError;
