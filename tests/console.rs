@@ -512,12 +512,9 @@ async fn analyst_scenario(
         )
         .await?;
     ensure(map == true, || "the map did not load".into())?;
-    browser
-        .execute(
-            "document.getElementById('main').scrollIntoView()",
-            json!([]),
-        )
-        .await?;
+    // Tall enough to show the reason, the table, the trend and the funnel plot.
+    browser.set_window(1280, 2100).await?;
+    browser.execute("window.scrollTo(0, 0)", json!([])).await?;
     keep_screenshot(browser, "analyst-page.png").await?;
 
     // A phone: nothing wider than the screen, the reason still first.

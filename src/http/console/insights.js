@@ -8,7 +8,7 @@
 const CELL_KEYS = ["course", "town", "age_group", "channel"];
 const BREAKDOWNS = ["town", "age_group", "channel", "gender", "course"];
 const FILTERS = [
-  ["as_of", "End of the window (a date)", "today"],
+  ["as_of", "As of (a date)", "today"],
   ["window", "Window", "28d"],
   ["min_score", "Lowest score", "any"],
   ["course", "Course", "any"],
@@ -94,13 +94,14 @@ function insightsView(main, id, params) {
     el("p", { class: "hint" }, "Which course to open, for whom, where, and through which channel. Rates are shares of the residents; intervals are 95 %."),
     form,
     section("Opportunities", "opportunities-title", opportunities),
-    section("Trend of the chosen cell", "trend-title", trend),
-    section("Emerging demand", "emerging-title", emerging),
-    section("Rates against population (funnel plot)", "funnel-title",
+    el("div", { class: "pair" },
+      section("Trend of the chosen cell", "trend-title", trend),
+      section("Rates against population (funnel plot)", "funnel-title",
       el("p", { class: "hint" }, "For the Course filter, else for the best opportunity's course."),
       el("div", { class: "controls" }, el("label", { for: "funnel-by" }, "Breakdown", funnelBy)),
       el("p", { class: "hint" }, "Each dot is a group: its share of residents who ask against its size. The curves are the 95 % and 99.8 % binomial limits around the overall rate: a group outside them differs by more than chance; a small group far from the line may be luck."),
-      funnel),
+      funnel)),
+    section("Emerging demand", "emerging-title", emerging),
     section("Map", "map-title", map),
   );
 
@@ -175,7 +176,7 @@ function insightsView(main, id, params) {
   }
 
   async function loadOpportunities() {
-    const path = `${base}/opportunities?${queryOf([["window", filters.window], ...common, ["limit", "20"]])}`;
+    const path = `${base}/opportunities?${queryOf([["window", filters.window], ...common])}`;
     const result = await read(path);
     if (!result.ok) { opportunities.replaceChildren(el("p", { class: "status error" }, `opportunities: ${result.message}`)); return null; }
     const answer = dataOf(result.body);
@@ -187,15 +188,13 @@ function insightsView(main, id, params) {
     }
     opportunities.replaceChildren(
       el("p", { class: "first-why", id: "first-why" }, rows[0].why),
+      // The facts are in each sentence (and every figure in the CSV).
       cellTable("opportunities-table", [["#", null, true], ["Course", "course"], ["Town", null], ["Age", null], ["Channel", null],
-        ["Share who ask", null, true], ["× age-adjusted", null, true], ["Growth", null, true], ["Airport", null], ["Why", "why"]], rows, (r) => [
+        ["Score", null, true], ["Why", "why"]], rows, (r) => [
         String(r.rank),
         el("span", {}, r.course, r.new_course ? el("span", { class: "badge" }, "new") : null),
         r.town, r.age_group, r.channel,
-        `${percent(r.rate, 0)}${interval(r, "rate_low", "rate_high", (v) => percent(v, 0))}`,
-        `${ratio(r.ratio)}${interval(r, "ratio_low", "ratio_high", ratio)}`,
-        r.growth === null || r.growth === undefined ? (r.previous === 0 && r.current ? `new (${r.current})` : "—") : `${ratio(r.growth)}${r.rising ? " ↑" : ""}, q ${qValue(r.growth_q)}`,
-        r.airport ? `${r.airport.iata} ${Math.round(r.airport.distance_km)} km` : "—",
+        r.score === null || r.score === undefined ? "—" : Number(r.score).toFixed(2),
         r.why,
       ]),
       el("p", {}, `${formatNumber(answer.cells)} cells considered (at least ${formatNumber(answer.min_population)} residents), ${formatNumber(answer.suppressed ?? result.body.suppressed)} too small to show. `,
