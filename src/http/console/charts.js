@@ -63,7 +63,9 @@ function trendChart(buckets, series, caption) {
   // At most ~8 date labels, always the first and last.
   const every = Math.max(1, Math.ceil(buckets.length / 8));
   buckets.forEach((b, i) => {
-    if (i % every && i !== buckets.length - 1) return;
+    const last = buckets.length - 1;
+    // Every `every`-th, and the last (but not a regular one crowding it).
+    if (i !== last && (i % every || last - i < every)) return;
     const anchor = buckets.length > 1 && i === 0 ? "start" : i === buckets.length - 1 && i > 0 ? "end" : "middle";
     svg.append(svgEl("text", { x: x(i), y: bottom + 18, class: "tick", "text-anchor": anchor, text: b.slice(0, 10) }));
   });
