@@ -61,7 +61,8 @@ pub(super) fn channel(rng: &mut Rng, town: &str, age: usize) -> Option<&'static 
 
 /// The story's statements: `(resident index, when)`, at most `budget`.
 /// Most of the cell's residents ask once or twice, at times whose density
-/// grows as the cube of time (four in five of them in the last four weeks).
+/// grows as the fifth power of time: a trickle in the first weeks, nine in
+/// ten of them in the last four.
 pub(super) fn statements(
     rng: &mut Rng,
     residents: &[Resident],
@@ -77,12 +78,70 @@ pub(super) fn statements(
             continue;
         }
         for _ in 0..1 + rng.below(2) {
-            // t in (0, 1] with density 4t³ (t = 1 is today).
+            // t in (0, 1] with density 6t⁵ (t = 1 is today).
             let u = (1 + rng.below(1_000_000)) as f64 / 1_000_000.0;
-            let ago = (span * (1.0 - u.powf(0.25))) as i64 + 1;
+            let ago = (span * (1.0 - u.powf(1.0 / 6.0))) as i64 + 1;
             planted.push((i, midnight - chrono::Duration::seconds(ago)));
         }
     }
     planted.truncate(budget);
     planted
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+
+    use super::super::{Plan, Sample};
+    use super::*;
+
+    #[test]
+    fn the_story_is_a_cell_of_residents_enough_asking_more_and_more() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
+        let sample = Sample::generate(&Plan::default(), today);
+        let cell: Vec<i32> = sample
+            .residents
+            .iter()
+            .filter(|r| r.town == STORY.town && r.age_group == AGE)
+            .filter(|r| r.channel == Some(STORY.channel))
+            .map(|r| r.citizen_id)
+            .collect();
+        // More than the opportunities' default minimum population (20).
+        assert!(cell.len() >= 40, "{}", cell.len());
+        let midnight = today.and_hms_opt(0, 0, 0).unwrap().and_utc();
+        let weeks_ago = |weeks: i64| midnight - chrono::Duration::weeks(weeks);
+        let asked = |from: i64, to: i64| {
+            sample
+                .statements
+                .iter()
+                .filter(|s| s.course == STORY.course && cell.contains(&s.citizen_id))
+                .filter(|s| s.ts >= weeks_ago(from) && s.ts < weeks_ago(to))
+                .count()
+        };
+        // Over twelve weeks, each four more than the four before.
+        let (early, middle, late) = (asked(12, 8), asked(8, 4), asked(4, 0));
+        assert!(
+            early < middle && 3 * middle < late,
+            "{early} {middle} {late}"
+        );
+        // Elsewhere the course is noise, evenly over the weeks.
+        let others = |from: i64, to: i64| {
+            sample
+                .statements
+                .iter()
+                .filter(|s| s.course == STORY.course && !cell.contains(&s.citizen_id))
+                .filter(|s| s.ts >= weeks_ago(from) && s.ts < weeks_ago(to))
+                .count() as f64
+        };
+        let (before, now) = (others(12, 4), others(4, 0));
+        assert!(
+            before > 0.0 && (now / (before / 2.0) - 1.0).abs() < 0.4,
+            "{before} {now}"
+        );
+        assert!(!offered().contains(&STORY.course) && offered().contains(&"python"));
+        assert!(sample
+            .statements
+            .iter()
+            .all(|s| s.ts >= weeks_ago(12) && s.ts < midnight));
+    }
 }
