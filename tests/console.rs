@@ -530,6 +530,13 @@ async fn analyst_scenario(
     ensure(overflow.as_i64() == Some(0), || {
         format!("{overflow} px wider than the screen")
     })?;
+    // The answer, not the filters, in the picture: the reason and the first cards.
+    browser
+        .execute(
+            "document.getElementById('opportunities-title').scrollIntoView()",
+            json!([]),
+        )
+        .await?;
     keep_screenshot(browser, "analyst-page-narrow.png").await?;
     Ok(())
 }

@@ -169,7 +169,7 @@ function insightsView(main, id, params) {
       el("thead", {}, el("tr", {}, el("th", { scope: "col" }, ""), headers.map(([h]) => el("th", { scope: "col", class: numeric.has(h) ? "num" : null }, h)))),
       el("tbody", {}, rows.map((row) => {
         const tr = el("tr", { "data-cell": cellId(row), class: cellId(row) === selected ? "selected" : null, onclick: (event) => { if (!event.target.closest("a, button")) select(row); } },
-          el("td", { "data-label": "Trend" }, el("button", { type: "button", class: "trend-button", "aria-label": `Draw the trend of ${cellName(row)}`, onclick: () => select(row) }, "Trend")),
+          el("td", { "data-label": "" }, el("button", { type: "button", class: "trend-button", "aria-label": `Draw the trend of ${cellName(row)}`, onclick: () => select(row) }, "Trend")),
           cells(row).map((content, i) => el("td", { "data-label": headers[i][0], class: headers[i][2] ? "num" : headers[i][1] }, content)));
         return tr;
       })));
