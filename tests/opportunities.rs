@@ -382,3 +382,38 @@ async fn bad_parameters_are_named_and_an_unknown_import_is_404() {
         "{first}"
     );
 }
+
+#[tokio::test]
+async fn cells_under_the_privacy_threshold_are_left_out_and_counted() {
+    let app = TestApp::spawn_with(|config| {
+        streams::configure(config);
+        config.min_group_size = 30;
+    })
+    .await;
+    let import = planted(&app, Utc::now()).await;
+    let path = format!("/imports/{import}/insights/opportunities?min_population=1&limit=100");
+    let body = eventually(
+        "the planted cell's askers",
+        Duration::from_secs(30),
+        || async {
+            let body = get(&app, &path).await;
+            (body["data"]["rows"][0]["askers"] == 30).then_some(body)
+        },
+    )
+    .await;
+    let rows = body["data"]["rows"].as_array().unwrap();
+    assert_eq!(keys(&rows[0]), CELL);
+    // The other cells have 30 residents at most (Kazan's and Sochi's 300
+    // spread over ages and channels): all of those under 30 are left out.
+    assert!(
+        rows.iter().all(|r| r["population"].as_u64().unwrap() >= 30),
+        "{body}"
+    );
+    let suppressed = body["suppressed"].as_u64().unwrap();
+    assert!(suppressed > 0, "{body}");
+    let response = app.get(&format!("{path}&format=csv")).await;
+    assert_eq!(
+        response.headers()["insikt-suppressed"].to_str().unwrap(),
+        suppressed.to_string()
+    );
+}
