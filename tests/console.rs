@@ -538,5 +538,73 @@ async fn analyst_scenario(
         )
         .await?;
     keep_screenshot(browser, "analyst-page-narrow.png").await?;
+    demand_heat_map(app, browser, import).await
+}
+
+/// The demand heat map the console shows, on the demo's data: the age groups
+/// in their natural order (not by their totals), only rows and columns that
+/// have a group, a count on every cell, a colour scale.
+async fn demand_heat_map(app: &TestApp, browser: &Browser, import: i64) -> Result<(), String> {
+    let (_, body) = json(
+        app.get(&format!("/imports/{import}/demand?by=town,age_group"))
+            .await,
+    )
+    .await;
+    let rows = body["data"].as_array().cloned().unwrap_or_default();
+    let first_age = |g: &str| {
+        g.split(['-', '+'])
+            .next()
+            .and_then(|a| a.parse::<u32>().ok())
+    };
+    let mut ages: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r["age_group"].as_str())
+        .collect();
+    ages.sort_by_key(|g| first_age(g));
+    ages.dedup();
+    let svg = app
+        .get(&format!("/imports/{import}/demand.svg?by=town,age_group"))
+        .await
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    let document = roxmltree::Document::parse(&svg).map_err(|e| e.to_string())?;
+    let of_class = |class: &str| -> Vec<String> {
+        document
+            .descendants()
+            .filter(|n| n.attribute("class") == Some(class))
+            .map(|n| n.text().unwrap_or_default().to_owned())
+            .collect()
+    };
+    ensure(ages.len() > 2 && of_class("y-label") == ages, || {
+        format!("rows {:?}, natural order {ages:?}", of_class("y-label"))
+    })?;
+    let cells = document
+        .descendants()
+        .filter(|n| n.has_tag_name("rect") && n.attribute("class") == Some("cell"))
+        .count();
+    ensure(
+        cells == rows.len() && of_class("value").len() == rows.len(),
+        || {
+            format!(
+                "{cells} cells, {} values for {} groups",
+                of_class("value").len(),
+                rows.len()
+            )
+        },
+    )?;
+    ensure(of_class("legend").iter().any(|t| t == "statements"), || {
+        "no colour scale".into()
+    })?;
+    browser.set_window(1280, 900).await?;
+    browser
+        .goto(&app.url(&format!(
+            "/console#/imports/{import}/demand?by=town,age_group"
+        )))
+        .await?;
+    browser.wait_for("#demand-chart img", WAIT).await?;
+    let path = target_file("demand-heat-map.png");
+    browser.screenshot(&path).await?;
+    println!("demand heat map: {}", path.display());
     Ok(())
 }

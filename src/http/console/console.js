@@ -383,7 +383,7 @@ function demandView(main, id, params) {
   const chart = el("figure", { class: "chart", id: "demand-chart" }, el("p", { class: "empty" }, "Loading…"));
   const links = el("p", {});
   main.replaceChildren(
-    el("p", {}, el("a", { href: "#/" }, "← all jobs")),
+    el("p", {}, el("a", { href: "#/" }, "← all jobs"), " · ", el("a", { href: `#/imports/${id}/insights` }, "insights")),
     el("h1", {}, `Demand of import ${id}`),
     form, chart, links,
   );
