@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{json, streams, TestApp};
 use insikt::cli::demo::{demo, DemoOptions, DemoOutcome, DemoReport};
-use insikt::demo::{DemandKey, GroupDemand, Plan};
+use insikt::demo::{DemandKey, GroupDemand, Plan, STORY};
 use serde_json::Value;
 
 async fn run(app: &TestApp, force: bool, plan: Plan) -> (DemoOutcome, String) {
@@ -173,16 +173,47 @@ async fn the_demo_leaves_exactly_the_generated_demand_and_dead_letters() {
     assert_eq!(job["data"]["dead_letters"], report.bad.len());
     assert_eq!(job["data"]["lag"], 0);
 
+    // It ends with the answer: the story the sample plants is the first
+    // opportunity, with its sentence, then the analyst's page.
+    let first = &report.opportunities[0];
+    let cell = ["course", "town", "age_group", "channel"].map(|k| first[k].as_str().unwrap());
+    assert_eq!(
+        cell,
+        [STORY.course, STORY.town, STORY.age_group, STORY.channel],
+        "{printed}"
+    );
+    assert_eq!(
+        (&first["new_course"], &first["rising"]),
+        (&serde_json::json!(true), &serde_json::json!(true)),
+        "{first}\n{printed}"
+    );
+    assert!(first["population"].as_u64().unwrap() >= 20, "{first}");
+    let why = first["why"].as_str().unwrap();
+    assert!(
+        why.starts_with("data-analytics, not offered yet: "),
+        "{why}"
+    );
+    assert!(why.contains("nearest airport KZN "), "{why}");
+    assert!(printed.contains(why), "{printed}");
+    let page = app.url(&format!("/console#/imports/{}/insights", report.import_id));
+    let page_at = printed.find(&page).unwrap_or_else(|| panic!("{printed}"));
+    assert!(printed.find(why).unwrap() < page_at, "{printed}");
+
     // The report shows the top rows of the service's own answer, and where to look.
     assert_eq!(report.demand.len(), expected.len());
     let top = &report.demand[0];
-    let first_row = format!(
-        "{}  {}",
-        top["town"].as_str().unwrap(),
-        top["age_group"].as_str().unwrap()
-    );
+    // Its first row, whatever the columns' padding: town, age group, channel, counts.
+    let first_row = [
+        top["town"].as_str().unwrap().to_owned(),
+        top["age_group"].as_str().unwrap().to_owned(),
+        top["channel"].as_str().unwrap().to_owned(),
+        top["statements"].to_string(),
+        top["residents"].to_string(),
+    ];
     assert!(
-        printed.lines().any(|l| l.starts_with(&first_row)),
+        printed.lines().any(|l| l
+            .split_whitespace()
+            .eq(first_row.iter().map(String::as_str))),
         "{printed}"
     );
     for place in [

@@ -4,6 +4,7 @@
 //! PostgreSQL from the stored statements and the imported citizens.
 
 pub mod chart;
+mod svg;
 
 use std::fmt;
 

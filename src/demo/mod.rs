@@ -1,11 +1,13 @@
 //! The sample `insikt demo` streams through a running service: a seeded,
 //! deterministic import of residents (households of mutual relatives in
 //! towns with airports, every age group, several advertising channels),
-//! their statements (courses skewed by town and age, some sent twice) and a
-//! few bad records, with the demand the service must answer for them.
+//! their statements over twelve weeks (courses skewed by town and age, some
+//! sent twice, and one story: `story`) and a few bad records, with the
+//! demand the service must answer for them.
 //!
 //! Pure data: nothing here talks to the service (that is `cli::demo`).
 
+mod story;
 mod tables;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,6 +16,7 @@ use chrono::{DateTime, Days, Months, NaiveDate, Utc};
 use serde_json::{json, Value};
 
 use crate::demand::AgeBins;
+pub use story::{offered, Story, SPAN_DAYS, STORY};
 pub use tables::PLACE_FIXES;
 use tables::{
     AGES, CHANNELS, COURSES, FEMALE_NAMES, MALE_NAMES, STATEMENT_CHANNELS, STREETS, SURNAMES,
@@ -316,12 +319,14 @@ fn residents(rng: &mut Rng, count: usize, today: NaiveDate) -> Vec<Resident> {
             let age_group = if cycling {
                 household % AGES.len()
             } else {
-                rng.weighted(AGES.iter().map(|a| a.2))
+                rng.weighted((0..AGES.len()).map(|a| story::age_weight(TOWNS[town].0, a)))
             };
             let (low, high, _, _) = AGES[age_group];
             let age = low + rng.below((high - low + 1) as usize) as u32;
             let channel = if cycling {
                 Some(CHANNELS[household % CHANNELS.len()].0)
+            } else if let Some(channel) = story::channel(rng, TOWNS[town].0, age_group) {
+                Some(channel)
             } else if rng.chance(7) {
                 None
             } else {
@@ -369,9 +374,10 @@ fn birth_date(rng: &mut Rng, age: u32, today: NaiveDate) -> NaiveDate {
         .unwrap_or(anniversary)
 }
 
-/// Every resident asks at least once (while there are statements enough);
-/// the rest go to residents by their age group's activity, for courses
-/// weighted by age group and their town's favourite.
+/// The story's statements first; then every resident asks at least once
+/// (while there are statements enough); the rest go to residents by their
+/// age group's activity, for courses weighted by age group and their town's
+/// favourite, evenly over the twelve weeks.
 fn statements(
     rng: &mut Rng,
     plan: &Plan,
@@ -388,37 +394,55 @@ fn statements(
         .collect();
     let total = cumulative.last().copied().unwrap_or(1);
     let midnight = today.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-    (0..plan.statements)
-        .map(|i| {
-            let resident = if i < residents.len() {
-                &residents[i]
-            } else {
-                let ticket = rng.next() % total;
-                &residents[cumulative.partition_point(|&c| c <= ticket)]
-            };
-            let favourite = TOWNS
-                .iter()
-                .find(|t| t.0 == resident.town)
-                .map_or("", |t| t.2);
-            let course = COURSES[rng.weighted(COURSES.iter().map(|(name, base, by_age)| {
-                base * by_age[resident.age_group] * if *name == favourite { 3 } else { 1 }
-            }))]
-            .0;
-            let channel = rng
-                .chance(12)
-                .then(|| STATEMENT_CHANNELS[rng.below(STATEMENT_CHANNELS.len())]);
-            let seconds = 1 + rng.below(30 * 86_400) as i64;
+    // The story first (a tenth of the statements at most), then the rest.
+    let planted = story::statements(rng, residents, midnight, plan.statements / 10);
+    let mut made: Vec<SampleStatement> = planted
+        .iter()
+        .enumerate()
+        .map(|(i, &(r, ts))| {
+            let course = STORY.course;
             SampleStatement {
                 statement_id: format!("demo-{}-{i:06}", plan.seed),
-                citizen_id: resident.citizen_id,
+                citizen_id: residents[r].citizen_id,
                 course,
-                channel,
-                score: (30 + rng.below(71)) as f64 / 100.0,
+                channel: None,
+                score: (60 + rng.below(41)) as f64 / 100.0,
                 text: TEXTS[rng.below(TEXTS.len())].replace("{}", course),
-                ts: midnight - chrono::Duration::seconds(seconds),
+                ts,
             }
         })
-        .collect()
+        .collect();
+    let first = made.len();
+    made.extend((first..plan.statements).map(|i| {
+        let resident = if i - first < residents.len() {
+            &residents[i - first]
+        } else {
+            let ticket = rng.next() % total;
+            &residents[cumulative.partition_point(|&c| c <= ticket)]
+        };
+        let favourite = TOWNS
+            .iter()
+            .find(|t| t.0 == resident.town)
+            .map_or("", |t| t.2);
+        let course = COURSES[rng.weighted(COURSES.iter().map(|(name, base, by_age)| {
+            base * by_age[resident.age_group] * if *name == favourite { 3 } else { 1 }
+        }))]
+        .0;
+        let channel = rng
+            .chance(12)
+            .then(|| STATEMENT_CHANNELS[rng.below(STATEMENT_CHANNELS.len())]);
+        let seconds = 1 + rng.below(SPAN_DAYS as usize * 86_400) as i64;
+        SampleStatement {
+            statement_id: format!("demo-{}-{i:06}", plan.seed),
+            citizen_id: resident.citizen_id,
+            course,
+            channel,
+            score: (30 + rng.below(71)) as f64 / 100.0,
+            text: TEXTS[rng.below(TEXTS.len())].replace("{}", course),
+            ts: midnight - chrono::Duration::seconds(seconds),
+        }
+    }));
+    made
 }
 
 /// The sending order: every statement once, in order, and one in fifty

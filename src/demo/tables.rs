@@ -46,6 +46,9 @@ pub(super) const COURSES: &[(&str, u32, [u32; 7])] = &[
     ("english", 5, [2, 2, 2, 2, 3, 4, 5]),
     ("accounting", 3, [1, 1, 2, 4, 4, 3, 1]),
     ("gardening", 1, [1, 1, 1, 2, 3, 5, 8]),
+    // Not offered: asked for now and then everywhere (the noise around
+    // the story, `story.rs`).
+    ("data-analytics", 1, [1, 1, 1, 1, 1, 1, 1]),
 ];
 
 /// Advertising channels that brought residents, with a weight per age group

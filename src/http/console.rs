@@ -28,6 +28,16 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("console/console.js"),
     ),
     (
+        "charts.js",
+        "text/javascript; charset=utf-8",
+        include_str!("console/charts.js"),
+    ),
+    (
+        "insights.js",
+        "text/javascript; charset=utf-8",
+        include_str!("console/insights.js"),
+    ),
+    (
         "console.css",
         "text/css; charset=utf-8",
         include_str!("console/console.css"),
@@ -63,7 +73,8 @@ pub fn routes() -> BoxedFilter<(Response,)> {
 
 /// The jobs console: every job with its state, lag and counts, stop and
 /// start (asking for the admin token), a job's dead letters and archives,
-/// an import's demand chart, and the process's resident memory over time.
+/// an import's demand chart, the analyst's page of an import's insights
+/// (`#/imports/{id}/insights`), and the process's resident memory over time.
 #[utoipa::path(
     get,
     path = "/console",
@@ -81,7 +92,7 @@ pub(super) fn console_page() -> Response {
     get,
     path = "/console/{file}",
     tag = "console",
-    params(("file" = String, Path, description = "`console.js` or `console.css`")),
+    params(("file" = String, Path, description = "`console.js`, `charts.js`, `insights.js` or `console.css`")),
     responses(
         (status = 200, description = "The file", content(
             (String = "text/javascript"), (String = "text/css"),

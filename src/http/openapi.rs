@@ -88,6 +88,7 @@ impl Modify for Resources {
             demand::Api::openapi(),
             erasure::Api::openapi(),
             insights::Api::openapi(),
+            insights::OpportunitiesApi::openapi(),
             jobs::Api::openapi(),
             places::Api::openapi(),
             statements::Api::openapi(),

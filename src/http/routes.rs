@@ -94,6 +94,7 @@ pub static ROUTES: &[Route] = &[
     route_entry("/imports/{id}/insights/rates", &[(GET, READ)]),
     route_entry("/imports/{id}/insights/trend", &[(GET, READ)]),
     route_entry("/imports/{id}/insights/emerging", &[(GET, READ)]),
+    route_entry("/imports/{id}/insights/opportunities", &[(GET, READ)]),
     route_entry("/imports/{id}/insights/near", &[(GET, READ)]),
     route_entry("/imports/{id}/insights/map.svg", &[(GET, READ)]),
     route_entry("/courses", &[(GET, READ)]),

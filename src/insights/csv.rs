@@ -5,6 +5,7 @@
 //! recommends against CSV injection; numbers are written as numbers.
 
 use super::emerging::Emerging;
+use super::opportunities::Opportunities;
 use super::params::Key;
 use super::rates::Rates;
 use super::scan::Label;
@@ -14,6 +15,8 @@ use super::trend::Trend;
 pub enum Cell<'a> {
     Text(&'a str),
     Int(u64),
+    /// A count that may be unknown (an empty cell).
+    Count(Option<u64>),
     Number(Option<f64>),
     Bool(Option<bool>),
 }
@@ -47,7 +50,8 @@ impl Table {
             .iter()
             .map(|c| match c {
                 Cell::Text(t) => neutralise(t).into_owned(),
-                Cell::Int(n) => n.to_string(),
+                Cell::Int(n) | Cell::Count(Some(n)) => n.to_string(),
+                Cell::Count(None) => String::new(),
                 // Shortest text that reads back as the same double.
                 Cell::Number(Some(x)) => format!("{x:?}"),
                 Cell::Number(None) | Cell::Bool(None) => String::new(),
@@ -169,6 +173,78 @@ pub fn emerging(keys: &[Key], emerging: &Emerging) -> Vec<u8> {
             Cell::Number(Some(r.q)),
         ]);
         table.row(&cells);
+    }
+    table.finish()
+}
+
+/// The ranked cells, the airport flattened into three columns.
+pub fn opportunities(answer: &Opportunities) -> Vec<u8> {
+    let mut table = Table::new(&[
+        "rank",
+        "course",
+        "town",
+        "age_group",
+        "channel",
+        "score",
+        "population",
+        "askers",
+        "statements",
+        "rate",
+        "rate_low",
+        "rate_high",
+        "expected",
+        "ratio",
+        "ratio_low",
+        "ratio_high",
+        "p",
+        "q",
+        "current",
+        "previous",
+        "growth",
+        "growth_low",
+        "growth_high",
+        "growth_q",
+        "rising",
+        "new_course",
+        "airport_iata",
+        "airport_name",
+        "airport_distance_km",
+        "why",
+    ]);
+    for r in &answer.rows {
+        let airport = r.airport.as_ref();
+        table.row(&[
+            Cell::Int(r.rank as u64),
+            Cell::Text(&r.course),
+            Cell::Text(&r.town),
+            Cell::Text(&r.age_group),
+            Cell::Text(&r.channel),
+            Cell::Number(Some(r.score)),
+            Cell::Int(r.population),
+            Cell::Int(r.askers),
+            Cell::Int(r.statements),
+            Cell::Number(Some(r.rate)),
+            Cell::Number(Some(r.rate_low)),
+            Cell::Number(Some(r.rate_high)),
+            Cell::Number(Some(r.expected)),
+            Cell::Number(Some(r.ratio)),
+            Cell::Number(Some(r.ratio_low)),
+            Cell::Number(Some(r.ratio_high)),
+            Cell::Number(Some(r.p)),
+            Cell::Number(Some(r.q)),
+            Cell::Count(r.current),
+            Cell::Count(r.previous),
+            Cell::Number(r.growth),
+            Cell::Number(r.growth_low),
+            Cell::Number(r.growth_high),
+            Cell::Number(r.growth_q),
+            Cell::Bool(Some(r.rising)),
+            Cell::Bool(Some(r.new_course)),
+            Cell::Text(airport.map_or("", |a| &a.iata)),
+            Cell::Text(airport.map_or("", |a| &a.name)),
+            Cell::Number(airport.map(|a| a.distance_km)),
+            Cell::Text(&r.why),
+        ]);
     }
     table.finish()
 }

@@ -7,7 +7,8 @@
 //! - `store`: those segments in PostgreSQL (written by the statements'
 //!   writers in their transactions, merged, rebuilt, read);
 //! - `residents`, `cache`: the working set per import under a memory budget;
-//! - `scan`, `rates`, `trend`, `emerging`: the answers; `stats`: the
+//! - `scan`, `rates`, `trend`, `emerging`: the answers; `opportunities`:
+//!   the cells ranked from rates and emerging, with a sentence each; `stats`: the
 //!   textbook statistics on statrs; `params`: the parameters;
 //! - `csv`: the answers as CSV; `courses`: the course catalogue.
 //!
@@ -17,6 +18,7 @@ pub mod cache;
 pub mod courses;
 pub mod csv;
 pub mod emerging;
+pub mod opportunities;
 pub mod params;
 pub mod rates;
 pub mod residents;
@@ -31,6 +33,7 @@ use std::sync::Arc;
 
 pub use cache::Snapshot;
 pub use emerging::{Emerging, EmergingRow};
+pub use opportunities::{Opportunities, OpportunitiesQuery, OpportunitiesRaw, Opportunity};
 pub use params::{EmergingQuery, Key, ParamError, RatesQuery, Raw, TrendQuery};
 pub use rates::{RateRow, Rates, Totals};
 pub use trend::{Series, Trend};
@@ -201,6 +204,31 @@ impl Insights {
     ) -> Result<Option<Emerging>, InsightsError> {
         self.answer(import_id, move |s| Ok(emerging::emerging(s, &query)))
             .await
+    }
+
+    /// The best cells to open a course for: /rates and /emerging with the
+    /// keys course, town, age group and channel, on one snapshot, ranked;
+    /// then the towns' nearest airports from `airports` and the sentences.
+    pub async fn opportunities(
+        &self,
+        import_id: i64,
+        query: OpportunitiesQuery,
+        airports: &impl opportunities::Airports,
+    ) -> Result<Option<Opportunities>, InsightsError> {
+        let window = query.window().to_owned();
+        let ranked = self
+            .answer(import_id, move |s| {
+                let rates = rates::rates(s, &query.rates);
+                let emerging = emerging::emerging(s, &query.emerging);
+                Ok(opportunities::from_answers(rates, &emerging, &query))
+            })
+            .await?;
+        let Some(mut answer) = ranked else {
+            return Ok(None);
+        };
+        let nearest = airports.nearest(opportunities::towns(&answer)).await?;
+        opportunities::explain(&mut answer, &nearest, &window);
+        Ok(Some(answer))
     }
 }
 

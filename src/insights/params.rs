@@ -89,6 +89,10 @@ pub enum ParamError {
     MinCount,
     #[error("format must be json or csv")]
     Format,
+    #[error("min_population must be a whole number from 1 to {0}")]
+    MinPopulation(u64),
+    #[error("min_opportunity must be a finite number, e.g. 0.2")]
+    MinOpportunity,
 }
 
 impl ParamError {
@@ -106,6 +110,8 @@ impl ParamError {
             Self::Window(_) => "window",
             Self::MinCount => "min_count",
             Self::Format => "format",
+            Self::MinPopulation(_) => "min_population",
+            Self::MinOpportunity => "min_opportunity",
         }
     }
 }

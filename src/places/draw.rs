@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::layout::{graticule_step, place_labels, text_width, Mark, Projection, Rect};
-use super::legend;
+use super::{annotate, legend};
 
 pub const WIDTH: u32 = 1200;
 /// The map's frame; the legends and the footnote are below it.
@@ -333,7 +333,8 @@ pub fn render(data: &MapData, projection: &Projection) -> Result<String, DrawErr
         }
         root.present().map_err(failed)?;
     }
-    Ok(with_title(svg, &data.title, &data.subtitle))
+    let svg = annotate::with_title(svg, &data.title, &data.subtitle);
+    Ok(annotate::with_values(svg, &order, &marks, &data.towns))
 }
 
 /// Latitude and longitude lines at a round step, labelled at the frame's
@@ -392,32 +393,9 @@ fn graticule<DB: DrawingBackend>(
 }
 
 /// A degree value without needless decimals.
-fn trim(v: f64) -> String {
+pub(super) fn trim(v: f64) -> String {
     let text = format!("{v:.2}");
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
-}
-
-/// Adds `<title>` and `<desc>` (read by screen readers and shown as a
-/// tooltip) after the opening `<svg …>` tag.
-fn with_title(svg: String, title: &str, desc: &str) -> String {
-    let escape = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
-    match svg
-        .find("<svg")
-        .and_then(|i| svg[i..].find('>').map(|j| i + j + 1))
-    {
-        Some(end) => format!(
-            "{}\n<title>{}</title>\n<desc>{}</desc>{}",
-            &svg[..end],
-            escape(title),
-            escape(desc),
-            &svg[end..]
-        ),
-        None => svg,
-    }
 }
 
 #[cfg(test)]
@@ -442,11 +420,5 @@ mod tests {
         let lines = wrap(&text, 400.0, 12.0);
         assert!(lines.len() > 3);
         assert!(lines.iter().all(|l| text_width(l, 12.0) <= 400.0));
-    }
-
-    #[test]
-    fn the_title_is_escaped_into_the_document() {
-        let svg = with_title("<svg a=\"1\">\n<rect/></svg>".into(), "A & B", "<x>");
-        assert!(svg.starts_with("<svg a=\"1\">\n<title>A &amp; B</title>\n<desc>&lt;x&gt;</desc>"));
     }
 }

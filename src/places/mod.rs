@@ -10,6 +10,7 @@
 //! - `map`, `layout`, `draw`, `legend`: the map as SVG (plotters);
 //! - `csv`: `near` as CSV.
 
+mod annotate;
 pub mod csv;
 mod draw;
 pub mod fixes;
@@ -26,7 +27,7 @@ use serde::Serialize;
 pub use fixes::{FixBody, TownName};
 pub use map::MapQuery;
 pub use near::{Center, Near, NearQuery};
-pub use nearest::{nearest_airports, NearestAirport};
+pub use nearest::{nearest_airports, NearestAirport, PlacedAirports};
 pub use towns::{TownAirport, TownAirports, TownEntry, TownPage, TownsQuery};
 
 use crate::db::DbError;

@@ -7,6 +7,8 @@ use serde::Serialize;
 
 use super::{rule, PlacesError};
 use crate::db::Pool;
+use crate::insights::opportunities::{Airport, Airports};
+use crate::insights::InsightsError;
 
 /// The nearest live airport (with an IATA code) to a placed town.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -58,4 +60,31 @@ pub async fn nearest_airports(
             ))
         })
         .collect()
+}
+
+/// The opportunities' airports (`insights::opportunities::Airports`), from
+/// the airports table and the towns' places.
+pub struct PlacedAirports<'a>(pub &'a Pool);
+
+impl Airports for PlacedAirports<'_> {
+    async fn nearest(&self, towns: Vec<String>) -> Result<HashMap<String, Airport>, InsightsError> {
+        let nearest = nearest_airports(self.0, &towns)
+            .await
+            .map_err(|e| match e {
+                PlacesError::Db(e) => InsightsError::Db(e),
+                PlacesError::Insights(e) => e,
+                other => InsightsError::Internal(other.to_string()),
+            })?;
+        Ok(nearest
+            .into_iter()
+            .map(|(town, a)| {
+                let airport = Airport {
+                    iata: a.iata,
+                    name: a.name,
+                    distance_km: a.distance_km,
+                };
+                (town, airport)
+            })
+            .collect())
+    }
 }

@@ -35,6 +35,11 @@ pub struct Browser {
 impl Browser {
     /// Starts chromedriver and a headless Chromium window of `width`×`height`.
     pub async fn start(width: u32, height: u32) -> Self {
+        Self::start_with(width, height, None).await
+    }
+
+    /// As [`Browser::start`], saving downloads in `downloads` without asking.
+    pub async fn start_with(width: u32, height: u32, downloads: Option<&Path>) -> Self {
         let port = super::streams::free_port();
         let driver = tokio::process::Command::new(chromedriver())
             .arg(format!("--port={port}"))
@@ -72,6 +77,10 @@ impl Browser {
                 // Root in CI has no sandbox; a small /dev/shm breaks rendering.
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
                          "--disable-dev-shm-usage", format!("--window-size={width},{height}")],
+                "prefs": downloads.map(|dir| json!({
+                    "download.default_directory": dir,
+                    "download.prompt_for_download": false,
+                })).unwrap_or_else(|| json!({})),
             },
         }}});
         let answer: Value = http

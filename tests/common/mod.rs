@@ -363,6 +363,21 @@ pub async fn json(response: reqwest::Response) -> (u16, Value) {
 }
 
 /// Asserts the error envelope and returns its code.
+/// Loads the real airports file (data/airports.csv), as `scripts/run.sh`
+/// does before the demo, so towns can be placed.
+pub async fn upload_real_airports(app: &TestApp) {
+    let airports =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/airports.csv")).unwrap();
+    let response = app
+        .request(reqwest::Method::POST, "/airports/upload")
+        .header("content-type", "text/csv")
+        .body(airports)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+}
+
 pub fn error_code(body: &Value) -> &str {
     let error = body
         .get("error")

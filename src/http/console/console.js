@@ -261,7 +261,8 @@ function jobsView(main, params) {
     const cell = (label, content, cls) => el("td", { "data-label": label, class: cls }, content);
     const rows = jobs.map((job) => el("tr", { "data-job": job.name },
       cell("Name", el("a", { href: `#/jobs/${encodeURIComponent(job.name)}` }, job.name)),
-      cell("Import", el("a", { href: `#/imports/${job.import}/demand`, title: `Demand of import ${job.import}` }, String(job.import)), "num"),
+      cell("Import", el("span", {}, el("a", { href: `#/imports/${job.import}/demand`, title: `Demand of import ${job.import}` }, String(job.import)),
+        " ", el("a", { href: `#/imports/${job.import}/insights`, class: "insights-link", "aria-label": `Insights of import ${job.import}` }, "insights")), "num"),
       cell("State", stateBadge(job.state), "job-state"),
       cell("Owner", job.owner || "—"),
       cell("Lag", formatNumber(job.lag), "num"),
@@ -333,7 +334,8 @@ function jobView(main, name) {
       el("dl", { class: "facts" },
         fact("State", el("span", { "data-job": job.name }, el("span", { class: "job-state" }, stateBadge(job.state)))),
         fact("Asked for", job.desired),
-        fact("Import", el("a", { href: `#/imports/${job.import}/demand` }, `${job.import} (demand chart)`)),
+        fact("Import", el("span", {}, el("a", { href: `#/imports/${job.import}/demand` }, `${job.import} (demand chart)`),
+          " · ", el("a", { href: `#/imports/${job.import}/insights` }, "insights"))),
         fact("Topic", job.topic),
         fact("Owner", job.owner || "—"),
         fact("Committed offset", formatNumber(job.committed_offset)),
@@ -381,7 +383,7 @@ function demandView(main, id, params) {
   const chart = el("figure", { class: "chart", id: "demand-chart" }, el("p", { class: "empty" }, "Loading…"));
   const links = el("p", {});
   main.replaceChildren(
-    el("p", {}, el("a", { href: "#/" }, "← all jobs")),
+    el("p", {}, el("a", { href: "#/" }, "← all jobs"), " · ", el("a", { href: `#/imports/${id}/insights` }, "insights")),
     el("h1", {}, `Demand of import ${id}`),
     form, chart, links,
   );
@@ -427,7 +429,8 @@ function demandView(main, id, params) {
   current.noTimer = true;
 }
 
-// --- routing: #/, #/?state=S, #/jobs/NAME, #/imports/ID/demand?by=… ---------
+// --- routing: #/, #/?state=S, #/jobs/NAME, #/imports/ID/demand?by=…,
+// #/imports/ID/insights?… (insights.js), #/insights (the newest import's) ---
 
 function route() {
   const hash = location.hash.replace(/^#/, "") || "/";
@@ -442,6 +445,12 @@ function route() {
   } else if ((match = path.match(/^\/imports\/(\d+)\/demand$/))) {
     demandView(main, match[1], params);
     document.title = `Demand of import ${match[1]} — insikt console`;
+  } else if ((match = path.match(/^\/imports\/(\d+)\/insights$/))) {
+    insightsView(main, match[1], params);
+    document.title = `Insights of import ${match[1]} — insikt console`;
+  } else if (path === "/insights") {
+    newestInsights(main);
+    document.title = "Insights — insikt console";
   } else {
     jobsView(main, params);
     document.title = "Jobs — insikt console";

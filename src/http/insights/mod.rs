@@ -15,7 +15,10 @@ use super::routes::{route, PathParams};
 use super::schema::ErrorBody;
 use super::suppressed::{self, Suppressed};
 use super::{with_state, State};
+mod opportunities;
 mod schema;
+
+pub(super) use opportunities::Api as OpportunitiesApi;
 
 use crate::insights::{
     self, csv, EmergingQuery, InsightsError, ParamError, RatesQuery, Raw, TrendQuery,
@@ -41,7 +44,14 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
         .and(with_state(state))
         .then(emerging)
         .map(respond);
-    rates.or(trend).unify().or(emerging).unify().boxed()
+    rates
+        .or(trend)
+        .unify()
+        .or(emerging)
+        .unify()
+        .or(opportunities::routes(state))
+        .unify()
+        .boxed()
 }
 
 /// Documents this file's routes; merged into the document by `openapi.rs`.

@@ -2,7 +2,11 @@
 //! through a running service as a user would — `POST /imports`, then
 //! `POST /imports/{id}/statements` — plus a few bad records produced
 //! straight to the import's Kafka topic (the API refuses them), waits until
-//! the job stored everything, and prints the demand and where to look.
+//! the job stored everything, and prints the best opportunities (the story
+//! the sample plants, `crate::demo::STORY`, first), the demand and where to
+//! look.
+
+mod insights;
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -47,7 +51,7 @@ impl Default for DemoOptions {
             force: false,
             plan: Plan::default(),
             timeout: Duration::from_secs(300),
-            top: 15,
+            top: 8,
             token: None,
         }
     }
@@ -73,6 +77,8 @@ pub struct DemoReport {
     pub bad: Vec<BadRecord>,
     /// `GET /imports/{id}/demand?by=town,age_group,channel`'s rows.
     pub demand: Vec<Value>,
+    /// `GET /imports/{id}/insights/opportunities`'s best rows.
+    pub opportunities: Vec<Value>,
 }
 
 /// Runs the demo against the service at `options.url`, writing its report to `out`.
@@ -138,6 +144,7 @@ pub async fn demo<W: Write>(
     )?;
 
     api.fix_places(out).await?;
+    api.offer_courses(out).await?;
 
     let bad = sample.bad_records(import_id);
     let progress = bar((sample.stream.len() + bad.len()) as u64);
@@ -177,6 +184,9 @@ pub async fn demo<W: Write>(
         .wait_stored(&job, &sample, bad.len(), options.timeout, &progress)
         .await?;
     let demand = api.wait_demand(import_id, stored, options.timeout).await?;
+    let opportunities = api
+        .opportunities(import_id, stored, options.timeout)
+        .await?;
     progress.finish_and_clear();
 
     say(
@@ -190,6 +200,17 @@ pub async fn demo<W: Write>(
             bad.len()
         ),
     )?;
+    let base = &api.base;
+    say(
+        out,
+        &format!(
+            "What to open, for whom, where (the best {} cells of course, town, age group \
+             and channel):\n{}\n\nThe analyst's page: {base}/console#/imports/{import_id}/insights\n\
+             (the same as JSON: {base}/imports/{import_id}/insights/opportunities)\n",
+            opportunities.len(),
+            insights::text(&opportunities)
+        ),
+    )?;
     say(
         out,
         &format!(
@@ -199,7 +220,6 @@ pub async fn demo<W: Write>(
             table(&demand, options.top)
         ),
     )?;
-    let base = &api.base;
     say(
         out,
         &format!(
@@ -221,6 +241,7 @@ pub async fn demo<W: Write>(
         sample,
         bad,
         demand,
+        opportunities,
     })))
 }
 
