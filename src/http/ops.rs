@@ -104,27 +104,10 @@ pub(super) fn healthz() -> Response {
 )]
 #[tracing::instrument(name = "readyz", skip_all)]
 pub(super) async fn readyz(state: State) -> Result<Response, ApiError> {
+    let prefix = &state.config.topic_prefix;
     let (postgres, kafka) = tokio::join!(
-        async {
-            match tokio::time::timeout(READY_TIMEOUT, db::ping(&state.pool)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(error.to_string()),
-                Err(_) => Err("timed out".to_owned()),
-            }
-        },
-        async {
-            let prefix = &state.config.topic_prefix;
-            match tokio::time::timeout(
-                READY_TIMEOUT,
-                state.kafka.replication(prefix, READY_TIMEOUT),
-            )
-            .await
-            {
-                Ok(Ok(replication)) => Ok(replication),
-                Ok(Err(error)) => Err(error.to_string()),
-                Err(_) => Err("timed out".to_owned()),
-            }
-        }
+        within_ready_timeout(db::ping(&state.pool)),
+        within_ready_timeout(state.kafka.replication(prefix, READY_TIMEOUT)),
     );
     let kafka_replication = kafka.as_ref().ok().cloned().unwrap_or_default();
     let kafka = match kafka {
@@ -195,5 +178,16 @@ pub(super) async fn readyz(state: State) -> Result<Response, ApiError> {
             },
         )
         .with_fields(checks))
+    }
+}
+
+/// `check`'s answer within [`READY_TIMEOUT`], its error as text.
+async fn within_ready_timeout<T, E: std::fmt::Display>(
+    check: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(READY_TIMEOUT, check).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("timed out".to_owned()),
     }
 }
