@@ -34,7 +34,10 @@ echo "== API fuzzing (schemathesis over /openapi.json, hostile uploads, SQL cons
 INSIKT_BINARY=target/debug/insikt scripts/robustness.sh api 25
 
 echo "== fault tests (they stop and crash the services: one at a time, nothing else running)"
-cargo test --locked --test faults -- --ignored --test-threads=1 2>&1 | tee -a "$results"
+# The service's log goes into each test's captured output: shown with a
+# failure only, it says where a job stood when a fault test timed out.
+INSIKT_TEST_LOG="${INSIKT_TEST_LOG:-insikt=info}" \
+  cargo test --locked --test faults -- --ignored --test-threads=1 2>&1 | tee -a "$results"
 
 echo "== ops checks (ansible, kubernetes, local deploy)"
 # The debug binary `cargo test` just built: a release build would add minutes

@@ -385,6 +385,16 @@ pub struct Config {
     #[arg(long, env = "INSIKT_KAFKA_HEARTBEAT", default_value = "1s", value_parser = parse_duration, global = true)]
     pub kafka_heartbeat: Duration,
 
+    /// How many Kafka consumers an instance reads its streams with (1, 2,
+    /// 4, 8 or 16), each the member of a consumer group of its own
+    /// (`{group}.{deployment}.{i}of{n}`; with 1, `{group}.{deployment}`).
+    /// A group stops rebalancing at about 2,800 topics (its metadata
+    /// outgrows the broker's 1 MiB record); each consumer costs a few
+    /// threads and sockets. Every instance of a deployment must use the
+    /// same number.
+    #[arg(long, env = "INSIKT_KAFKA_CONSUMERS", default_value_t = 4, value_parser = parse_consumers, global = true)]
+    pub kafka_consumers: usize,
+
     /// How often the instance's consumer asks for every topic of the cluster
     /// to find new streams (`topic.metadata.refresh.interval.ms`). Topics
     /// this instance creates are looked for at once; this finds those made
@@ -427,6 +437,16 @@ pub struct Config {
         global = true
     )]
     pub insights_memory: u64,
+}
+
+/// A number of Kafka consumers: a divisor of 16, so that each consumer
+/// reads whole first hex digits of the job names.
+fn parse_consumers(text: &str) -> Result<usize, String> {
+    text.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| crate::kafka::CONSUMER_COUNTS.contains(n))
+        .ok_or_else(|| format!("{text:?}: expected 1, 2, 4, 8 or 16"))
 }
 
 /// Parses `14d`, `36h`, `90m`, `30s`, `500ms` or plain seconds.
@@ -596,6 +616,15 @@ mod tests {
             cli.command,
             Some(Command::Archive { command: ArchiveCommand::Replay { ref job, into: 7 } }) if job == "job-1"
         ));
+    }
+
+    #[test]
+    fn consumers_divide_the_sixteen_hex_digits() {
+        assert_eq!(parse_consumers("4"), Ok(4));
+        assert_eq!(parse_consumers("16"), Ok(16));
+        assert!(parse_consumers("3").is_err());
+        assert!(parse_consumers("0").is_err());
+        assert!(parse_consumers("32").is_err());
     }
 
     #[test]

@@ -117,9 +117,12 @@ async fn a_postgres_crash_mid_stream_loses_and_doubles_nothing() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     services(&["up", "postgres"]).await;
     feeding.await.unwrap();
-    eventually("every statement", WAIT, || async {
-        (stored(&url, import).await? == TOTAL).then_some(())
-    })
+    streams::eventually_explained(
+        "every statement",
+        WAIT,
+        || async { (stored(&url, import).await? == TOTAL).then_some(()) },
+        || streams::job_report(&url, import),
+    )
     .await;
     eprintln!(
         "PostgreSQL crash: every statement stored {:.1} s after it",
@@ -207,9 +210,12 @@ async fn a_broker_restart_mid_stream_loses_and_doubles_nothing() {
     let back = Instant::now();
     let (refused, slowest) = posting.await.unwrap();
     let total = (REQUESTS * PER_REQUEST) as i64;
-    eventually("every statement", WAIT, || async {
-        (stored(&url, import).await? == total).then_some(())
-    })
+    streams::eventually_explained(
+        "every statement",
+        WAIT,
+        || async { (stored(&url, import).await? == total).then_some(()) },
+        || streams::job_report(&url, import),
+    )
     .await;
     eprintln!(
         "broker restart: {refused} requests answered 503 and retried; slowest answer {:.1} s; \

@@ -14,7 +14,7 @@ use super::{archive, job_of_topic, notify, replay, repo};
 use super::{Context, JobFilter, JobView, JobsError, Replayed, Settings, Stream};
 use crate::archive::ArchiveStore;
 use crate::db::Pool;
-use crate::kafka::{Cluster, Ownership, Streams, StreamsConfig};
+use crate::kafka::{Cluster, Ownership, Streams, StreamsConfig, Subscription};
 
 /// How long the API waits for the streams' ends before showing them as unknown.
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -317,24 +317,27 @@ async fn join_group(context: Context, supervisor: ActorRef<SupervisorMsg>) {
             }
         }
     };
-    let mut subscription = vec![crate::kafka::topic_pattern(&naming.topic_stem())];
-    subscription.extend(legacy);
     let settings = &context.settings;
     let config = StreamsConfig {
         timing: settings.group_timing,
         metadata_refresh: settings.metadata_refresh,
+        consumers: settings.consumers,
     };
+    let stem = naming.topic_stem();
     let joined = Streams::join(
         &settings.brokers,
         &format!("insikt-{}-streams", settings.instance),
         &naming.consumer_group(),
-        &subscription,
+        Subscription {
+            stem: &stem,
+            legacy: &legacy,
+        },
         config,
         GroupOwnership { supervisor },
     );
     match joined {
         Ok(streams) => {
-            tracing::info!(group = %naming.consumer_group(), topics = %naming.topic_stem(), "joined the consumer group");
+            tracing::info!(group = %naming.consumer_group(), consumers = settings.consumers, topics = %stem, "joined the consumer groups");
             context.engine.joined(streams);
         }
         Err(error) => {

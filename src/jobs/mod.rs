@@ -51,6 +51,8 @@ pub struct Settings {
     pub group_timing: GroupTiming,
     /// How often the consumer looks for new stream topics by itself.
     pub metadata_refresh: Duration,
+    /// How many consumers (and consumer groups) the streams are split over.
+    pub consumers: usize,
     /// Batches the instance's jobs keep in memory at once (read, waiting
     /// or being written), whatever the number of jobs.
     pub batches_in_memory: usize,
@@ -99,6 +101,7 @@ impl Settings {
                 heartbeat: config.kafka_heartbeat,
             },
             metadata_refresh: config.kafka_metadata_refresh,
+            consumers: config.kafka_consumers,
             // Four a pooled connection: two being written (a job keeps two
             // transactions open), one handed over, one being read.
             batches_in_memory: config.db_pool_size.max(1) * BATCHES_PER_CONNECTION,

@@ -31,19 +31,58 @@ pub trait Ownership: Send + Sync + 'static {
     fn revoked(&self, partitions: Vec<(String, i32)>);
 }
 
-/// The regular expression subscribing to `{stem}.{name}` topics (names are
-/// lowercase hex, without dots); librdkafka takes a subscription starting
-/// with `^` as a pattern.
-pub fn topic_pattern(prefix: &str) -> String {
+/// The consumers an instance may split its streams over: divisors of 16,
+/// so that each consumer takes whole first hex digits of the job names.
+pub const CONSUMER_COUNTS: [usize; 5] = [1, 2, 4, 8, 16];
+
+/// Which of `consumers` consumers reads `topic`: the one whose share of
+/// first hex digits holds the first digit of the topic's job name (its last
+/// dot-separated part; FNV hashes, so the shares are even).
+pub fn shard_of(topic: &str, consumers: usize) -> usize {
+    let digit = topic
+        .rsplit('.')
+        .next()
+        .and_then(|name| name.chars().next())
+        .and_then(|c| c.to_digit(16))
+        .unwrap_or(0);
+    digit as usize % consumers.max(1)
+}
+
+/// The regular expression subscribing consumer `shard` of `consumers` to
+/// the `{stem}.{name}` topics it reads (names are lowercase hex, without
+/// dots): those whose name starts with one of its digits. librdkafka takes
+/// a subscription starting with `^` as a pattern.
+pub fn topic_pattern(stem: &str, shard: usize, consumers: usize) -> String {
     let mut pattern = String::from("^");
-    for c in prefix.chars() {
+    for c in stem.chars() {
         if "\\.^$|?*+()[]{}".contains(c) {
             pattern.push('\\');
         }
         pattern.push(c);
     }
-    pattern.push_str("\\.[0-9a-f]+$");
+    pattern.push_str("\\.[");
+    pattern.extend(
+        "0123456789abcdef"
+            .chars()
+            .enumerate()
+            .filter(|(digit, _)| digit % consumers.max(1) == shard)
+            .map(|(_, c)| c),
+    );
+    pattern.push_str("][0-9a-f]*$");
     pattern
+}
+
+/// The consumer group of consumer `shard` of `consumers`: `group` itself
+/// when there is one consumer (the name deployments have always used),
+/// `{group}.{shard}of{consumers}` otherwise. Each group's stored metadata
+/// lists only its own topics, which keeps it under the broker's 1 MiB
+/// record limit (one group reaches it at about 2,800 topics).
+pub fn shard_group(group: &str, shard: usize, consumers: usize) -> String {
+    if consumers <= 1 {
+        group.to_owned()
+    } else {
+        format!("{group}.{shard}of{consumers}")
+    }
 }
 
 fn entries(list: &TopicPartitionList) -> Vec<(String, i32)> {
@@ -67,7 +106,7 @@ pub(super) type Assigned = Arc<Mutex<HashMap<String, BTreeSet<i32>>>>;
 
 /// The consumer's context: the rebalance callbacks.
 pub struct Member {
-    pub(super) ownership: Box<dyn Ownership>,
+    pub(super) ownership: Arc<dyn Ownership>,
     pub(super) assigned: Assigned,
 }
 
@@ -184,9 +223,43 @@ mod tests {
     #[test]
     fn the_pattern_matches_only_the_prefix_and_hex_names() {
         assert_eq!(
-            topic_pattern("insikt.statements"),
-            "^insikt\\.statements\\.[0-9a-f]+$"
+            topic_pattern("insikt.statements", 0, 1),
+            "^insikt\\.statements\\.[0123456789abcdef][0-9a-f]*$"
         );
-        assert_eq!(topic_pattern("a+b"), "^a\\+b\\.[0-9a-f]+$");
+        assert_eq!(topic_pattern("a+b", 1, 4), "^a\\+b\\.[159d][0-9a-f]*$");
+    }
+
+    #[test]
+    fn every_topic_is_read_by_the_one_consumer_whose_pattern_matches_it() {
+        let stem = "insikt.statements.6f1c0d2a4b9e4c0f8a2b1c3d4e5f6a7b";
+        // The digits of a pattern's first character class after the stem.
+        let digits = |pattern: String| {
+            let from = pattern.rfind("\\.[").unwrap() + 3;
+            let to = from + pattern[from..].find(']').unwrap();
+            pattern[from..to].to_owned()
+        };
+        for consumers in CONSUMER_COUNTS {
+            for digit in "0123456789abcdef".chars() {
+                let topic = format!("{stem}.{digit}e4e755301197336");
+                let shard = shard_of(&topic, consumers);
+                assert!(shard < consumers);
+                for other in 0..consumers {
+                    let own = digits(topic_pattern(stem, other, consumers)).contains(digit);
+                    assert_eq!(
+                        own,
+                        other == shard,
+                        "{topic}, consumer {other} of {consumers}"
+                    );
+                }
+            }
+        }
+        // Legacy topics (`{prefix}.{name}`) go by their name too.
+        assert_eq!(shard_of("insikt.statements.af63ac4c86019afc", 8), 10 % 8);
+    }
+
+    #[test]
+    fn one_consumer_keeps_the_group_name_several_get_one_group_each() {
+        assert_eq!(shard_group("insikt-jobs.d", 0, 1), "insikt-jobs.d");
+        assert_eq!(shard_group("insikt-jobs.d", 3, 4), "insikt-jobs.d.3of4");
     }
 }

@@ -17,14 +17,14 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
 pub use cluster::{Cluster, TopicSettings};
-pub use group::{topic_pattern, GroupTiming, Ownership};
+pub use group::{GroupTiming, Ownership, CONSUMER_COUNTS};
 pub use partition::PartitionStream;
 pub use rdkafka::consumer::{Consumer, StreamConsumer};
 pub use rdkafka::error::KafkaError;
 pub use rdkafka::message::{BorrowedMessage, Message};
 pub use rdkafka::{Offset, TopicPartitionList};
 pub use replication::Replication;
-pub use streams::{Streams, StreamsConfig};
+pub use streams::{Streams, StreamsConfig, Subscription};
 pub use transactions::TransactionalProducer;
 
 /// How long a produce may wait for the broker before it is reported failed.

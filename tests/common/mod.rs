@@ -228,6 +228,14 @@ pub struct Served {
 
 impl Served {
     pub async fn start(config: Config) -> Self {
+        // `INSIKT_TEST_LOG=insikt=debug cargo test ... -- --nocapture` shows
+        // the service's log: what a flaky fault test needs to be read.
+        if let Ok(filter) = std::env::var("INSIKT_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let app = Application::build(config)
             .await
             .expect("application starts");

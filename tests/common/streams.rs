@@ -74,6 +74,52 @@ where
     }
 }
 
+/// As [`eventually`], but a timeout's message adds what `explain` says
+/// then (e.g. [`job_report`]): a fault test that fails once in CI must say
+/// where the job stood.
+pub async fn eventually_explained<T, F, Fut, E, EFut>(
+    what: &str,
+    timeout: Duration,
+    check: F,
+    explain: E,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+    E: FnOnce() -> EFut,
+    EFut: Future<Output = String>,
+{
+    match tokio::time::timeout(timeout, eventually(what, Duration::MAX, check)).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out waiting for {what}: {}", explain().await),
+    }
+}
+
+/// The job of an import as PostgreSQL has it (state, owner, last error,
+/// stored offsets) and how many statements are stored; on a connection of
+/// its own (the test's may have died with PostgreSQL).
+pub async fn job_report(url: &str, import_id: i64) -> String {
+    let db = match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+        Ok((db, connection)) => {
+            tokio::spawn(connection);
+            db
+        }
+        Err(error) => return format!("no PostgreSQL to ask: {error}"),
+    };
+    const SQL: &str = "
+        SELECT format('job %s: state %s (desired %s), owner %s, last error %s, offsets %s; %s statements stored',
+                      name, state, desired, coalesce(owner, '-'), coalesce(last_error, '-'),
+                      coalesce((SELECT string_agg(partition || ':' || next_offset, ',')
+                                  FROM job_offsets WHERE job = name), '-'),
+                      (SELECT count(*) FROM statements s WHERE s.import_id = jobs.import_id))
+          FROM jobs WHERE import_id = $1";
+    match db.query_opt(SQL, &[&import_id]).await {
+        Ok(Some(row)) => row.try_get(0).unwrap_or_else(|e| e.to_string()),
+        Ok(None) => format!("import {import_id} has no job"),
+        Err(error) => format!("job of import {import_id} not read: {error}"),
+    }
+}
+
 pub async fn count(db: &tokio_postgres::Client, sql: &str, import_id: i64) -> i64 {
     db.query_one(sql, &[&import_id]).await.unwrap().get(0)
 }
