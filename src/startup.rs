@@ -207,6 +207,14 @@ impl Application {
             pool.clone(),
             usize::try_from(config.insights_memory).unwrap_or(usize::MAX),
         ));
+        // The jobs tell the insights what they stored (jobs know nothing of
+        // insights; this is where the two meet).
+        let fed = Arc::downgrade(&insights);
+        supervisor.on_folded(move |import_id| {
+            if let Some(insights) = fed.upgrade() {
+                insights.folded(import_id);
+            }
+        });
         Ok(Self {
             listener,
             state: http::State::new(config, pool, kafka, supervisor, tokens, insights),

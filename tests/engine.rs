@@ -50,14 +50,6 @@ async fn produce(
     }
 }
 
-/// The value of one series of `GET /metrics`, if it is there.
-async fn metric(app: &TestApp, series: &str) -> Option<f64> {
-    let text = app.get("/metrics").await.text().await.ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-}
-
 /// Three streams on one instance: `stopped`'s job is stopped and `slow`'s
 /// cannot commit (the test holds its job's row locked, so its batches wait),
 /// and both get far more records than a partition prefetches. The third
@@ -113,7 +105,7 @@ async fn a_stopped_or_slow_job_does_not_hold_back_another_jobs_stream() {
     .await;
     let paused = format!("insikt_job_paused_total{{job=\"{}\"}}", topics[1].0);
     eventually("the slow job's partition paused", WAIT, || async {
-        metric(&app, &paused).await.filter(|n| *n >= 1.0)
+        app.metric(&paused).await.filter(|n| *n >= 1.0)
     })
     .await;
     assert_eq!(streams::stored(&db, stopped).await, 0);
@@ -201,7 +193,7 @@ async fn an_expired_streams_topic_is_deleted_after_its_archive() {
         (!broker_topics().contains(&topic)).then_some(())
     })
     .await;
-    let deleted = metric(&app, "insikt_expired_topics_deleted_total").await;
+    let deleted = app.metric("insikt_expired_topics_deleted_total").await;
     assert!(deleted.is_some_and(|n| n >= 1.0), "{deleted:?}");
     // Looked at and listed (and given time for the clients' periodic
     // requests), the topic does not come back.

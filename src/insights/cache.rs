@@ -203,6 +203,17 @@ struct Slot {
     bytes: AtomicUsize,
 }
 
+/// Why an import is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// For a request: the import counts as used, and as asked.
+    Asked,
+    /// At start, the imports asked lately.
+    Warm,
+    /// After its job stored statements.
+    Fed,
+}
+
 /// The imports' working sets under one memory budget.
 #[derive(Debug)]
 pub struct Cache {
@@ -222,34 +233,47 @@ impl Cache {
         }
     }
 
-    fn slot(&self, import_id: i64) -> Arc<Slot> {
+    /// The import's slot; `touch` makes it the most recently used.
+    fn slot(&self, import_id: i64, touch: bool) -> Arc<Slot> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let slot = slots.entry(import_id).or_default().clone();
-        slot.used.store(
-            self.clock.fetch_add(1, Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
+        if touch {
+            slot.used.store(
+                self.clock.fetch_add(1, Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
+        }
         slot
     }
 
     /// The import as the database holds it now; `None` when it does not exist.
     pub async fn snapshot(&self, import_id: i64) -> Result<Option<Arc<Snapshot>>, InsightsError> {
-        self.load(import_id, true).await
+        self.load(import_id, Load::Asked).await
     }
 
     /// As [`Cache::snapshot`], for loading an import at start: not marked
     /// as asked, so imports nobody asks stop being loaded at starts.
     pub async fn warm(&self, import_id: i64) -> Result<Option<Arc<Snapshot>>, InsightsError> {
-        self.load(import_id, false).await
+        self.load(import_id, Load::Warm).await
+    }
+
+    /// Brings the import up to what was just stored, so that its next ask
+    /// reads only the last moment's segments: an import already held is
+    /// refreshed (without counting as used), one not held is loaded only
+    /// if it fits beside the others (never evicting what was asked).
+    pub async fn feed(&self, import_id: i64) -> Result<(), InsightsError> {
+        self.load(import_id, Load::Fed).await.map(drop)
     }
 
     async fn load(
         &self,
         import_id: i64,
-        asked: bool,
+        how: Load,
     ) -> Result<Option<Arc<Snapshot>>, InsightsError> {
-        let slot = self.slot(import_id);
+        let asked = how == Load::Asked;
+        let slot = self.slot(import_id, how != Load::Fed);
         let mut held = slot.snapshot.lock().await;
+        let was_held = held.is_some();
         // A merge may take a segment between the listing and its read: list again.
         for _ in 0..5 {
             let started = std::time::Instant::now();
@@ -276,8 +300,10 @@ impl Cache {
             };
             let fresh = Arc::new(fresh);
             let bytes = fresh.bytes();
-            // One import over the whole budget is answered, not kept.
-            let kept = bytes <= self.budget;
+            // One import over the whole budget is answered, not kept; one
+            // fed for the first time only fills room that is free.
+            let kept = bytes <= self.budget
+                && (how != Load::Fed || was_held || self.fits(import_id, bytes));
             slot.bytes
                 .store(if kept { bytes } else { 0 }, Ordering::Relaxed);
             *held = kept.then(|| fresh.clone());
@@ -476,6 +502,17 @@ impl Cache {
 
     /// Drops the least recently asked imports (not `keep`) while the
     /// working set is over the budget; an import being loaded is skipped.
+    /// Whether `bytes` for `import_id` fit beside what the others hold.
+    fn fits(&self, import_id: i64, bytes: usize) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let others: usize = slots
+            .iter()
+            .filter(|(id, _)| **id != import_id)
+            .map(|(_, s)| s.bytes.load(Ordering::Relaxed))
+            .sum();
+        others + bytes <= self.budget
+    }
+
     fn evict(&self, keep: i64) {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let mut total: usize = slots

@@ -70,6 +70,9 @@ const BYTES_PER_STATEMENT: usize = 20;
 /// this long at most: so the first ask a load balancer sends after a restart
 /// finds its import loaded, and a slow database cannot keep it out for long.
 const WARM_READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long after a fold the working set reads it: a stream being stored
+/// folds every second or so, and one read for several folds costs less.
+const FEED_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The insights of every import, with their working sets.
 #[derive(Debug)]
@@ -82,6 +85,8 @@ pub struct Insights {
     /// The loads at start: how far they are, and whether they are done.
     warm_up: Arc<WarmUp>,
     started: std::time::Instant,
+    /// Imports whose feed (see [`Insights::folded`]) is due.
+    feeding: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
 }
 
 impl Insights {
@@ -129,7 +134,36 @@ impl Insights {
             computing: tokio::sync::Semaphore::new(cores),
             warm_up,
             started: std::time::Instant::now(),
+            feeding: Arc::default(),
         }
+    }
+
+    /// A job folded statements of `import_id`: [`FEED_AFTER`] later (once,
+    /// however many folds came meanwhile) its working set reads the new
+    /// segments, so the first ask after a stream is stored reads only the
+    /// last moment's, not the whole import. Within the memory budget, never
+    /// evicting an import that was asked.
+    pub fn folded(&self, import_id: i64) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let newly_due = self
+            .feeding
+            .lock()
+            .is_ok_and(|mut due| due.insert(import_id));
+        if !newly_due {
+            return;
+        }
+        let (cache, feeding) = (self.cache.clone(), self.feeding.clone());
+        runtime.spawn(async move {
+            tokio::time::sleep(FEED_AFTER).await;
+            if let Ok(mut due) = feeding.lock() {
+                due.remove(&import_id);
+            }
+            if let Err(error) = cache.feed(import_id).await {
+                tracing::debug!(import = import_id, %error, "insights working set not fed");
+            }
+        });
     }
 
     /// Whether the loads at start are still running (and within their

@@ -40,6 +40,9 @@ struct Inner {
     asked: Arc<Notify>,
     lags: Mutex<HashMap<String, Lag>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Told which import a job just folded statements of (set once, at
+    /// start: the insights keep their working set current with it).
+    folded: std::sync::OnceLock<Box<dyn Fn(i64) + Send + Sync>>,
 }
 
 /// What the lag sweep knows of one running job.
@@ -66,6 +69,7 @@ impl Engine {
                 asked: Arc::new(Notify::new()),
                 lags: Mutex::default(),
                 tasks: Mutex::default(),
+                folded: std::sync::OnceLock::new(),
             }),
         };
         let tasks = vec![
@@ -115,6 +119,18 @@ impl Engine {
                 // The engine is gone: nobody will join any more.
                 std::future::pending::<()>().await;
             }
+        }
+    }
+
+    /// Sets what hears of every fold (once; later calls are ignored).
+    pub fn on_folded(&self, hook: impl Fn(i64) + Send + Sync + 'static) {
+        let _ = self.inner.folded.set(Box::new(hook));
+    }
+
+    /// A job folded statements of `import_id` into the counts and segments.
+    pub fn folded(&self, import_id: i64) {
+        if let Some(hook) = self.inner.folded.get() {
+            hook(import_id);
         }
     }
 

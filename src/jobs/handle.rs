@@ -192,6 +192,12 @@ impl SupervisorHandle {
         self.get(&name).await?.ok_or(JobsError::NotFound(name))
     }
 
+    /// Sets what hears of every import whose statements a job folded
+    /// (once, at start).
+    pub fn on_folded(&self, hook: impl Fn(i64) + Send + Sync + 'static) {
+        self.context.engine.on_folded(hook);
+    }
+
     /// The archive store expired jobs write to.
     pub fn archive(&self) -> &ArchiveStore {
         &self.context.archive

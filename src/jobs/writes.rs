@@ -234,6 +234,7 @@ impl Pipeline {
             Ok(()) => {
                 self.counts = Counts::default();
                 self.folded_at = Instant::now();
+                self.engine.folded(self.import_id);
                 Ok(true)
             }
             Err(DbError::Stale(reason)) => {

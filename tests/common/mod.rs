@@ -351,6 +351,14 @@ impl TestApp {
         assert_eq!(status, 202, "{body}");
     }
 
+    /// The value of one series of `GET /metrics`, if it is there.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.get("/metrics").await.text().await.ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// A connection to this app's database, to check what was (not) written.
     pub async fn db(&self) -> tokio_postgres::Client {
         connect(&self.database.url).await
