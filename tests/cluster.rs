@@ -237,16 +237,7 @@ async fn app_with_job(instance: &str) -> (TestApp, i64, String, String) {
     let citizens: Vec<i32> = (0..100).collect();
     let import = streams::create_import(&db, &citizens).await;
     let name = common::job_name(&db, import).await;
-    let topic = eventually("a running job", WAIT, || async {
-        db.query_opt(
-            "SELECT topic FROM jobs WHERE name = $1 AND state = 'running'",
-            &[&name],
-        )
-        .await
-        .unwrap()
-        .map(|r| r.get::<_, String>(0))
-    })
-    .await;
+    let topic = streams::running_topic(&db, &name, WAIT).await;
     (app, import, name, topic)
 }
 
@@ -687,15 +678,7 @@ async fn a_rolling_upgrade_by_the_playbook_loses_and_doubles_nothing() {
     let citizens: Vec<i32> = (0..100).collect();
     let import = streams::create_import(&db, &citizens).await;
     let name = common::job_name(&db, import).await;
-    eventually("a running job", WAIT, || async {
-        db.query_opt(
-            "SELECT 1 FROM jobs WHERE name = $1 AND state = 'running'",
-            &[&name],
-        )
-        .await
-        .unwrap()
-    })
-    .await;
+    streams::running_topic(&db, &name, WAIT).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let posting = post_rolling(import, stop.clone());

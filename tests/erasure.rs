@@ -25,13 +25,7 @@ fn citizen(id: u32, town: &str, relatives: &[u32]) -> Value {
 }
 
 async fn post_import(app: &TestApp, citizens: Vec<Value>) -> i64 {
-    let (status, body) = json(
-        app.send_json(Method::POST, "/imports", &json!({ "citizens": citizens }))
-            .await,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    body["data"]["import_id"].as_i64().unwrap()
+    app.post_import(&json!({ "citizens": citizens })).await
 }
 
 async fn admin(app: &TestApp, method: Method, path: &str) -> (u16, Value) {

@@ -79,16 +79,7 @@ async fn a_postgres_crash_mid_stream_loses_and_doubles_nothing() {
     let citizens: Vec<i32> = (0..100).collect();
     let import = streams::create_import(&db, &citizens).await;
     let name = common::job_name(&db, import).await;
-    let topic = eventually("a running job", WAIT, || async {
-        db.query_opt(
-            "SELECT topic FROM jobs WHERE name = $1 AND state = 'running'",
-            &[&name],
-        )
-        .await
-        .unwrap()
-        .map(|r| r.get::<_, String>(0))
-    })
-    .await;
+    let topic = streams::running_topic(&db, &name, WAIT).await;
     drop(db);
 
     // The AI network producing straight to the topic, throughout.
@@ -153,15 +144,7 @@ async fn a_broker_restart_mid_stream_loses_and_doubles_nothing() {
     let citizens: Vec<i32> = (0..100).collect();
     let import = streams::create_import(&db, &citizens).await;
     let name = common::job_name(&db, import).await;
-    eventually("a running job", WAIT, || async {
-        db.query_opt(
-            "SELECT 1 FROM jobs WHERE name = $1 AND state = 'running'",
-            &[&name],
-        )
-        .await
-        .unwrap()
-    })
-    .await;
+    streams::running_topic(&db, &name, WAIT).await;
 
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))

@@ -34,13 +34,7 @@ async fn small_import(app: &TestApp) -> i64 {
             })
         })
         .collect();
-    let (status, body) = json(
-        app.send_json(Method::POST, "/imports", &json!({ "citizens": citizens }))
-            .await,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    body["data"]["import_id"].as_i64().unwrap()
+    app.post_import(&json!({ "citizens": citizens })).await
 }
 
 #[tokio::test]

@@ -24,12 +24,6 @@ use insights_data::{generate, monday_of, Plan, LOW_SCORE, RISING, TINY_TOWN};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-async fn post_import(app: &TestApp, body: &Value) -> i64 {
-    let (status, reply) = json(app.send_json(Method::POST, "/imports", body).await).await;
-    assert_eq!(status, 201, "{reply}");
-    reply["data"]["import_id"].as_i64().unwrap()
-}
-
 /// Posts `statements` in chunks and waits until the job stored all of them
 /// and folded their counts (the segments are written in the same transactions).
 async fn send(app: &TestApp, import: i64, statements: Vec<Value>) {
@@ -98,7 +92,7 @@ async fn pinned(app: &TestApp, as_of: DateTime<Utc>) -> i64 {
                    "name": "Resident", "birth_date": born(*age), "gender": "female", "relatives": []})
         })
         .collect();
-    let import = post_import(app, &json!({ "citizens": citizens })).await;
+    let import = app.post_import(&json!({ "citizens": citizens })).await;
     let now = |days: i64| (as_of - chrono::Duration::days(days)).to_rfc3339();
     // rust: 1, 2, 3 now, 5 before; go: 6 now, 7, 8, 9 before.
     let asks = [
@@ -321,7 +315,7 @@ async fn planted_signals_are_found_and_nothing_else() {
     let as_of = monday_of(Utc::now());
     let plan = plan(as_of);
     let sample = generate(&plan);
-    let import = post_import(&app, &sample.import).await;
+    let import = app.post_import(&sample.import).await;
     send(&app, import, sample.statements(plan.seed).collect()).await;
     let day = as_of.format("%Y-%m-%d");
     let path = |route: &str| format!("/imports/{import}/insights/{route}&as_of={day}");
@@ -533,14 +527,12 @@ async fn planted_signals_are_found_and_nothing_else() {
 #[tokio::test]
 async fn bad_parameters_are_400_naming_them_and_unknown_imports_404() {
     let app = TestApp::spawn().await;
-    let import = post_import(
-        &app,
-        &json!({"citizens": [
+    let import = app
+        .post_import(&json!({"citizens": [
             {"citizen_id": 1, "town": "A", "street": "s", "building": "1", "apartment": 1,
              "name": "N", "birth_date": "01.01.1990", "gender": "male", "relatives": []}
-        ]}),
-    )
-    .await;
+        ]}))
+        .await;
     let cases = [
         ("rates?by=town,planet", "by"),
         ("rates?by=town,town", "by"),
@@ -715,14 +707,12 @@ async fn the_catalogue_says_which_courses_are_new() {
 async fn formulas_in_csv_cells_are_neutralised() {
     let app = TestApp::spawn_with(streams::configure).await;
     let town = "=HYPERLINK(\"http://evil.example\",\"x\")";
-    let import = post_import(
-        &app,
-        &json!({"citizens": [
+    let import = app
+        .post_import(&json!({"citizens": [
             {"citizen_id": 1, "town": town, "street": "s", "building": "1", "apartment": 1,
              "name": "N", "birth_date": "01.01.1990", "gender": "male", "relatives": []}
-        ]}),
-    )
-    .await;
+        ]}))
+        .await;
     send(
         &app,
         import,

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use common::streams::{self, eventually};
 use common::{json, TestApp};
-use reqwest::Method;
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -24,13 +23,7 @@ async fn stored_statements_are_in_the_working_set_before_anyone_asks() {
                    "gender": "female", "relatives": []})
         })
         .collect();
-    let (status, reply) = json(
-        app.send_json(Method::POST, "/imports", &json!({ "citizens": citizens }))
-            .await,
-    )
-    .await;
-    assert_eq!(status, 201, "{reply}");
-    let import = reply["data"]["import_id"].as_i64().unwrap();
+    let import = app.post_import(&json!({ "citizens": citizens })).await;
     let statements: Vec<Value> = (0..200)
         .map(|i| json!({"statement_id": format!("f{i}"), "citizen_id": i % 20 + 1, "course": "rust"}))
         .collect();

@@ -61,13 +61,7 @@ async fn planted(app: &TestApp, as_of: DateTime<Utc>) -> i64 {
         })
         .collect();
     let few: Vec<i64> = (0..3).map(|_| person("Sochi", 70, "radio")).collect();
-    let (status, reply) = json(
-        app.send_json(Method::POST, "/imports", &json!({ "citizens": citizens }))
-            .await,
-    )
-    .await;
-    assert_eq!(status, 201, "{reply}");
-    let import = reply["data"]["import_id"].as_i64().unwrap();
+    let import = app.post_import(&json!({ "citizens": citizens })).await;
 
     let at = |hours: i64| (as_of - chrono::Duration::hours(hours)).to_rfc3339();
     let mut statements = Vec::new();

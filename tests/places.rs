@@ -75,13 +75,7 @@ async fn import(app: &TestApp, towns: &[(&str, u32, u32)]) -> i64 {
             }
         }
     }
-    let (status, reply) = json(
-        app.send_json(Method::POST, "/imports", &json!({ "citizens": citizens }))
-            .await,
-    )
-    .await;
-    assert_eq!(status, 201, "{reply}");
-    let import_id = reply["data"]["import_id"].as_i64().unwrap();
+    let import_id = app.post_import(&json!({ "citizens": citizens })).await;
     let ts = (Utc::now() - chrono::Duration::days(2)).to_rfc3339();
     let statements: Vec<Value> = asking
         .iter()

@@ -11,6 +11,12 @@ use super::{Airport, AirportError, AirportPatch, NearAirport, NewAirport};
 use crate::audit::Origin;
 use crate::db::{DbError, Pool};
 
+/// The columns a new airport is written with (its id comes from the
+/// sequence), in the order of [`insert`]'s parameters and of the upload's
+/// COPY rows.
+pub(super) const WRITTEN: &str =
+    "name, city, country, iata, icao, latitude, longitude, altitude, timezone, dst, tz, type, source";
+
 /// The columns every read returns, in [`from_row`]'s order.
 const COLUMNS: &str = "id, name, city, country, iata, icao, latitude, longitude, altitude, \
      timezone::float8, dst, tz, type, source, deleted_at, created_at, updated_at";
@@ -156,8 +162,7 @@ pub async fn create(
 
 async fn insert(client: &impl GenericClient, a: &NewAirport) -> Result<Airport, AirportError> {
     let sql = format!(
-        "INSERT INTO airports (name, city, country, iata, icao, latitude, longitude, altitude,
-                               timezone, dst, tz, type, source)
+        "INSERT INTO airports ({WRITTEN})
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          RETURNING {COLUMNS}"
     );

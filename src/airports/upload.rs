@@ -21,7 +21,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::csv::{Column, Header, Parser, RefusedFile, Row};
-use super::AirportError;
+use super::{store, AirportError};
 use crate::audit::Origin;
 use crate::db::{Client, Pool};
 
@@ -156,9 +156,6 @@ async fn parsed(parser: JoinHandle<Result<(), RefusedFile>>) -> Result<(), Airpo
     }
 }
 
-const COPY_DIRECT: &str = "COPY airports (name, city, country, iata, icao, latitude, longitude, \
-     altitude, timezone, dst, tz, type, source) FROM STDIN (FORMAT binary)";
-
 const CREATE_STAGING: &str = "CREATE TEMPORARY TABLE airports_upload (
         line bigint, id bigint, name text, city text, country text, iata text, icao text,
         latitude float8, longitude float8, altitude integer, timezone numeric(4, 2),
@@ -206,9 +203,15 @@ async fn store(
     } else {
         AIRPORT_TYPES.to_vec()
     };
-    let sink = tx
-        .copy_in(if staged { COPY_STAGING } else { COPY_DIRECT })
-        .await?;
+    let copy = if staged {
+        COPY_STAGING.to_owned()
+    } else {
+        format!(
+            "COPY airports ({}) FROM STDIN (FORMAT binary)",
+            store::WRITTEN
+        )
+    };
+    let sink = tx.copy_in(copy.as_str()).await?;
     let writer = BinaryCopyInWriter::new(sink, &types);
     let mut writer = std::pin::pin!(writer);
     while let Some(Event::Rows(batch)) = rows.recv().await {

@@ -104,7 +104,7 @@ impl Insights {
             runtime.spawn(async move {
                 // Ready at once when there is nothing to load.
                 let plan = plan(&pool, memory / 2).await.unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "insights: recently asked imports not loaded at start");
+                    tracing::warn!(error = %e, "insights: the imports asked lately could not be listed at start");
                     Vec::new()
                 });
                 progress.planned.store(plan.len(), Ordering::Relaxed);

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::repo::JobRow;
+use super::repo::{self, JobRow};
 use super::{Context, JobsError};
 use crate::archive::{Line, Manifest, ObjectInfo, ObjectWriter};
 use crate::kafka::{self, Message, Offset, PartitionStream, Streams};
@@ -87,12 +87,7 @@ pub async fn expire(
     tx.batch_execute("SET LOCAL synchronous_commit = on")
         .await?;
     for (partition, end) in &ends {
-        tx.execute(
-            "INSERT INTO job_offsets (job, partition, next_offset) VALUES ($1, $2, $3) \
-             ON CONFLICT (job, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
-            &[&row.name, partition, end],
-        )
-        .await?;
+        repo::store_offset(&tx, &row.name, *partition, *end).await?;
     }
     tx.execute(
         "UPDATE jobs SET state = 'expired', owner = NULL, updated_at = now() WHERE name = $1",
@@ -284,12 +279,7 @@ async fn record(
         )
         .await?;
     }
-    tx.execute(
-        "INSERT INTO job_offsets (job, partition, next_offset) VALUES ($1, $2, $3) \
-         ON CONFLICT (job, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
-        &[&row.name, &partition, &to],
-    )
-    .await?;
+    repo::store_offset(&tx, &row.name, partition, to).await?;
     tx.commit().await?;
     tracing::info!(job = %row.name, partition, from, to, records = object.as_ref().map_or(0, |o| o.count), "archive object recorded");
     Ok(())

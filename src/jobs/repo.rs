@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{JobView, Naming};
-use crate::db::{Client, DbError};
+use crate::db::{Client, DbError, Transaction};
 use crate::telemetry::metrics;
 
 /// Filters of `GET /jobs`.
@@ -267,6 +267,23 @@ pub async fn notify(client: &Client, name: &str) -> Result<(), DbError> {
     client
         .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &name])
         .await?;
+    Ok(())
+}
+
+/// Stores `next` as the job's next offset of `partition` (in the caller's
+/// transaction: an archive records it with what it archived).
+pub async fn store_offset(
+    tx: &Transaction<'_>,
+    name: &str,
+    partition: i32,
+    next: i64,
+) -> Result<(), DbError> {
+    tx.execute(
+        "INSERT INTO job_offsets (job, partition, next_offset) VALUES ($1, $2, $3) \
+         ON CONFLICT (job, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+        &[&name, &partition, &next],
+    )
+    .await?;
     Ok(())
 }
 

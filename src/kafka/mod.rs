@@ -92,6 +92,22 @@ pub fn is_outage(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// `(name, value)` pairs as the headers every record of a send carries;
+/// `None` for none.
+fn owned_headers(headers: &[(String, String)]) -> Option<OwnedHeaders> {
+    (!headers.is_empty()).then(|| {
+        headers.iter().fold(
+            OwnedHeaders::new_with_capacity(headers.len()),
+            |h, (k, v)| {
+                h.insert(Header {
+                    key: k,
+                    value: Some(v),
+                })
+            },
+        )
+    })
+}
+
 /// The base configuration every client of this service starts from.
 pub fn client_config(brokers: &str, client_id: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
@@ -196,17 +212,7 @@ impl Producer {
         headers: &[(String, String)],
     ) -> Result<usize, KafkaClientError> {
         let count = records.len();
-        let owned = (!headers.is_empty()).then(|| {
-            headers.iter().fold(
-                OwnedHeaders::new_with_capacity(headers.len()),
-                |h, (k, v)| {
-                    h.insert(Header {
-                        key: k,
-                        value: Some(v),
-                    })
-                },
-            )
-        });
+        let owned = owned_headers(headers);
         let sends = records.iter().map(|(key, payload)| {
             let mut record = FutureRecord::to(topic).key(key).payload(payload);
             if let Some(headers) = &owned {

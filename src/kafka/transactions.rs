@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{client_config, error_kind, KafkaClientError};
+use super::{client_config, error_kind, owned_headers, KafkaClientError};
 
 /// The most requests, and records, one transaction takes.
 const GROUP_REQUESTS: usize = 256;
@@ -112,17 +112,7 @@ impl TransactionalProducer {
         records: Records,
         headers: &[(String, String)],
     ) -> Result<usize, KafkaClientError> {
-        let headers = (!headers.is_empty()).then(|| {
-            headers.iter().fold(
-                OwnedHeaders::new_with_capacity(headers.len()),
-                |h, (k, v)| {
-                    h.insert(Header {
-                        key: k,
-                        value: Some(v),
-                    })
-                },
-            )
-        });
+        let headers = owned_headers(headers);
         let (reply, outcome) = oneshot::channel();
         let request = Request {
             topic: topic.to_owned(),

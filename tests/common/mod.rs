@@ -339,6 +339,19 @@ impl TestApp {
         body["data"].clone()
     }
 
+    /// `POST /imports` with `body`, which must be created: the import's id.
+    pub async fn post_import(&self, body: &Value) -> i64 {
+        let (status, reply) = json(
+            self.send_json(reqwest::Method::POST, "/imports", body)
+                .await,
+        )
+        .await;
+        assert_eq!(status, 201, "{reply}");
+        reply["data"]["import_id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no import_id in {reply}"))
+    }
+
     /// `POST /imports/{import}/statements` with `items`: status and body.
     pub async fn post_statements(&self, import: i64, items: &Value) -> (u16, Value) {
         let path = format!("/imports/{import}/statements");

@@ -74,6 +74,20 @@ where
     }
 }
 
+/// Waits until job `name` runs; its topic.
+pub async fn running_topic(db: &tokio_postgres::Client, name: &str, timeout: Duration) -> String {
+    eventually("a running job", timeout, || async {
+        db.query_opt(
+            "SELECT topic FROM jobs WHERE name = $1 AND state = 'running'",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .map(|r| r.get::<_, String>(0))
+    })
+    .await
+}
+
 /// As [`eventually`], but a timeout's message adds what `explain` says
 /// then (e.g. [`job_report`]): a fault test that fails once in CI must say
 /// where the job stood.
