@@ -103,7 +103,9 @@ where
     E: FnOnce() -> EFut,
     EFut: Future<Output = String>,
 {
-    match tokio::time::timeout(timeout, eventually(what, Duration::MAX, check)).await {
+    // The inner wait's own deadline is never reached first.
+    let inner = eventually(what, timeout + Duration::from_secs(60), check);
+    match tokio::time::timeout(timeout, inner).await {
         Ok(value) => value,
         Err(_) => panic!("timed out waiting for {what}: {}", explain().await),
     }
