@@ -70,9 +70,6 @@ const BYTES_PER_STATEMENT: usize = 20;
 /// this long at most: so the first ask a load balancer sends after a restart
 /// finds its import loaded, and a slow database cannot keep it out for long.
 const WARM_READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
-/// How long after a fold the working set reads it: a stream being stored
-/// folds every second or so, and one read for several folds costs less.
-const FEED_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The insights of every import, with their working sets.
 #[derive(Debug)]
@@ -138,10 +135,11 @@ impl Insights {
         }
     }
 
-    /// A job folded statements of `import_id`: [`FEED_AFTER`] later (once,
-    /// however many folds came meanwhile) its working set reads the new
-    /// segments, so the first ask after a stream is stored reads only the
-    /// last moment's, not the whole import. Within the memory budget, never
+    /// A job folded statements of `import_id`: its working set reads the
+    /// new segments at once (folds that come before that read starts share
+    /// it), so the first ask after a stream is stored finds the import
+    /// loaded, or waits for the last fold's read, instead of loading the
+    /// whole import or racing a later read. Within the memory budget, never
     /// evicting an import that was asked.
     pub fn folded(&self, import_id: i64) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -156,7 +154,6 @@ impl Insights {
         }
         let (cache, feeding) = (self.cache.clone(), self.feeding.clone());
         runtime.spawn(async move {
-            tokio::time::sleep(FEED_AFTER).await;
             if let Ok(mut due) = feeding.lock() {
                 due.remove(&import_id);
             }
