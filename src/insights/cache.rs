@@ -201,6 +201,9 @@ struct Slot {
     snapshot: tokio::sync::Mutex<Option<Arc<Snapshot>>>,
     used: AtomicU64,
     bytes: AtomicUsize,
+    /// Whether this process marked the import as asked (once: a start
+    /// loads the imports asked lately).
+    marked: std::sync::atomic::AtomicBool,
 }
 
 /// Why an import is loaded.
@@ -309,6 +312,11 @@ impl Cache {
             *held = kept.then(|| fresh.clone());
             drop(held);
             self.evict(import_id);
+            // Marked on the first ask, whoever loaded the import (the jobs'
+            // feed loads it before anyone asks).
+            if asked && !slot.marked.swap(true, Ordering::Relaxed) {
+                self.remember(import_id, None, true);
+            }
             return Ok(Some(fresh));
         }
         Err(InsightsError::Busy)
@@ -346,8 +354,8 @@ impl Cache {
                 };
                 drop(client);
                 let loaded = Arc::new(fetched.residents);
-                if cold && asked || !fetched.kept {
-                    self.remember(import_id, (!fetched.kept).then(|| loaded.clone()), asked);
+                if !fetched.kept {
+                    self.remember(import_id, Some(loaded.clone()), asked);
                 }
                 Ok(Some(loaded))
             } else {
