@@ -88,16 +88,7 @@ async fn jobs(app: &TestApp) -> Vec<Value> {
 async fn the_demo_leaves_exactly_the_generated_demand_and_dead_letters() {
     let app = TestApp::spawn_with(streams::configure).await;
     // As scripts/run.sh does: the airports first, so the demo can place towns.
-    let airports =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/airports.csv")).unwrap();
-    let response = app
-        .request(reqwest::Method::POST, "/airports/upload")
-        .header("content-type", "text/csv")
-        .body(airports)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    common::upload_real_airports(&app).await;
     let (outcome, printed) = run(&app, false, Plan::default()).await;
     let report = loaded(outcome);
     // Barcelona is in Spain and Venezuela in the airports file: the demo

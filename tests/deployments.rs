@@ -230,15 +230,7 @@ async fn a_job_named_before_deployment_identities_keeps_its_topic() {
     let served = common::Served::start(config.clone()).await;
 
     let producer = streams::producer(&config);
-    eventually("the legacy job running", WAIT, || async {
-        db.query_opt(
-            "SELECT 1 FROM jobs WHERE name = $1 AND state = 'running'",
-            &[&name],
-        )
-        .await
-        .unwrap()
-    })
-    .await;
+    streams::running_topic(&db, &name, WAIT).await;
     let records = (0..10)
         .map(|i| {
             let payload = streams::statement(&format!("old-{i}"), legacy, 1);

@@ -138,13 +138,11 @@ impl Streams {
                         .filter(|topic| shard_of(topic, consumers) == shard)
                         .cloned(),
                 );
-                let (client_id, group) = if consumers == 1 {
-                    (client_id.to_owned(), group.to_owned())
+                let group = shard_group(group, shard, consumers);
+                let client_id = if consumers == 1 {
+                    client_id.to_owned()
                 } else {
-                    (
-                        format!("{client_id}-{shard}"),
-                        shard_group(group, shard, consumers),
-                    )
+                    format!("{client_id}-{shard}")
                 };
                 Shard::join(brokers, &client_id, &group, &topics, &config, &ownership)
             })

@@ -391,7 +391,6 @@ pub async fn json(response: reqwest::Response) -> (u16, Value) {
     (status, body)
 }
 
-/// Asserts the error envelope and returns its code.
 /// Loads the real airports file (data/airports.csv), as `scripts/run.sh`
 /// does before the demo, so towns can be placed.
 pub async fn upload_real_airports(app: &TestApp) {
@@ -407,6 +406,7 @@ pub async fn upload_real_airports(app: &TestApp) {
     assert_eq!(response.status(), 201);
 }
 
+/// Asserts the error envelope and returns its code.
 pub fn error_code(body: &Value) -> &str {
     let error = body
         .get("error")
