@@ -199,6 +199,8 @@ pub fn served_config(database: &TestDatabase, template: &Config) -> Config {
     config.archive_dir = template.archive_dir.clone();
     config.job_batch_ms = template.job_batch_ms;
     config.reconcile_secs = template.reconcile_secs;
+    // The instances of one deployment read with the same consumers.
+    config.kafka_consumers = template.kafka_consumers;
     config
 }
 
