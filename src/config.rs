@@ -395,12 +395,20 @@ pub struct Config {
     #[arg(long, env = "INSIKT_KAFKA_CONSUMERS", default_value_t = 4, value_parser = parse_consumers, global = true)]
     pub kafka_consumers: usize,
 
-    /// How often the instance's consumer asks for every topic of the cluster
+    /// How often the instance's consumers ask for every topic of the cluster
     /// to find new streams (`topic.metadata.refresh.interval.ms`). Topics
-    /// this instance creates are looked for at once; this finds those made
-    /// elsewhere. Each refresh costs in proportion to the cluster's topics.
-    #[arg(long, env = "INSIKT_KAFKA_METADATA_REFRESH", default_value = "10s", value_parser = parse_duration, global = true)]
+    /// made by this instance, or by another that told it (PostgreSQL
+    /// `NOTIFY`), are looked for at once; this finds whatever was missed.
+    /// Each refresh costs in proportion to the cluster's topics.
+    #[arg(long, env = "INSIKT_KAFKA_METADATA_REFRESH", default_value = "60s", value_parser = parse_duration, global = true)]
     pub kafka_metadata_refresh: Duration,
+
+    /// How long a stream may stay idle before its partition sleeps (paused:
+    /// the consumer's fetches leave it out) until something is written to
+    /// it. Thousands of idle partitions otherwise cost a fetch of them all
+    /// every half second.
+    #[arg(long, env = "INSIKT_STREAM_SLEEP_AFTER", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub stream_sleep_after: Duration,
 
     /// Delete an expired stream's topic once its archive is recorded
     /// (`true` or `false`). Topics of jobs named before deployment

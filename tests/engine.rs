@@ -136,6 +136,64 @@ async fn a_stopped_or_slow_job_does_not_hold_back_another_jobs_stream() {
     }
 }
 
+/// A stream idle for `INSIKT_STREAM_SLEEP_AFTER` sleeps (its partition
+/// paused: the consumer fetches it no more) and wakes when written to:
+/// through the API of the instance that reads it (which wakes it at once),
+/// and straight to the topic by another producer (the lag sweep sees its end
+/// move). Every statement is stored exactly once across the naps.
+#[tokio::test]
+async fn an_idle_stream_sleeps_and_wakes_when_written_to() {
+    let app = TestApp::spawn_with(|config| {
+        streams::configure(config);
+        config.stream_sleep_after = Duration::from_secs(1);
+    })
+    .await;
+    let db = app.db().await;
+    let citizens: Vec<i32> = (0..10).collect();
+    let import = streams::create_import(&db, &citizens).await;
+    let name = common::job_name(&db, import).await;
+    let topic = streams::running_topic(&db, &name, WAIT).await;
+    let slept = format!("insikt_job_slept_total{{job=\"{name}\"}}");
+    let naps = || async { app.metric(&slept).await.unwrap_or(0.0) };
+    let batch = |from: usize| {
+        let items: Vec<Value> = (from..from + 100)
+            .map(|i| streams::statement(&format!("nap-{i}"), import, (i % 10) as i32))
+            .collect();
+        json!(items)
+    };
+
+    // Asleep before anything was written, then woken by a post.
+    eventually("the idle stream asleep", WAIT, || async {
+        (naps().await >= 1.0).then_some(())
+    })
+    .await;
+    let asleep_since = naps().await;
+    let posted = std::time::Instant::now();
+    app.post_accepted(import, &batch(0)).await;
+    eventually("the first post stored", WAIT, || async {
+        (streams::stored(&db, import).await == 100).then_some(())
+    })
+    .await;
+    println!(
+        "stored {:?} after a post to a sleeping stream",
+        posted.elapsed()
+    );
+
+    // Asleep again, then woken by records the instance did not write.
+    eventually("the stream asleep again", WAIT, || async {
+        (naps().await > asleep_since).then_some(())
+    })
+    .await;
+    let producer = streams::producer(&insikt::config::Config::from_env());
+    produce(&producer, &topic, import, "straight", 0..100).await;
+    eventually("the straight records stored", WAIT, || async {
+        (streams::stored(&db, import).await == 200).then_some(())
+    })
+    .await;
+    assert_eq!(tally(&db, import).await, (200, 200, 0));
+    streams::counts_match_statements(&db, import).await;
+}
+
 /// The topics the broker has, from one metadata request for all of them:
 /// asking for a deleted topic by name could make the broker create it again.
 fn broker_topics() -> std::collections::HashSet<String> {

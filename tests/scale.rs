@@ -142,6 +142,9 @@ async fn two_instances_share_streams_hand_them_over_and_obey_either_for_stop_and
     // it to one instance), so how many jobs alpha takes back would depend
     // on the job names' first digits.
     template.kafka_consumers = 1;
+    // Idle streams sleep between the steps (paused partitions handed over,
+    // stopped and started), and wake when written to.
+    template.stream_sleep_after = Duration::from_secs(1);
     let db = common::connect(&database.url).await;
     let citizens: Vec<i32> = (0..CITIZENS).collect();
     let mut imports = Vec::new();
@@ -245,6 +248,26 @@ async fn two_instances_share_streams_hand_them_over_and_obey_either_for_stop_and
         let each = if other == marked { 601 } else { 600 };
         assert_eq!(tally(&db, other).await, (each, each, 0), "import {other}");
     }
+
+    // A post through beta to a stream alpha reads, asleep by now: beta's
+    // notification wakes it on alpha.
+    let slept = format!("insikt_job_slept_total{{job=\"{}\"}}", job_name(marked));
+    eventually("alpha's marked stream asleep", WAIT, || async {
+        alpha.metric(&slept).await.filter(|n| *n >= 1.0)
+    })
+    .await;
+    let items: Vec<Value> = (0..10)
+        .map(|i| streams::statement(&format!("via-beta-{i}"), marked, i % CITIZENS))
+        .collect();
+    let response = reqwest::Client::new()
+        .post(beta.url(&format!("/imports/{marked}/statements")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&items)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    all_stored(&db, &[marked], 611).await;
 
     alpha.stop().await;
     beta.stop().await;

@@ -1,9 +1,10 @@
 //! What the job actors share of the instance's one consumer
 //! ([`Streams`]): the consumer itself once the group is joined, the budget of
 //! batches in memory, one lookup of positions for all the jobs whose streams
-//! went idle, and one sweep of the lag of every running job. Nothing here
+//! went idle, one sweep of the lag of every running job, and the wakers of
+//! the streams asleep (their partitions paused while idle). Nothing here
 //! runs per job on a timer: an idle instance with thousands of jobs makes a
-//! ListOffsets request every [`LAG_EVERY`] and nothing else.
+//! ListOffsets request every [`LAG_EVERY`] and fetches nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,8 @@ struct Inner {
     /// keeping the engine alive.
     asked: Arc<Notify>,
     lags: Mutex<HashMap<String, Lag>>,
+    /// Per topic, what wakes its readers while their partitions sleep.
+    sleepers: Mutex<HashMap<String, Arc<Notify>>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Told which import a job just folded statements of (set once, at
     /// start: the insights keep their working set current with it).
@@ -68,6 +71,7 @@ impl Engine {
                 asks: Mutex::default(),
                 asked: Arc::new(Notify::new()),
                 lags: Mutex::default(),
+                sleepers: Mutex::default(),
                 tasks: Mutex::default(),
                 folded: std::sync::OnceLock::new(),
             }),
@@ -175,9 +179,45 @@ impl Engine {
 
     /// `job` no longer runs here.
     pub fn untrack(&self, job: &str) {
-        if let Ok(mut lags) = self.inner.lags.lock() {
-            lags.remove(job);
+        let gone = match self.inner.lags.lock() {
+            Ok(mut lags) => lags.remove(job),
+            Err(_) => None,
+        };
+        if let (Some(gone), Ok(mut sleepers)) = (gone, self.inner.sleepers.lock()) {
+            for (topic, _) in gone.next.keys() {
+                sleepers.remove(topic);
+            }
         }
+    }
+
+    /// What wakes the readers of `topic` whose partitions sleep: notified
+    /// (all waiters at once) by [`Engine::wake`].
+    pub fn sleeper(&self, topic: &str) -> Arc<Notify> {
+        match self.inner.sleepers.lock() {
+            Ok(mut sleepers) => Arc::clone(sleepers.entry(topic.to_owned()).or_default()),
+            // Never notified: the reader sleeps until its queue fills,
+            // which a paused partition's does not; the lag sweep cannot
+            // help either. Poisoning needs a panic under this lock: none.
+            Err(_) => Arc::new(Notify::new()),
+        }
+    }
+
+    /// Records were written to `topic` (by this instance, by another one,
+    /// or seen by the lag sweep): its sleeping readers resume their
+    /// partitions. Nothing happens for a topic nobody sleeps on. True when
+    /// a reader of `topic` slept here at some point (so this instance owns
+    /// it).
+    pub fn wake(&self, topic: &str) -> bool {
+        let sleeper = self
+            .inner
+            .sleepers
+            .lock()
+            .ok()
+            .and_then(|s| s.get(topic).cloned());
+        if let Some(sleeper) = &sleeper {
+            sleeper.notify_waiters();
+        }
+        sleeper.is_some()
     }
 }
 
@@ -211,7 +251,9 @@ async fn answer_positions(engine: std::sync::Weak<Inner>, asked: Arc<Notify>) {
 
 /// Sets the lag gauge of every running job every [`LAG_EVERY`]: the end of
 /// its partitions (one request for all of them) minus its stored offsets, as
-/// `GET /jobs` shows it; a gauge is set only when its value changed.
+/// `GET /jobs` shows it; a gauge is set only when its value changed. A job
+/// behind its stream is woken: whatever wrote to it and did not say so (a
+/// lost notification, another producer), it reads within a sweep.
 async fn sweep_lags(engine: std::sync::Weak<Inner>) {
     let mut every = tokio::time::interval(LAG_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -242,6 +284,7 @@ async fn sweep_lags(engine: std::sync::Weak<Inner>) {
         let Some(inner) = engine.upgrade() else {
             return;
         };
+        let mut behind_topics = Vec::new();
         let Ok(mut lags) = inner.lags.lock() else {
             continue;
         };
@@ -254,10 +297,18 @@ async fn sweep_lags(engine: std::sync::Weak<Inner>) {
                         .map(|end| (end - next.unwrap_or(0)).max(0))
                 })
                 .sum();
+            if behind.is_some_and(|b| b > 0) {
+                behind_topics.extend(lag.next.keys().map(|(topic, _)| topic.clone()));
+            }
             if let Some(behind) = behind.filter(|b| lag.shown != Some(*b)) {
                 metrics::set_job_lag(job, behind);
                 lag.shown = Some(behind);
             }
+        }
+        drop(lags);
+        let engine = Engine { inner };
+        for topic in behind_topics {
+            let _ = engine.wake(&topic);
         }
     }
 }

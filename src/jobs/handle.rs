@@ -69,6 +69,38 @@ pub struct SupervisorHandle {
     context: Context,
     /// The group join (until done) and the change listener.
     tasks: Arc<[tokio::task::JoinHandle<()>; 2]>,
+    announced: Arc<Announced>,
+}
+
+/// How often at most an instance tells the others that it wrote to a
+/// topic. Shorter than a reader's wait before it sleeps: a write that is not
+/// announced follows one that was by less than this, and the reader it woke
+/// (or kept awake) cannot have slept since.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);
+
+/// When each topic's writes were last announced.
+#[derive(Default)]
+struct Announced(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
+
+impl Announced {
+    /// Whether a write to `topic` now must be announced (noted if so).
+    fn due(&self, topic: &str) -> bool {
+        let Ok(mut last) = self.0.lock() else {
+            return true;
+        };
+        let now = std::time::Instant::now();
+        if last
+            .get(topic)
+            .is_some_and(|at| now.duration_since(*at) < ANNOUNCE_EVERY)
+        {
+            return false;
+        }
+        if last.len() >= 4096 {
+            last.retain(|_, at| now.duration_since(*at) < ANNOUNCE_EVERY);
+        }
+        last.insert(topic.to_owned(), now);
+        true
+    }
 }
 
 impl SupervisorHandle {
@@ -100,11 +132,13 @@ impl SupervisorHandle {
         let listener = tokio::spawn(notify::listen(
             context.settings.database_url.clone(),
             actor.clone(),
+            context.engine.clone(),
         ));
         Ok(Self {
             actor,
             context,
             tasks: Arc::new([joining, listener]),
+            announced: Arc::default(),
         })
     }
 
@@ -147,9 +181,31 @@ impl SupervisorHandle {
         headers: &[(String, String)],
     ) -> Result<usize, JobsError> {
         let producer = self.context.producer().await?;
-        Ok(producer
+        let sent = producer
             .send_all_with_headers(&stream.topic, records, headers)
-            .await?)
+            .await?;
+        self.written(&stream.topic);
+        Ok(sent)
+    }
+
+    /// Wakes the reader of `topic` if it sleeps here; otherwise tells the
+    /// other instances (at most once per [`ANNOUNCE_EVERY`] per topic, off
+    /// the request's path), since the owner may be one of them.
+    fn written(&self, topic: &str) {
+        if self.context.engine.wake(topic) || !self.announced.due(topic) {
+            return;
+        }
+        let (pool, topic) = (self.context.pool.clone(), topic.to_owned());
+        tokio::spawn(async move {
+            let notified = match pool.get().await {
+                Ok(client) => repo::notify_written(&client, &topic).await,
+                Err(error) => Err(error.into()),
+            };
+            if let Err(error) = notified {
+                // The owner's lag sweep wakes the stream within seconds.
+                tracing::debug!(%topic, %error, "write not announced");
+            }
+        });
     }
 
     /// Asks for `ensure` without waiting: for callers that must not be slowed

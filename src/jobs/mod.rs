@@ -53,6 +53,8 @@ pub struct Settings {
     pub metadata_refresh: Duration,
     /// How many consumers (and consumer groups) the streams are split over.
     pub consumers: usize,
+    /// How long a reader waits on an idle stream before its partition sleeps.
+    pub sleep_after: Duration,
     /// Batches the instance's jobs keep in memory at once (read, waiting
     /// or being written), whatever the number of jobs.
     pub batches_in_memory: usize,
@@ -102,6 +104,7 @@ impl Settings {
             },
             metadata_refresh: config.kafka_metadata_refresh,
             consumers: config.kafka_consumers,
+            sleep_after: config.stream_sleep_after,
             // Four a pooled connection: two being written (a job keeps two
             // transactions open), one handed over, one being read.
             batches_in_memory: config.db_pool_size.max(1) * BATCHES_PER_CONNECTION,

@@ -1,8 +1,12 @@
 //! Job changes from other instances: a dedicated PostgreSQL connection that
 //! LISTENs on [`repo::CHANNEL`] (payload: a job name) and hands each name to
-//! the supervisor, which reconciles that job at once. It reconnects when
-//! PostgreSQL restarts, then has everything reconciled (notifications sent
-//! while it was away are lost).
+//! the supervisor, which reconciles that job at once, and on
+//! [`repo::STREAMS_CHANNEL`] (payload: a topic written to), which wakes the
+//! topic's reader if it sleeps here, and on [`repo::TOPICS_CHANNEL`]
+//! (payload: a topic created), which has the consumer that would read it
+//! look for it at once. It reconnects when PostgreSQL
+//! restarts, then has everything reconciled (notifications sent while it
+//! was away are lost; the lag sweep wakes what they would have).
 
 use std::time::Duration;
 
@@ -10,6 +14,7 @@ use futures_util::StreamExt;
 use ractor::ActorRef;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use super::engine::Engine;
 use super::repo;
 use super::supervisor::SupervisorMsg;
 
@@ -17,11 +22,11 @@ const RECONNECT_MIN: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
 
 /// Listens until the supervisor is gone; spawn it as a task.
-pub async fn listen(database_url: String, supervisor: ActorRef<SupervisorMsg>) {
+pub async fn listen(database_url: String, supervisor: ActorRef<SupervisorMsg>, engine: Engine) {
     let mut delay = RECONNECT_MIN;
     let mut first = true;
     loop {
-        match listen_once(&database_url, &supervisor, first).await {
+        match listen_once(&database_url, &supervisor, &engine, first).await {
             Ok(Gone::Supervisor) => return,
             Ok(Gone::Connection) => {
                 tracing::warn!("job notifications: connection closed; reconnecting");
@@ -45,6 +50,7 @@ enum Gone {
 async fn listen_once(
     database_url: &str,
     supervisor: &ActorRef<SupervisorMsg>,
+    engine: &Engine,
     first: bool,
 ) -> Result<Gone, tokio_postgres::Error> {
     let (client, mut connection) = tokio_postgres::connect(database_url, NoTls).await?;
@@ -55,7 +61,7 @@ async fn listen_once(
         while let Some(message) = messages.next().await {
             match message {
                 Ok(AsyncMessage::Notification(n)) => {
-                    let _ = sender.send(n.payload().to_owned());
+                    let _ = sender.send((n.channel().to_owned(), n.payload().to_owned()));
                 }
                 Ok(_) => {}
                 Err(error) => {
@@ -66,7 +72,12 @@ async fn listen_once(
         }
     });
     let listening = client
-        .batch_execute(&format!("LISTEN {}", repo::CHANNEL))
+        .batch_execute(&format!(
+            "LISTEN {}; LISTEN {}; LISTEN {}",
+            repo::CHANNEL,
+            repo::STREAMS_CHANNEL,
+            repo::TOPICS_CHANNEL
+        ))
         .await;
     if let Err(error) = listening {
         driver.abort();
@@ -78,7 +89,18 @@ async fn listen_once(
         driver.abort();
         return Ok(Gone::Supervisor);
     }
-    while let Some(name) = received.recv().await {
+    while let Some((channel, payload)) = received.recv().await {
+        if channel == repo::STREAMS_CHANNEL {
+            engine.wake(&payload);
+            continue;
+        }
+        if channel == repo::TOPICS_CHANNEL {
+            if let Some(streams) = engine.try_streams() {
+                streams.look_for(&[payload]);
+            }
+            continue;
+        }
+        let name = payload;
         if supervisor
             .send_message(SupervisorMsg::Changed(name))
             .is_err()

@@ -11,6 +11,17 @@
 //! prefetch and stops fetching it, and resumes it once it may go on: a slow
 //! job holds no more than its batch and never holds back the other streams,
 //! which have queues, prefetches and readers of their own.
+//!
+//! Sleep: a reader whose stream stays idle for `Settings::sleep_after`
+//! (`INSIKT_STREAM_SLEEP_AFTER`) lets its import's citizens go (read again
+//! when the stream wakes up) and pauses its partition until something is
+//! written to the topic. The consumer sends one Fetch at a time to a
+//! broker, naming every partition it may fetch, so thousands of idle
+//! partitions would cost a request and a reply naming them all every
+//! `fetch.wait.max.ms`, and hold a busy stream's next fetch back behind
+//! that wait. The instance that produced the records wakes the reader at
+//! once (another instance through a PostgreSQL notification), the engine's
+//! lag sweep within seconds otherwise.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -31,9 +42,6 @@ use crate::telemetry::{metrics, RemoteContexts};
 /// How long a reader waits to hand a batch over (or for a permit to read
 /// one) before it pauses its partition.
 const BEHIND: Duration = Duration::from_millis(500);
-/// How long an idle reader keeps its import's citizens (read again from
-/// PostgreSQL when the stream wakes up): thousands of idle jobs hold none.
-const KEEP_CITIZENS: Duration = Duration::from_secs(60);
 /// How many messages a reader reads between two yields to the runtime.
 const YIELD_EVERY: usize = 256;
 
@@ -109,7 +117,7 @@ async fn read(r: &Reader) -> Result<(), JobsError> {
                     }
                 }
             }
-            idle(&r.stream, &mut citizens).await;
+            idle(r, &mut citizens).await;
             served = true;
             continue;
         };
@@ -144,18 +152,44 @@ async fn read(r: &Reader) -> Result<(), JobsError> {
     }
 }
 
-/// Waits for the queue; drops the citizens after [`KEEP_CITIZENS`] of it.
-async fn idle(stream: &PartitionStream, citizens: &mut Option<HashSet<i32>>) {
-    if citizens.is_some() {
-        if tokio::time::timeout(KEEP_CITIZENS, stream.ready())
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        *citizens = None;
+/// Waits for the queue; after `sleep_after` of it, drops the citizens and
+/// sleeps.
+async fn idle(r: &Reader, citizens: &mut Option<HashSet<i32>>) {
+    if tokio::time::timeout(r.settings.sleep_after, r.stream.ready())
+        .await
+        .is_ok()
+    {
+        return;
     }
-    stream.ready().await;
+    *citizens = None;
+    sleep(r).await;
+}
+
+/// Pauses the partition until [`Engine::wake`] is called for the topic (or
+/// something was queued before the pause took hold), then resumes it. The
+/// waker is listened to before the pause: a wake that comes while pausing
+/// is not lost. Records fetched but not yet queued when the partition
+/// paused are dropped and fetched again after the resume, from the
+/// position of the last record read.
+async fn sleep(r: &Reader) {
+    let sleeper = r.engine.sleeper(&r.topic);
+    let woken = sleeper.notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+    if let Err(error) = r.streams.pause(&r.topic, r.partition) {
+        tracing::debug!(job = %r.name, %error, "partition not paused; waiting awake");
+        r.stream.ready().await;
+        return;
+    }
+    let asleep = metrics::Asleep::begin(&r.name);
+    tokio::select! {
+        () = woken => {}
+        () = r.stream.ready() => {}
+    }
+    drop(asleep);
+    if let Err(error) = r.streams.resume(&r.topic, r.partition) {
+        tracing::warn!(job = %r.name, %error, "partition not resumed");
+    }
 }
 
 /// Reads a batch from `first` on: until `batch_size` messages, or

@@ -127,8 +127,13 @@ async fn create_topics(
     for row in rows.iter_mut() {
         row.topic_ready |= created.contains(&row.topic);
     }
+    let created: Vec<String> = created.into_iter().collect();
+    if let Err(error) = repo::notify_created(client, &created).await {
+        // The others' periodic refresh finds them.
+        tracing::debug!(%error, "topics made not announced");
+    }
     if let Some(streams) = state.context.engine.try_streams() {
-        streams.refresh(created.into_iter().collect());
+        streams.refresh(created);
     }
     Ok(())
 }

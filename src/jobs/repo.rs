@@ -270,6 +270,36 @@ pub async fn notify(client: &Client, name: &str) -> Result<(), DbError> {
     Ok(())
 }
 
+/// The channel on which an instance that wrote records to a stream tells
+/// the others, so that the owner wakes the stream's reader if it sleeps
+/// (the payload is the topic).
+pub const STREAMS_CHANNEL: &str = "insikt_streams";
+
+/// Tells every instance (the owner among them) that records were written to
+/// `topic`.
+pub async fn notify_written(client: &Client, topic: &str) -> Result<(), DbError> {
+    client
+        .execute("SELECT pg_notify($1, $2)", &[&STREAMS_CHANNEL, &topic])
+        .await?;
+    Ok(())
+}
+
+/// The channel on which an instance that created stream topics tells the
+/// others, whose consumers then look for them at once (the payload is a
+/// topic).
+pub const TOPICS_CHANNEL: &str = "insikt_topics";
+
+/// Tells every instance that `topics` were created.
+pub async fn notify_created(client: &Client, topics: &[String]) -> Result<(), DbError> {
+    client
+        .execute(
+            "SELECT pg_notify($1, topic) FROM unnest($2::text[]) AS topic",
+            &[&TOPICS_CHANNEL, &topics],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Stores `next` as the job's next offset of `partition` (in the caller's
 /// transaction: an archive records it with what it archived).
 pub async fn store_offset(

@@ -53,8 +53,14 @@ pub struct StreamsConfig {
 const POLL: Duration = Duration::from_millis(100);
 /// How long seeks and the topic refresh wait.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a refresh asks again for topics that are not there yet.
-const REFRESH_FOR: Duration = Duration::from_secs(5);
+/// How long a refresh asks again for topics not assigned here yet. Asked
+/// again until the group assigned them (a topic just created reaches the
+/// broker's metadata a moment later, and librdkafka may let a refresh that
+/// comes during a rebalance go by), or they went to another instance.
+const REFRESH_FOR: Duration = Duration::from_secs(30);
+/// How often the refresh asks again meanwhile (a new topic is asked for at
+/// once): each answer lists every topic of the cluster.
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
 /// How long a leaving consumer waits for the last partition queue to go, so
 /// that the client is destroyed on its own thread, not a runtime worker.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
@@ -71,11 +77,35 @@ const PREFETCH_KIB: u32 = 2048;
 
 type Client = BaseConsumer<Member>;
 
-/// Topics awaited in the consumer's metadata, and until when.
+/// Topics awaited in the consumer's assignment, until when, and whether
+/// one was asked for since the last refresh.
 #[derive(Default)]
 struct Refresh {
     awaited: HashSet<String>,
     until: Option<Instant>,
+    asked: bool,
+}
+
+impl Refresh {
+    /// Whether to ask for the metadata now, the last time being `last`;
+    /// forgets the topics assigned here since, and all of them after
+    /// [`REFRESH_FOR`].
+    fn due(&mut self, assigned: &Assigned, last: Option<Instant>, now: Instant) -> bool {
+        if self.until.is_some_and(|until| now >= until) {
+            self.awaited.clear();
+        }
+        if !self.awaited.is_empty() {
+            if let Ok(assigned) = assigned.lock() {
+                self.awaited.retain(|topic| !assigned.contains_key(topic));
+            }
+        }
+        if self.awaited.is_empty() {
+            self.until = None;
+        }
+        self.asked
+            || (!self.awaited.is_empty()
+                && last.is_none_or(|last| now.duration_since(last) >= REFRESH_EVERY))
+    }
 }
 
 /// The instance's consumers; cheap to clone. Leave their groups on
@@ -178,16 +208,28 @@ impl Streams {
     }
 
     /// Asks for the cluster's topics now (on the consumers' threads, at most
-    /// once per poll), and again until `topics` show up in the answer (a
-    /// topic just created may reach the broker's metadata a moment later)
-    /// or [`REFRESH_FOR`] passed: topics this instance just created join the
-    /// subscription, and the group assigns them, without waiting for the
-    /// periodic refresh. Only the consumers that read `topics` ask.
+    /// once per poll), and again every [`REFRESH_EVERY`] until `topics` are
+    /// assigned here or [`REFRESH_FOR`] passed: topics this instance just
+    /// created join the subscription, and the group assigns them, without
+    /// waiting for the periodic refresh. Only the consumers that read
+    /// `topics` ask.
     pub fn refresh(&self, topics: Vec<String>) {
         for topic in topics {
             if let Ok(mut refresh) = self.shard(&topic).refresh.lock() {
                 refresh.until = Some(Instant::now() + REFRESH_FOR);
                 refresh.awaited.insert(topic);
+                refresh.asked = true;
+            }
+        }
+    }
+
+    /// Asks once for the cluster's topics (on the consumers that read
+    /// `topics`): another instance made them, and this one's subscription
+    /// should not wait for the periodic refresh to include them.
+    pub fn look_for(&self, topics: &[String]) {
+        for topic in topics {
+            if let Ok(mut refresh) = self.shard(topic).refresh.lock() {
+                refresh.asked = true;
             }
         }
     }
@@ -340,9 +382,10 @@ impl Shard {
         let refresh = Arc::new(Mutex::new(Refresh::default()));
         let thread = {
             let (consumer, stop, refresh) = (Arc::clone(&consumer), stop.clone(), refresh.clone());
+            let assigned = Arc::clone(&assigned);
             std::thread::Builder::new()
                 .name("kafka-streams".into())
-                .spawn(move || serve(consumer, &stop, &refresh))
+                .spawn(move || serve(consumer, &stop, &refresh, &assigned))
                 .map_err(|_| KafkaClientError::Interrupted)?
         };
         Ok(Self {
@@ -357,31 +400,20 @@ impl Shard {
 
 /// The consumer's thread: polls the main queue (rebalance callbacks,
 /// errors) until stopped, then leaves the group and destroys the client.
-fn serve(consumer: Arc<Client>, stop: &AtomicBool, refresh: &Mutex<Refresh>) {
+fn serve(consumer: Arc<Client>, stop: &AtomicBool, refresh: &Mutex<Refresh>, assigned: &Assigned) {
+    let mut last = None;
     while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
         let due = refresh.lock().is_ok_and(|mut r| {
-            let due = r.until.is_some_and(|until| Instant::now() < until);
-            if !due {
-                // Given up on (the periodic refresh finds them), or nothing asked.
-                r.until = None;
-                r.awaited.clear();
-            }
+            let due = r.due(assigned, last, now);
+            r.asked = false;
             due
         });
         if due {
+            last = Some(now);
             // All topics: only that lets librdkafka update the subscription.
-            match consumer.fetch_metadata(None, REQUEST_TIMEOUT) {
-                Ok(metadata) => {
-                    if let Ok(mut refresh) = refresh.lock() {
-                        for topic in metadata.topics() {
-                            refresh.awaited.remove(topic.name());
-                        }
-                        if refresh.awaited.is_empty() {
-                            refresh.until = None;
-                        }
-                    }
-                }
-                Err(error) => tracing::debug!(%error, "topic refresh failed; retrying"),
+            if let Err(error) = consumer.fetch_metadata(None, REQUEST_TIMEOUT) {
+                tracing::debug!(%error, "topic refresh failed; retrying");
             }
         }
         match consumer.poll(POLL) {

@@ -50,6 +50,8 @@ struct Metrics {
     resident_memory: IntGauge,
     insights_memory: IntGauge,
     insights_imports: IntGauge,
+    streams_asleep: IntGauge,
+    job_slept: IntCounterVec,
     /// The state each job's `insikt_job_state` series currently shows.
     job_states: Mutex<HashMap<String, String>>,
 }
@@ -157,6 +159,15 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "insikt_insights_imports_loaded",
             "Imports whose insights working set is held in memory.",
         ),
+        job_slept: counter(
+            "insikt_job_slept_total",
+            "Times a job's partition slept (paused while its stream was idle) until written to.",
+            &["job"],
+        ),
+        streams_asleep: gauge(
+            "insikt_streams_asleep",
+            "Partitions paused because their stream was idle (fetched again once written to).",
+        ),
         resident_memory: gauge(
             "insikt_process_resident_memory_bytes",
             "Resident set size of the process (VmRSS of /proc/self/status), read at scrape time.",
@@ -254,6 +265,24 @@ pub fn job_paused(job: &str) {
     METRICS.job_paused.with_label_values(&[job]).inc();
 }
 
+/// A partition of `job` asleep (its stream idle, paused) while this lives.
+pub struct Asleep(());
+
+impl Asleep {
+    #[must_use]
+    pub fn begin(job: &str) -> Self {
+        METRICS.job_slept.with_label_values(&[job]).inc();
+        METRICS.streams_asleep.inc();
+        Self(())
+    }
+}
+
+impl Drop for Asleep {
+    fn drop(&mut self) {
+        METRICS.streams_asleep.dec();
+    }
+}
+
 /// An expired stream's topic was deleted from the broker.
 pub fn expired_topic_deleted() {
     METRICS.expired_topics_deleted.inc();
@@ -304,6 +333,7 @@ pub fn forget_job(job: &str) {
     let _ = m.job_batch_duration.remove_label_values(&[job]);
     let _ = m.job_fenced.remove_label_values(&[job]);
     let _ = m.job_paused.remove_label_values(&[job]);
+    let _ = m.job_slept.remove_label_values(&[job]);
 }
 
 /// The Kafka producer failed to deliver a message; `kind` is a short fixed

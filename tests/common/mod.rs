@@ -255,6 +255,19 @@ impl Served {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The value of one series of `GET /metrics`, if it is there.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// Stops the server and waits for it to finish in-flight requests.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
@@ -366,10 +379,7 @@ impl TestApp {
 
     /// The value of one series of `GET /metrics`, if it is there.
     pub async fn metric(&self, series: &str) -> Option<f64> {
-        let text = self.get("/metrics").await.text().await.ok()?;
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
+        self.served.metric(series).await
     }
 
     /// A connection to this app's database, to check what was (not) written.

@@ -201,6 +201,7 @@ pub fn served_config(database: &TestDatabase, template: &Config) -> Config {
     config.reconcile_secs = template.reconcile_secs;
     // The instances of one deployment read with the same consumers.
     config.kafka_consumers = template.kafka_consumers;
+    config.stream_sleep_after = template.stream_sleep_after;
     config
 }
 
@@ -282,6 +283,10 @@ pub fn binary(
         .env(
             "INSIKT_KAFKA_HEARTBEAT",
             format!("{}ms", template.kafka_heartbeat.as_millis()),
+        )
+        .env(
+            "INSIKT_STREAM_SLEEP_AFTER",
+            format!("{}ms", template.stream_sleep_after.as_millis()),
         )
         .env("INSIKT_ADMIN_TOKEN", super::ADMIN_TOKEN)
         .env("INSIKT_SECRET", "test")
