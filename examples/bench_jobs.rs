@@ -120,6 +120,10 @@ async fn run(binary: &str, config: &insikt::config::Config, n: usize) -> String 
     // Idle.
     tokio::time::sleep(Duration::from_secs(10)).await;
     out += &resources(child.id()).await;
+    out += &format!(
+        "partitions asleep (idle streams, paused): {}\n",
+        asleep(&http, &base).await
+    );
 
     // Restart.
     let total = running_count(db).await;
@@ -407,6 +411,19 @@ async fn routes(
         stored_after.elapsed().as_secs_f64()
     );
     line
+}
+
+/// The `insikt_streams_asleep` gauge, as `/metrics` shows it.
+async fn asleep(http: &reqwest::Client, base: &str) -> String {
+    let text = match http.get(format!("{base}/metrics")).send().await {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    text.lines()
+        .find_map(|line| line.strip_prefix("insikt_streams_asleep "))
+        .unwrap_or("unknown")
+        .trim()
+        .to_owned()
 }
 
 /// The process's threads, open files, broker connections and RSS, and its
