@@ -162,11 +162,15 @@ async fn an_idle_stream_sleeps_and_wakes_when_written_to() {
         json!(items)
     };
 
-    // Asleep before anything was written, then woken by a post.
+    // Asleep before anything was written, and it stays asleep (a nap that
+    // ended by itself would show as more naps), then woken by a post.
     eventually("the idle stream asleep", WAIT, || async {
         (naps().await >= 1.0).then_some(())
     })
     .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(naps().await, 1.0, "the stream woke up by itself");
+    assert!(app.metric("insikt_streams_asleep").await >= Some(1.0));
     let asleep_since = naps().await;
     let posted = std::time::Instant::now();
     app.post_accepted(import, &batch(0)).await;

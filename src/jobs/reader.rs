@@ -165,12 +165,13 @@ async fn idle(r: &Reader, citizens: &mut Option<HashSet<i32>>) {
     sleep(r).await;
 }
 
-/// Pauses the partition until [`Engine::wake`] is called for the topic (or
-/// something was queued before the pause took hold), then resumes it. The
-/// waker is listened to before the pause: a wake that comes while pausing
-/// is not lost. Records fetched but not yet queued when the partition
-/// paused are dropped and fetched again after the resume, from the
-/// position of the last record read.
+/// Pauses the partition until [`Engine::wake`] is called for the topic,
+/// then resumes it. The waker is listened to before the pause: a wake that
+/// comes while pausing is not lost. Only the wake counts, not the queue:
+/// pausing and resuming put librdkafka's own markers in it, which would
+/// wake the reader at once, and whatever was fetched but not read when the
+/// partition paused is dropped (fetched again after the resume, from the
+/// position of the last record read; the lag sweep sees it as behind).
 async fn sleep(r: &Reader) {
     let sleeper = r.engine.sleeper(&r.topic);
     let woken = sleeper.notified();
@@ -182,10 +183,7 @@ async fn sleep(r: &Reader) {
         return;
     }
     let asleep = metrics::Asleep::begin(&r.name);
-    tokio::select! {
-        () = woken => {}
-        () = r.stream.ready() => {}
-    }
+    woken.await;
     drop(asleep);
     if let Err(error) = r.streams.resume(&r.topic, r.partition) {
         tracing::warn!(job = %r.name, %error, "partition not resumed");
