@@ -124,6 +124,21 @@ async fn run(binary: &str, config: &insikt::config::Config, n: usize) -> String 
         "partitions asleep (idle streams, paused): {}\n",
         asleep(&http, &base).await
     );
+    // Where the idle CPU goes: INSIKT_BENCH_PROFILE=prefix saves a 20 s
+    // flame graph of the idle instance as prefix-N.svg.
+    if let Ok(prefix) = std::env::var("INSIKT_BENCH_PROFILE") {
+        let profile = http
+            .get(format!("{base}/debug/pprof/profile?seconds=20"))
+            .bearer_auth(TOKEN)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await;
+        if let Ok(svg) = profile {
+            let path = format!("{prefix}-{n}.svg");
+            let _ = std::fs::write(&path, svg.bytes().await.unwrap_or_default());
+            out += &format!("idle profile: {path}\n");
+        }
+    }
 
     // Restart.
     let total = running_count(db).await;

@@ -17,6 +17,12 @@ use crate::telemetry::metrics;
 
 /// How often the lag gauges of all running jobs are refreshed (one request).
 const LAG_EVERY: Duration = Duration::from_secs(5);
+/// Streams asleep are looked at every this many sweeps only: their lag
+/// does not change until written to, and a write through any instance
+/// wakes them at once; the sweep only catches what no instance announced
+/// (another producer, a lost notification). Thousands of them asked for
+/// every 5 s would be most of an idle instance's work.
+const ASLEEP_EVERY_SWEEPS: u32 = 6;
 /// How long position lookups are gathered before one answers them all: a
 /// drained stream's last batch waits this long (`position()` is local, but
 /// looks at every assigned partition).
@@ -42,6 +48,8 @@ struct Inner {
     lags: Mutex<HashMap<String, Lag>>,
     /// Per topic, what wakes its readers while their partitions sleep.
     sleepers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// The topics whose readers sleep now, with how many of them do.
+    asleep: Mutex<HashMap<String, usize>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Told which import a job just folded statements of (set once, at
     /// start: the insights keep their working set current with it).
@@ -72,6 +80,7 @@ impl Engine {
                 asked: Arc::new(Notify::new()),
                 lags: Mutex::default(),
                 sleepers: Mutex::default(),
+                asleep: Mutex::default(),
                 tasks: Mutex::default(),
                 folded: std::sync::OnceLock::new(),
             }),
@@ -202,6 +211,18 @@ impl Engine {
         }
     }
 
+    /// A reader of `topic` sleeps until the guard is dropped: the lag sweep
+    /// looks at its stream less often meanwhile.
+    pub fn nap(&self, topic: &str) -> Nap {
+        if let Ok(mut asleep) = self.inner.asleep.lock() {
+            *asleep.entry(topic.to_owned()).or_default() += 1;
+        }
+        Nap {
+            engine: self.clone(),
+            topic: topic.to_owned(),
+        }
+    }
+
     /// Records were written to `topic` (by this instance, by another one,
     /// or seen by the lag sweep): its sleeping readers resume their
     /// partitions. Nothing happens for a topic nobody sleeps on. True when
@@ -218,6 +239,25 @@ impl Engine {
             sleeper.notify_waiters();
         }
         sleeper.is_some()
+    }
+}
+
+/// A reader's sleep (see [`Engine::nap`]).
+pub struct Nap {
+    engine: Engine,
+    topic: String,
+}
+
+impl Drop for Nap {
+    fn drop(&mut self) {
+        if let Ok(mut asleep) = self.engine.inner.asleep.lock() {
+            if let Some(readers) = asleep.get_mut(&self.topic) {
+                *readers -= 1;
+                if *readers == 0 {
+                    asleep.remove(&self.topic);
+                }
+            }
+        }
     }
 }
 
@@ -257,15 +297,24 @@ async fn answer_positions(engine: std::sync::Weak<Inner>, asked: Arc<Notify>) {
 async fn sweep_lags(engine: std::sync::Weak<Inner>) {
     let mut every = tokio::time::interval(LAG_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweeps = 0u32;
     loop {
         every.tick().await;
         let Some(inner) = engine.upgrade() else {
             return;
         };
+        let with_asleep = sweeps % ASLEEP_EVERY_SWEEPS == 0;
+        sweeps = sweeps.wrapping_add(1);
+        let asleep = match (with_asleep, inner.asleep.lock()) {
+            (false, Ok(asleep)) => asleep.keys().cloned().collect(),
+            _ => std::collections::HashSet::new(),
+        };
         let partitions: Vec<Partition> = match inner.lags.lock() {
             Ok(lags) => lags
                 .values()
-                .flat_map(|lag| lag.next.keys().cloned())
+                .flat_map(|lag| lag.next.keys())
+                .filter(|(topic, _)| !asleep.contains(topic))
+                .cloned()
                 .collect(),
             Err(_) => continue,
         };

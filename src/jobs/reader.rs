@@ -182,7 +182,7 @@ async fn sleep(r: &Reader) {
         r.stream.ready().await;
         return;
     }
-    let asleep = metrics::Asleep::begin(&r.name);
+    let asleep = (metrics::Asleep::begin(&r.name), r.engine.nap(&r.topic));
     woken.await;
     drop(asleep);
     if let Err(error) = r.streams.resume(&r.topic, r.partition) {
