@@ -82,41 +82,51 @@ fn labels<'a>(label: &'a Label, cells: &mut Vec<Cell<'a>>) {
     }
 }
 
+/// A rate's columns, as `/insights/rates` and `/insights/opportunities`
+/// both give them (see [`rate_cells`]).
+const RATE_COLUMNS: [&str; 12] = [
+    "population",
+    "askers",
+    "statements",
+    "rate",
+    "rate_low",
+    "rate_high",
+    "expected",
+    "ratio",
+    "ratio_low",
+    "ratio_high",
+    "p",
+    "q",
+];
+
+/// The cells of [`RATE_COLUMNS`]: the three counts, then the nine figures
+/// in the columns' order.
+fn rate_cells<'a>(counts: [u64; 3], figures: [Option<f64>; 9]) -> impl Iterator<Item = Cell<'a>> {
+    counts
+        .into_iter()
+        .map(Cell::Int)
+        .chain(figures.into_iter().map(Cell::Number))
+}
+
 pub fn rates(keys: &[Key], rates: &Rates) -> Vec<u8> {
-    let mut table = Table::new(&header(
-        keys,
-        &[
-            "population",
-            "askers",
-            "statements",
-            "rate",
-            "rate_low",
-            "rate_high",
-            "expected",
-            "ratio",
-            "ratio_low",
-            "ratio_high",
-            "p",
-            "q",
-        ],
-    ));
+    let mut table = Table::new(&header(keys, &RATE_COLUMNS));
     for r in &rates.rows {
         let mut cells = Vec::new();
         labels(&r.label, &mut cells);
-        cells.extend([
-            Cell::Int(r.population),
-            Cell::Int(r.askers),
-            Cell::Int(r.statements),
-            Cell::Number(r.rate),
-            Cell::Number(r.rate_low),
-            Cell::Number(r.rate_high),
-            Cell::Number(r.expected),
-            Cell::Number(r.ratio),
-            Cell::Number(r.ratio_low),
-            Cell::Number(r.ratio_high),
-            Cell::Number(r.p),
-            Cell::Number(r.q),
-        ]);
+        cells.extend(rate_cells(
+            [r.population, r.askers, r.statements],
+            [
+                r.rate,
+                r.rate_low,
+                r.rate_high,
+                r.expected,
+                r.ratio,
+                r.ratio_low,
+                r.ratio_high,
+                r.p,
+                r.q,
+            ],
+        ));
         table.row(&cells);
     }
     table.finish()
@@ -179,25 +189,9 @@ pub fn emerging(keys: &[Key], emerging: &Emerging) -> Vec<u8> {
 
 /// The ranked cells, the airport flattened into three columns.
 pub fn opportunities(answer: &Opportunities) -> Vec<u8> {
-    let mut table = Table::new(&[
-        "rank",
-        "course",
-        "town",
-        "age_group",
-        "channel",
-        "score",
-        "population",
-        "askers",
-        "statements",
-        "rate",
-        "rate_low",
-        "rate_high",
-        "expected",
-        "ratio",
-        "ratio_low",
-        "ratio_high",
-        "p",
-        "q",
+    let mut columns = vec!["rank", "course", "town", "age_group", "channel", "score"];
+    columns.extend(RATE_COLUMNS);
+    columns.extend([
         "current",
         "previous",
         "growth",
@@ -211,27 +205,33 @@ pub fn opportunities(answer: &Opportunities) -> Vec<u8> {
         "airport_distance_km",
         "why",
     ]);
+    let mut table = Table::new(&columns);
     for r in &answer.rows {
         let airport = r.airport.as_ref();
-        table.row(&[
+        let mut cells = vec![
             Cell::Int(r.rank as u64),
             Cell::Text(&r.course),
             Cell::Text(&r.town),
             Cell::Text(&r.age_group),
             Cell::Text(&r.channel),
             Cell::Number(Some(r.score)),
-            Cell::Int(r.population),
-            Cell::Int(r.askers),
-            Cell::Int(r.statements),
-            Cell::Number(Some(r.rate)),
-            Cell::Number(Some(r.rate_low)),
-            Cell::Number(Some(r.rate_high)),
-            Cell::Number(Some(r.expected)),
-            Cell::Number(Some(r.ratio)),
-            Cell::Number(Some(r.ratio_low)),
-            Cell::Number(Some(r.ratio_high)),
-            Cell::Number(Some(r.p)),
-            Cell::Number(Some(r.q)),
+        ];
+        cells.extend(rate_cells(
+            [r.population, r.askers, r.statements],
+            [
+                r.rate,
+                r.rate_low,
+                r.rate_high,
+                r.expected,
+                r.ratio,
+                r.ratio_low,
+                r.ratio_high,
+                r.p,
+                r.q,
+            ]
+            .map(Some),
+        ));
+        cells.extend([
             Cell::Count(r.current),
             Cell::Count(r.previous),
             Cell::Number(r.growth),
@@ -245,6 +245,7 @@ pub fn opportunities(answer: &Opportunities) -> Vec<u8> {
             Cell::Number(airport.map(|a| a.distance_km)),
             Cell::Text(&r.why),
         ]);
+        table.row(&cells);
     }
     table.finish()
 }

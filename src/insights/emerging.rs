@@ -6,7 +6,7 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::cache::Snapshot;
+use super::snapshot::Snapshot;
 use super::params::{EmergingQuery, Key};
 use super::scan::{scan, Cells, Filter, Groups, Label, Visit};
 use super::stats;

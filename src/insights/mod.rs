@@ -24,6 +24,7 @@ pub mod rates;
 pub mod residents;
 pub mod scan;
 pub mod segment;
+pub mod snapshot;
 pub mod stats;
 pub mod store;
 pub mod trend;
@@ -31,7 +32,7 @@ pub mod trend;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-pub use cache::Snapshot;
+pub use snapshot::Snapshot;
 pub use emerging::{Emerging, EmergingRow};
 pub use opportunities::{Opportunities, OpportunitiesQuery, OpportunitiesRaw, Opportunity};
 pub use params::{EmergingQuery, Key, ParamError, RatesQuery, Raw, TrendQuery};
@@ -63,7 +64,7 @@ const WARM_CONNECTIONS: usize = 8;
 /// is left to what is asked next).
 const WARM_WITHIN: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 const WARM_IMPORTS: i64 = 8;
-/// Memory a loaded statement takes, roughly (see `cache::Run`), for the
+/// Memory a loaded statement takes, roughly (see `snapshot::Run`), for the
 /// estimate that keeps warming within the budget before anything is read.
 const BYTES_PER_STATEMENT: usize = 20;
 /// A starting instance says it is ready once those loads are done, or after

@@ -6,7 +6,7 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::cache::Snapshot;
+use super::snapshot::Snapshot;
 use super::params::{Key, RatesQuery, Sort};
 use super::scan::{scan, Cells, Filter, Groups, Label, Touched, Visit};
 use super::stats;
@@ -29,15 +29,32 @@ pub struct RateRow {
     pub q: Option<f64>,
 }
 
-/// The whole import's figures under the same filters.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// Residents who ask among residents, together (the whole import under the
+/// same filters, or the towns near an airport).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = RateTotals)]
 pub struct Totals {
     pub population: u64,
     pub askers: u64,
     pub statements: u64,
+    /// askers / population, with its Wilson 95 % interval.
     pub rate: Option<f64>,
     pub rate_low: Option<f64>,
     pub rate_high: Option<f64>,
+}
+
+impl Totals {
+    pub fn of(population: u64, askers: u64, statements: u64) -> Self {
+        let (rate_low, rate_high) = stats::wilson(askers, population).unzip();
+        Self {
+            population,
+            askers,
+            statements,
+            rate: (population > 0).then(|| askers as f64 / population as f64),
+            rate_low,
+            rate_high,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -201,19 +218,11 @@ pub fn rates(snapshot: &Snapshot, query: &RatesQuery) -> Rates {
     let (mut rows, suppressed) = (kept.rows, kept.suppressed);
     let groups = rows.len();
     rows.truncate(query.limit);
-    let (rate_low, rate_high) = stats::wilson(total_askers, total_population).unzip();
     Rates {
         rows,
         groups,
         suppressed,
-        totals: Totals {
-            population: total_population,
-            askers: total_askers,
-            statements: total_statements,
-            rate: (total_population > 0).then(|| total_askers as f64 / total_population as f64),
-            rate_low,
-            rate_high,
-        },
+        totals: Totals::of(total_population, total_askers, total_statements),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::cache::Snapshot;
+use super::snapshot::Snapshot;
 use super::params::{Common, Key};
 use super::residents::GENDERS;
 

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::cache::Snapshot;
+use super::snapshot::Snapshot;
 use super::params::{Interval, Key, ParamError, TrendQuery, MAX_BUCKETS};
 use super::scan::{scan, time_span, Cells, Filter, Groups, Label, Visit};
 

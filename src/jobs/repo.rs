@@ -264,8 +264,16 @@ pub const CHANNEL: &str = "insikt_jobs";
 
 /// Tells every instance (the owner among them) that job `name` changed.
 pub async fn notify(client: &Client, name: &str) -> Result<(), DbError> {
+    notify_all(client, CHANNEL, &[name]).await
+}
+
+/// One notification on `channel` per payload, in one statement.
+async fn notify_all(client: &Client, channel: &str, payloads: &[&str]) -> Result<(), DbError> {
     client
-        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &name])
+        .execute(
+            "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload",
+            &[&channel, &payloads],
+        )
         .await?;
     Ok(())
 }
@@ -278,10 +286,7 @@ pub const STREAMS_CHANNEL: &str = "insikt_streams";
 /// Tells every instance (the owner among them) that records were written to
 /// `topic`.
 pub async fn notify_written(client: &Client, topic: &str) -> Result<(), DbError> {
-    client
-        .execute("SELECT pg_notify($1, $2)", &[&STREAMS_CHANNEL, &topic])
-        .await?;
-    Ok(())
+    notify_all(client, STREAMS_CHANNEL, &[topic]).await
 }
 
 /// The channel on which an instance that created stream topics tells the
@@ -291,13 +296,8 @@ pub const TOPICS_CHANNEL: &str = "insikt_topics";
 
 /// Tells every instance that `topics` were created.
 pub async fn notify_created(client: &Client, topics: &[String]) -> Result<(), DbError> {
-    client
-        .execute(
-            "SELECT pg_notify($1, topic) FROM unnest($2::text[]) AS topic",
-            &[&TOPICS_CHANNEL, &topics],
-        )
-        .await?;
-    Ok(())
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    notify_all(client, TOPICS_CHANNEL, &topics).await
 }
 
 /// Stores `next` as the job's next offset of `partition` (in the caller's

@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use super::{rule, Candidate, Fix, How, PlacesError, Status};
 use crate::db::Pool;
-use crate::insights::{stats, Insights, RateRow, RatesQuery, Raw};
+use crate::insights::rates::Totals;
+use crate::insights::{Insights, RateRow, RatesQuery, Raw};
 
 /// The largest radius: about half the Earth's circumference.
 pub const MAX_RADIUS_KM: f64 = 20_000.0;
@@ -187,12 +188,8 @@ pub struct NotPlaced {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NearTotals {
     pub towns: usize,
-    pub population: u64,
-    pub askers: u64,
-    pub statements: u64,
-    pub rate: Option<f64>,
-    pub rate_low: Option<f64>,
-    pub rate_high: Option<f64>,
+    #[serde(flatten)]
+    pub residents: Totals,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -317,17 +314,13 @@ pub async fn near(
         }
     }
     not_placed.sort_by(|a, b| a.town.cmp(&b.town));
-    let population: u64 = towns.iter().map(|t| t.population).sum();
-    let askers: u64 = towns.iter().map(|t| t.askers).sum();
-    let (rate_low, rate_high) = stats::wilson(askers, population).unzip();
     let totals = NearTotals {
         towns: towns.len(),
-        population,
-        askers,
-        statements: towns.iter().map(|t| t.statements).sum(),
-        rate: (population > 0).then(|| askers as f64 / population as f64),
-        rate_low,
-        rate_high,
+        residents: Totals::of(
+            towns.iter().map(|t| t.population).sum(),
+            towns.iter().map(|t| t.askers).sum(),
+            towns.iter().map(|t| t.statements).sum(),
+        ),
     };
     Ok(Near {
         center,

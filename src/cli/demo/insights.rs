@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{poll, say, Api, Poll};
+use super::api::{poll, Api, Poll};
+use super::say;
 use crate::cli::CliError;
 use crate::demo::offered;
 

@@ -10,6 +10,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use super::error::{respond, ApiError};
+use crate::insights::rates::Totals;
 use super::extract::{query, raw_query};
 use super::routes::{route, PathParams};
 use super::schema::ErrorBody;
@@ -24,7 +25,7 @@ use crate::insights::{
     self, csv, EmergingQuery, InsightsError, ParamError, RatesQuery, Raw, TrendQuery,
 };
 use schema::{
-    EmergingBody, EmergingRowSchema, RateRowSchema, RatesBody, SeriesSchema, TotalsSchema,
+    EmergingBody, EmergingRowSchema, RateRowSchema, RatesBody, SeriesSchema,
     TrendBody,
 };
 
@@ -58,7 +59,7 @@ pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(rates, trend, emerging),
-    components(schemas(RatesBody, RateRowSchema, TotalsSchema, TrendBody, SeriesSchema, EmergingBody, EmergingRowSchema, Suppressed<RatesBody>, Suppressed<TrendBody>, Suppressed<EmergingBody>)),
+    components(schemas(RatesBody, RateRowSchema, Totals, TrendBody, SeriesSchema, EmergingBody, EmergingRowSchema, Suppressed<RatesBody>, Suppressed<TrendBody>, Suppressed<EmergingBody>)),
     tags((name = "insights", description = "Demand rates against the population, trends and emerging demand"))
 )]
 pub(super) struct Api;

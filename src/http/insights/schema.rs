@@ -2,6 +2,8 @@
 //! the keys named in `by`, so the real rows are dynamic maps these schema-only
 //! types describe for the document.
 
+use crate::insights::rates::Totals;
+
 /// The keys a row carries: those named in `by`, and `new_course` with `course`.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
@@ -63,19 +65,6 @@ pub(super) struct RateRowSchema {
     q: Option<f64>,
 }
 
-/// The whole import under the same filters.
-#[derive(utoipa::ToSchema)]
-#[schema(as = RateTotals)]
-#[allow(dead_code)]
-pub(super) struct TotalsSchema {
-    population: u64,
-    askers: u64,
-    statements: u64,
-    rate: Option<f64>,
-    rate_low: Option<f64>,
-    rate_high: Option<f64>,
-}
-
 #[derive(utoipa::ToSchema)]
 #[schema(as = Rates)]
 #[allow(dead_code)]
@@ -87,7 +76,8 @@ pub(super) struct RatesBody {
     /// Rows before `limit`.
     groups: u64,
     rows: Vec<RateRowSchema>,
-    totals: TotalsSchema,
+    /// The whole import under the same filters.
+    totals: Totals,
 }
 
 /// One group's series, aligned with `buckets`.
