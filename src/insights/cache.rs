@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::try_join_all;
 
 use super::residents::{self, Residents};
-use super::segment;
-use super::snapshot::{Courses, Held, Run, Snapshot};
+use super::segment::{self, Decoded};
+use super::snapshot::{Held, Run, Snapshot};
 use super::store::{self, Directory, Listed};
 use super::InsightsError;
 use crate::db::Pool;

@@ -6,9 +6,9 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::snapshot::Snapshot;
 use super::params::{EmergingQuery, Key};
 use super::scan::{scan, Cells, Filter, Groups, Label, Visit};
+use super::snapshot::Snapshot;
 use super::stats;
 
 #[derive(Debug, Clone, PartialEq)]

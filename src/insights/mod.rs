@@ -32,11 +32,11 @@ pub mod trend;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-pub use snapshot::Snapshot;
 pub use emerging::{Emerging, EmergingRow};
 pub use opportunities::{Opportunities, OpportunitiesQuery, OpportunitiesRaw, Opportunity};
 pub use params::{EmergingQuery, Key, ParamError, RatesQuery, Raw, TrendQuery};
 pub use rates::{RateRow, Rates, Totals};
+pub use snapshot::Snapshot;
 pub use trend::{Series, Trend};
 
 use crate::db::{DbError, Pool};

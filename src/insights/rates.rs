@@ -6,9 +6,9 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::snapshot::Snapshot;
 use super::params::{Key, RatesQuery, Sort};
 use super::scan::{scan, Cells, Filter, Groups, Label, Touched, Visit};
+use super::snapshot::Snapshot;
 use super::stats;
 
 /// One group's figures (and course's, when course is a key).

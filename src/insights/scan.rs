@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 
-use super::snapshot::Snapshot;
 use super::params::{Common, Key};
 use super::residents::GENDERS;
+use super::snapshot::Snapshot;
 
 /// The statements that count (SPEC section 5, "Terms"), as numbers.
 #[derive(Debug, Clone, Copy)]

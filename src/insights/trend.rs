@@ -5,9 +5,9 @@
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::snapshot::Snapshot;
 use super::params::{Interval, Key, ParamError, TrendQuery, MAX_BUCKETS};
 use super::scan::{scan, time_span, Cells, Filter, Groups, Label, Visit};
+use super::snapshot::Snapshot;
 
 const DAY: i64 = 86_400_000_000;
 

@@ -29,7 +29,11 @@ impl Api {
     }
 
     /// The body of a 2xx answer, or the service's reasons.
-    pub(super) async fn answer(&self, url: String, response: reqwest::Response) -> Result<Value, CliError> {
+    pub(super) async fn answer(
+        &self,
+        url: String,
+        response: reqwest::Response,
+    ) -> Result<Value, CliError> {
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if status.is_success() {
@@ -273,7 +277,11 @@ pub(super) enum Poll<T> {
 }
 
 /// Looks every `every` until `check` is ready, gives up, or `timeout` passed.
-pub(super) async fn poll<T, F, Fut>(timeout: Duration, every: Duration, mut check: F) -> Result<T, CliError>
+pub(super) async fn poll<T, F, Fut>(
+    timeout: Duration,
+    every: Duration,
+    mut check: F,
+) -> Result<T, CliError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Poll<T>, CliError>>,

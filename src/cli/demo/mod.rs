@@ -10,15 +10,14 @@ mod api;
 mod insights;
 
 use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
-use super::{describe, CliError};
+use super::CliError;
 use crate::config::Config;
-use crate::demo::{BadRecord, Plan, Resident, Sample, PLACE_FIXES};
+use crate::demo::{BadRecord, Plan, Resident, Sample};
 use crate::kafka::Producer;
 use api::Api;
 

@@ -10,12 +10,12 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use super::error::{respond, ApiError};
-use crate::insights::rates::Totals;
 use super::extract::{query, raw_query};
 use super::routes::{route, PathParams};
 use super::schema::ErrorBody;
 use super::suppressed::{self, Suppressed};
 use super::{with_state, State};
+use crate::insights::rates::Totals;
 mod opportunities;
 mod schema;
 
@@ -24,10 +24,7 @@ pub(super) use opportunities::Api as OpportunitiesApi;
 use crate::insights::{
     self, csv, EmergingQuery, InsightsError, ParamError, RatesQuery, Raw, TrendQuery,
 };
-use schema::{
-    EmergingBody, EmergingRowSchema, RateRowSchema, RatesBody, SeriesSchema,
-    TrendBody,
-};
+use schema::{EmergingBody, EmergingRowSchema, RateRowSchema, RatesBody, SeriesSchema, TrendBody};
 
 pub fn routes(state: &State) -> BoxedFilter<(Response,)> {
     let rates = route("/imports/{id}/insights/rates", Method::GET)
