@@ -119,7 +119,23 @@ async fn run(binary: &str, config: &insikt::config::Config, n: usize) -> String 
 
     // Idle.
     tokio::time::sleep(Duration::from_secs(10)).await;
+    // INSIKT_BENCH_PERF=prefix: `perf record` of the idle instance beside
+    // the CPU measure (prefix-N.data): librdkafka's threads block the
+    // signals the service's own profiler samples with.
+    let perf = std::env::var("INSIKT_BENCH_PERF").ok().and_then(|prefix| {
+        std::process::Command::new("perf")
+            .args(["record", "-F", "99", "-g", "-o"])
+            .arg(format!("{prefix}-{n}.data"))
+            .args(["-p", &child.id().to_string(), "--", "sleep", "25"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()
+    });
     out += &resources(child.id()).await;
+    if let Some(mut perf) = perf {
+        let _ = perf.wait();
+    }
     out += &format!(
         "partitions asleep (idle streams, paused): {}\n",
         asleep(&http, &base).await
