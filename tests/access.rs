@@ -170,7 +170,7 @@ async fn token_outcomes() {
     assert_eq!(response.status(), 201);
     // Open routes need nothing.
     assert_eq!(app.get("/healthz").await.status(), 200);
-    let (code, ready) = json(app.get("/readyz").await).await;
+    let (code, ready) = app.ready().await;
     assert_eq!(code, 200, "{ready}");
     assert_eq!(ready["data"]["access"], "tokens");
     // The token values are nowhere in what the service wrote about them.
@@ -193,7 +193,7 @@ async fn token_outcomes() {
 async fn without_read_or_write_tokens_the_service_is_open_and_says_so() {
     // Every test app has the plaintext admin token only: open, as in 2019.
     let app = TestApp::spawn().await;
-    let (code, ready) = json(app.get("/readyz").await).await;
+    let (code, ready) = app.ready().await;
     assert_eq!(code, 200, "{ready}");
     assert_eq!(ready["data"]["access"], "open");
     assert_eq!(app.get("/jobs").await.status(), 200);

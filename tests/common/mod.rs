@@ -382,6 +382,19 @@ impl TestApp {
         self.served.metric(series).await
     }
 
+    /// `GET /readyz` once it answers 200 (its consumers join their groups
+    /// first): status and body.
+    pub async fn ready(&self) -> (u16, Value) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = json(self.get("/readyz").await).await;
+            if status == 200 || std::time::Instant::now() >= deadline {
+                return (status, body);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// A connection to this app's database, to check what was (not) written.
     pub async fn db(&self) -> tokio_postgres::Client {
         connect(&self.database.url).await
