@@ -58,9 +58,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// broker's metadata a moment later, and librdkafka may let a refresh that
 /// comes during a rebalance go by), or they went to another instance.
 const REFRESH_FOR: Duration = Duration::from_secs(30);
-/// How often the refresh asks again meanwhile (a new topic is asked for at
-/// once): each answer lists every topic of the cluster.
+/// How often the refresh asks again meanwhile: each answer lists every
+/// topic of the cluster.
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
+/// How soon after a refresh a new topic is asked for: a burst of new
+/// imports (a hundred a second) shares refreshes instead of asking for
+/// thousands of topics ten times a second.
+const ASK_SPACING: Duration = Duration::from_millis(250);
 /// How long a leaving consumer waits for the last partition queue to go, so
 /// that the client is destroyed on its own thread, not a runtime worker.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
@@ -102,9 +106,8 @@ impl Refresh {
         if self.awaited.is_empty() {
             self.until = None;
         }
-        self.asked
-            || (!self.awaited.is_empty()
-                && last.is_none_or(|last| now.duration_since(last) >= REFRESH_EVERY))
+        let after = |spacing| last.is_none_or(|last| now.duration_since(last) >= spacing);
+        (self.asked && after(ASK_SPACING)) || (!self.awaited.is_empty() && after(REFRESH_EVERY))
     }
 }
 
@@ -418,7 +421,8 @@ fn serve(consumer: Arc<Client>, stop: &AtomicBool, refresh: &Mutex<Refresh>, ass
         let now = Instant::now();
         let due = refresh.lock().is_ok_and(|mut r| {
             let due = r.due(assigned, last, now);
-            r.asked = false;
+            // An ask not due yet waits for the spacing, not lost.
+            r.asked &= !due;
             due
         });
         if due {
