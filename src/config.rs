@@ -400,7 +400,7 @@ pub struct Config {
     /// made by this instance, or by another that told it (PostgreSQL
     /// `NOTIFY`), are looked for at once; this finds whatever was missed.
     /// Each refresh costs in proportion to the cluster's topics.
-    #[arg(long, env = "INSIKT_KAFKA_METADATA_REFRESH", default_value = "60s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "INSIKT_KAFKA_METADATA_REFRESH", default_value = "300s", value_parser = parse_duration, global = true)]
     pub kafka_metadata_refresh: Duration,
 
     /// How long a stream may stay idle before its partition sleeps (paused:

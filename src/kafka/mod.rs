@@ -4,6 +4,7 @@
 mod cluster;
 mod group;
 mod partition;
+mod polling;
 mod replication;
 mod streams;
 mod transactions;

@@ -18,21 +18,21 @@
 //! job, or one that fell behind, holds no prefetch and never holds back the
 //! other partitions, each of which has a queue and a prefetch of its own.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset};
+use rdkafka::consumer::Consumer;
+use rdkafka::Offset;
 use tokio::sync::{Notify, Semaphore};
 
 use super::group::{
-    is_quiet, list_of, shard_group, shard_of, topic_pattern, Assigned, GroupTiming, Member,
-    Ownership,
+    list_of, shard_group, shard_of, topic_pattern, Assigned, GroupTiming, Member, Ownership,
 };
 use super::partition::PartitionStream;
+use super::polling::{serve, Client, Refresh, REFRESH_FOR, REQUEST_TIMEOUT};
 use super::{client_config, KafkaClientError};
 
 /// How the consumer is set up.
@@ -48,26 +48,6 @@ pub struct StreamsConfig {
     pub consumers: usize,
 }
 
-/// How long the main queue is polled at a time (the stop flag and the
-/// metadata refresh are looked at in between).
-const POLL: Duration = Duration::from_millis(100);
-/// How long seeks and the topic refresh wait.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a refresh asks again for topics not assigned here yet. Asked
-/// again until the group assigned them (a topic just created reaches the
-/// broker's metadata a moment later, and librdkafka may let a refresh that
-/// comes during a rebalance go by), or they went to another instance.
-const REFRESH_FOR: Duration = Duration::from_secs(30);
-/// How often the refresh asks again meanwhile: each answer lists every
-/// topic of the cluster.
-const REFRESH_EVERY: Duration = Duration::from_secs(1);
-/// How soon after a refresh a new topic is asked for: a burst of new
-/// imports (a hundred a second) shares refreshes instead of asking for
-/// thousands of topics ten times a second.
-const ASK_SPACING: Duration = Duration::from_millis(250);
-/// How long a leaving consumer waits for the last partition queue to go, so
-/// that the client is destroyed on its own thread, not a runtime worker.
-const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// Blocking calls (seeks, positions) at once: bounded, so that
 /// thousands of jobs starting together do not fill tokio's blocking pool
 /// with threads.
@@ -78,38 +58,6 @@ const BLOCKING_CALLS: usize = 4;
 /// behind has its partition paused, which drops this prefetch. 2 MiB is
 /// some 20 ms of the fastest job's reading (`scripts/bench.sh stream`).
 const PREFETCH_KIB: u32 = 2048;
-
-type Client = BaseConsumer<Member>;
-
-/// Topics awaited in the consumer's assignment, until when, and whether
-/// one was asked for since the last refresh.
-#[derive(Default)]
-struct Refresh {
-    awaited: HashSet<String>,
-    until: Option<Instant>,
-    asked: bool,
-}
-
-impl Refresh {
-    /// Whether to ask for the metadata now, the last time being `last`;
-    /// forgets the topics assigned here since, and all of them after
-    /// [`REFRESH_FOR`].
-    fn due(&mut self, assigned: &Assigned, last: Option<Instant>, now: Instant) -> bool {
-        if self.until.is_some_and(|until| now >= until) {
-            self.awaited.clear();
-        }
-        if !self.awaited.is_empty() {
-            if let Ok(assigned) = assigned.lock() {
-                self.awaited.retain(|topic| !assigned.contains_key(topic));
-            }
-        }
-        if self.awaited.is_empty() {
-            self.until = None;
-        }
-        let after = |spacing| last.is_none_or(|last| now.duration_since(last) >= spacing);
-        (self.asked && after(ASK_SPACING)) || (!self.awaited.is_empty() && after(REFRESH_EVERY))
-    }
-}
 
 /// The instance's consumers; cheap to clone. Leave their groups on
 /// [`Streams::leave`] (or when the last handle is dropped).
@@ -411,55 +359,6 @@ impl Shard {
             thread: Mutex::new(Some(thread)),
         })
     }
-}
-
-/// The consumer's thread: polls the main queue (rebalance callbacks,
-/// errors) until stopped, then leaves the group and destroys the client.
-fn serve(consumer: Arc<Client>, stop: &AtomicBool, refresh: &Mutex<Refresh>, assigned: &Assigned) {
-    let mut last = None;
-    while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        let due = refresh.lock().is_ok_and(|mut r| {
-            let due = r.due(assigned, last, now);
-            // An ask not due yet waits for the spacing, not lost.
-            r.asked &= !due;
-            due
-        });
-        if due {
-            last = Some(now);
-            // All topics: only that lets librdkafka update the subscription.
-            if let Err(error) = consumer.fetch_metadata(None, REQUEST_TIMEOUT) {
-                tracing::debug!(%error, "topic refresh failed; retrying");
-            }
-        }
-        match consumer.poll(POLL) {
-            // Fetched for a partition before its queue was split: its job
-            // seeks to its stored offsets, so it is read again there.
-            Some(Ok(message)) => tracing::debug!(
-                topic = message.topic(),
-                partition = message.partition(),
-                offset = message.offset(),
-                "record outside a partition queue ignored"
-            ),
-            Some(Err(error)) if is_quiet(&error) => tracing::debug!(%error, "kafka consumer"),
-            Some(Err(error)) => tracing::warn!(%error, "kafka consumer"),
-            None => {}
-        }
-    }
-    // Closing revokes every partition through the callback (the jobs stop
-    // first) and leaves the group.
-    if let Err(error) = consumer.close_queue() {
-        tracing::warn!(%error, "could not leave the consumer group cleanly");
-    } else {
-        while !consumer.closed() {
-            consumer.poll(POLL);
-        }
-    }
-    let deadline = Instant::now() + CLOSE_WAIT;
-    while Arc::strong_count(&consumer) > 1 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    drop(consumer);
 }
 
 impl std::fmt::Debug for Streams {
