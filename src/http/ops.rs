@@ -99,9 +99,7 @@ pub(super) fn healthz() -> Response {
             are running; `fields` names it (`{\"postgres\": \"unavailable\", \"kafka\": \"ok\", \
             \"insights\": \"ok\"}`), `kafka` is `not_writable` when a partition has fewer \
             in-sync replicas than its `min.insync.replicas`, and `kafka_replication` lists \
-            them; `insights` is `loading` while the start's loads run, `streams` \
-            `joining` until the consumer groups first assigned this instance its streams \
-            (30 s at most)", body = ErrorBody),
+            them; `insights` is `loading` while the start's loads run", body = ErrorBody),
     )
 )]
 #[tracing::instrument(name = "readyz", skip_all)]
@@ -146,12 +144,7 @@ pub(super) async fn readyz(state: State) -> Result<Response, ApiError> {
         "insights".to_owned(),
         Value::String(if loading { "loading" } else { "ok" }.to_owned()),
     );
-    let joining = state.supervisor.joining();
-    checks.insert(
-        "streams".to_owned(),
-        Value::String(if joining { "joining" } else { "ok" }.to_owned()),
-    );
-    if failing.is_empty() && !loading && !joining {
+    if failing.is_empty() && !loading {
         Ok(data(
             StatusCode::OK,
             &Readiness {
@@ -178,12 +171,10 @@ pub(super) async fn readyz(state: State) -> Result<Response, ApiError> {
         }
         Err(ApiError::unavailable(
             "not_ready",
-            if !failing.is_empty() {
-                format!("not ready: {} unavailable", failing.join(" and "))
-            } else if loading {
+            if failing.is_empty() {
                 "not ready: loading the imports asked lately (at most 30 s)".to_owned()
             } else {
-                "not ready: joining the consumer groups (at most 30 s)".to_owned()
+                format!("not ready: {} unavailable", failing.join(" and "))
             },
         )
         .with_fields(checks))

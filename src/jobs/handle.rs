@@ -70,11 +70,7 @@ pub struct SupervisorHandle {
     /// The group join (until done) and the change listener.
     tasks: Arc<[tokio::task::JoinHandle<()>; 2]>,
     announced: Arc<Announced>,
-    started: std::time::Instant,
 }
-
-/// How long readiness waits for the consumer groups' first assignments.
-const JOIN_WAIT: Duration = Duration::from_secs(30);
 
 /// How often at most an instance tells the others that it wrote to a
 /// topic. Shorter than a reader's wait before it sleeps: a write that is not
@@ -143,7 +139,6 @@ impl SupervisorHandle {
             context,
             tasks: Arc::new([joining, listener]),
             announced: Arc::default(),
-            started: std::time::Instant::now(),
         })
     }
 
@@ -191,20 +186,6 @@ impl SupervisorHandle {
             .await?;
         self.written(&stream.topic);
         Ok(sent)
-    }
-
-    /// Whether the instance is still joining its consumer groups (their
-    /// first assignments not had yet, for [`JOIN_WAIT`] at most): a
-    /// restarted instance is ready once its jobs are placed, and the first
-    /// asks it gets do not share its cores with the joins (each consumer
-    /// reads the metadata of every topic of the cluster then).
-    pub fn joining(&self) -> bool {
-        self.started.elapsed() < JOIN_WAIT
-            && !self
-                .context
-                .engine
-                .try_streams()
-                .is_some_and(|streams| streams.joined())
     }
 
     /// Wakes the reader of `topic` if it sleeps here; otherwise tells the

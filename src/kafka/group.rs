@@ -108,8 +108,6 @@ pub(super) type Assigned = Arc<Mutex<HashMap<String, BTreeSet<i32>>>>;
 pub struct Member {
     pub(super) ownership: Arc<dyn Ownership>,
     pub(super) assigned: Assigned,
-    /// Set at the group's first assignment (even of nothing): joined.
-    pub(super) joined: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ClientContext for Member {
@@ -163,8 +161,6 @@ impl ConsumerContext for Member {
                 tracing::error!(%error, "could not take the assigned partitions");
                 return;
             }
-            self.joined
-                .store(true, std::sync::atomic::Ordering::Relaxed);
             if partitions.is_empty() {
                 return;
             }

@@ -75,7 +75,6 @@ struct Inner {
 struct Shard {
     consumer: Arc<Client>,
     assigned: Assigned,
-    joined: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     refresh: Arc<Mutex<Refresh>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -186,14 +185,6 @@ impl Streams {
         }
     }
 
-    /// Whether every consumer has had its group's first assignment.
-    pub fn joined(&self) -> bool {
-        self.inner
-            .shards
-            .iter()
-            .all(|shard| shard.joined.load(Ordering::Relaxed))
-    }
-
     /// The partitions of `topic` assigned to this instance.
     pub fn partitions(&self, topic: &str) -> Vec<i32> {
         self.shard(topic)
@@ -301,11 +292,9 @@ impl Shard {
         ownership: &Arc<dyn Ownership>,
     ) -> Result<Self, KafkaClientError> {
         let assigned = Assigned::default();
-        let joined = Arc::new(AtomicBool::new(false));
         let context = Member {
             ownership: Arc::clone(ownership),
             assigned: Arc::clone(&assigned),
-            joined: Arc::clone(&joined),
         };
         let consumer: Client = client_config(brokers, client_id)
             .set("group.id", group)
@@ -353,7 +342,6 @@ impl Shard {
         Ok(Self {
             consumer,
             assigned,
-            joined,
             stop,
             refresh,
             thread: Mutex::new(Some(thread)),
