@@ -58,7 +58,7 @@ async fn spans_of(trace_id: TraceId) -> Vec<SpanData> {
 async fn a_request_continues_the_trace_of_its_traceparent() {
     spans();
     let app = TestApp::spawn().await;
-    // Ready first (its consumers join their groups), so the traced request
+    // Ready first (the start's insights plan made), so the traced request
     // is answered 200.
     assert_eq!(app.ready().await.0, 200);
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";

@@ -305,18 +305,16 @@ async fn sweep_lags(engine: std::sync::Weak<Inner>) {
         };
         let with_asleep = sweeps % ASLEEP_EVERY_SWEEPS == 0;
         sweeps = sweeps.wrapping_add(1);
-        let asleep = match (with_asleep, inner.asleep.lock()) {
-            (false, Ok(asleep)) => asleep.keys().cloned().collect(),
-            _ => std::collections::HashSet::new(),
-        };
-        let partitions: Vec<Partition> = match inner.lags.lock() {
-            Ok(lags) => lags
+        // Looked up under the lock (taken before `lags`, as nowhere else
+        // takes both), not copied: thousands of names every sweep.
+        let partitions: Vec<Partition> = match (inner.asleep.lock(), inner.lags.lock()) {
+            (Ok(asleep), Ok(lags)) => lags
                 .values()
                 .flat_map(|lag| lag.next.keys())
-                .filter(|(topic, _)| !asleep.contains(topic))
+                .filter(|(topic, _)| with_asleep || !asleep.contains_key(topic))
                 .cloned()
                 .collect(),
-            Err(_) => continue,
+            _ => continue,
         };
         if partitions.is_empty() {
             continue;

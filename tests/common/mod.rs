@@ -382,8 +382,8 @@ impl TestApp {
         self.served.metric(series).await
     }
 
-    /// `GET /readyz` once it answers 200 (its consumers join their groups
-    /// first): status and body.
+    /// `GET /readyz` once it answers 200 (after the start's insights plan
+    /// and loads): status and body.
     pub async fn ready(&self) -> (u16, Value) {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
